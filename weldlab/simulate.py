@@ -108,8 +108,8 @@ def _slag(rng, size, px=GDXRAY_PIXEL_MM):
     texture /= texture.std() + 1e-12
     body = np.clip(envelope + 0.35 * texture, 0.0, None)
     body = np.sqrt(body / (body.max() + 1e-12))
-    # Slag attenuates about 40 % as much as steel: a void of 60 % of its thickness.
-    return -0.6 * 2.0 * b * px * body
+    # Slag attenuates about 60 % as much as steel: a void of 40 % of its thickness.
+    return -0.4 * 2.0 * b * px * body
 
 
 def _defect_thickness(kind, rng):
@@ -122,7 +122,7 @@ def _defect_thickness(kind, rng):
         Pixel of ``dt`` placed at the defect's position.
     """
     if kind == "pore":
-        r = rng.uniform(2.0, 9.0)
+        r = rng.uniform(1.5, 7.0)
         dt = _ellipsoid(r, r, 0.0)
     elif kind == "tungsten":
         r = rng.uniform(1.5, 4.0)
@@ -140,19 +140,19 @@ def _defect_thickness(kind, rng):
             np.minimum(view, p, out=view)
     elif kind == "wormhole":
         a = rng.uniform(10.0, 45.0)
-        dt = _ellipsoid(a, rng.uniform(2.0, 5.0), rng.normal(0.0, 0.25))
+        dt = _ellipsoid(a, rng.uniform(1.5, 4.0), rng.normal(0.0, 0.25))
     elif kind == "slag":
         dt = _slag(rng, rng.uniform(8.0, 40.0))
     elif kind == "crack":
         dt, anchor = _path_defect(
-            rng, rng.uniform(30, 180), rng.uniform(1.0, 2.0), rng.uniform(0.2, 0.8),
+            rng, rng.uniform(30, 180), rng.uniform(1.0, 2.0), rng.uniform(0.15, 0.6),
             heading=rng.uniform(0, 2 * np.pi), wander=0.15,
         )
         return dt, anchor
     elif kind in ("lack_of_fusion", "incomplete_penetration"):
         width = rng.uniform(2.0, 4.0) if kind == "lack_of_fusion" else rng.uniform(3.0, 6.0)
         dt, anchor = _path_defect(
-            rng, rng.uniform(80, 400), width, rng.uniform(0.15, 0.6),
+            rng, rng.uniform(80, 400), width, rng.uniform(0.1, 0.45),
             heading=rng.normal(0.0, 0.03) + rng.choice([0.0, np.pi]), wander=0.01,
         )
         return dt, anchor

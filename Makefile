@@ -1,0 +1,27 @@
+# Two commands do everything on a fresh machine:
+#   make book   set-up, then the whole book in the quick preset on simulated data
+#   make test   set-up, then all tests (library + every chapter in the quick preset)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PRESET ?= quick
+DATA   ?= synthetic
+
+.PHONY: setup book test clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[book,test]"
+	touch $@
+
+book: setup
+	$(VENV)/bin/weldlab book --preset $(PRESET) --data $(DATA)
+
+test: setup
+	$(PY) -m pytest
+
+clean:
+	rm -rf _build

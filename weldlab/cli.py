@@ -1,0 +1,146 @@
+"""The ``weldlab`` command line.
+
+Subcommands
+-----------
+``weldlab book``      execute every chapter with papermill and render the HTML book
+``weldlab datasets``  build (or reuse) the patch datasets of a preset and print Table 1
+``weldlab simulate``  write simulated radiographs and their masks as PNG files
+``weldlab calibrate`` compare simulator and GDXray statistics (chapter 1's table)
+
+Every subcommand takes ``--preset``, ``--data``, ``--gdxray-root`` and any number of
+``-p NAME=VALUE`` parameter overrides, as the chapters do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import DATA_SOURCES, PRESETS, make_config, parse_override
+
+
+def _common(p):
+    p.add_argument("--preset", choices=PRESETS, default="quick", help="parameter preset (default: quick)")
+    p.add_argument("--data", choices=DATA_SOURCES, default=None,
+                   help="radiographs: the embedded simulator (default) or GDXray")
+    p.add_argument("--gdxray-root", default=None, metavar="DIR",
+                   help="GDXray folder holding Welding/W0001 and W0002 (else $WELDLAB_GDXRAY or ../shared/data/gdxray)")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="override one parameter (repeatable), e.g. -p seed=3")
+
+
+def _overrides(args):
+    return dict(parse_override(t) for t in args.param)
+
+
+def _config(args):
+    o = _overrides(args)
+    if args.data:
+        o["data"] = args.data
+    if args.gdxray_root:
+        o["gdxray_root"] = str(Path(args.gdxray_root).resolve())
+    return make_config(args.preset, **o)
+
+
+def cmd_book(args):
+    from .book import run_book
+
+    run_book(args.preset, args.data, args.gdxray_root, _overrides(args), html=not args.no_html,
+             only=args.only)
+    return 0
+
+
+def cmd_datasets(args):
+    from .datasets import build_or_load
+
+    cfg = _config(args)
+    ds = build_or_load(cfg, out_dir=args.out, rebuild=args.rebuild)
+    print(f"datasets in {ds.path} (built in {ds.manifest['build_seconds']} s)")
+    width = max(map(len, ds.counts))
+    for k, v in ds.counts.items():
+        print(f"  {k:<{width}}  {v:>8}")
+    return 0
+
+
+def cmd_simulate(args):
+    import imageio.v3 as iio
+    import numpy as np
+
+    from .simulate import simulate_radiographs
+
+    cfg = _config(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rs = simulate_radiographs(args.n, cfg.seed, cfg.sim_height, cfg.sim_width, cfg.sim_defects_per_kpx)
+    for r in rs:
+        iio.imwrite(out / f"{r.name}.png", np.round(r.image * 255).astype(np.uint8))
+        iio.imwrite(out / f"{r.name}_mask.png", (r.mask * 255).astype(np.uint8))
+        print(out / f"{r.name}.png")
+    return 0
+
+
+def cmd_calibrate(args):
+    from .calibration import radiograph_stats
+    from .radiographs import load_gdxray
+    from .simulate import simulate_radiographs
+
+    cfg = _config(args)
+    rows = {}
+    for r in load_gdxray(cfg.gdxray_root):
+        rows[r.name] = radiograph_stats(r.image, r.mask)
+    for r in simulate_radiographs(args.n, cfg.seed, cfg.sim_height, cfg.sim_width, cfg.sim_defects_per_kpx):
+        rows[r.name] = radiograph_stats(r.image, r.mask)
+    print(json.dumps(rows, indent=1))
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="weldlab", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"weldlab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("book", help="execute the chapters and render the HTML book")
+    _common(p)
+    p.add_argument("--no-html", action="store_true", help="execute the chapters only")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="execute only these chapters (no HTML)")
+    p.set_defaults(func=cmd_book)
+
+    p = sub.add_parser("datasets", help="build or reuse the patch datasets")
+    _common(p)
+    p.add_argument("--out", default=None, help="dataset folder (default: artifacts/<data>/<preset>/datasets)")
+    p.add_argument("--rebuild", action="store_true", help="rebuild even if a matching dataset exists")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("simulate", help="write simulated radiographs and masks as PNG")
+    _common(p)
+    p.add_argument("--n", type=int, default=4, help="number of radiographs")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("calibrate", help="simulator vs GDXray statistics as JSON")
+    _common(p)
+    p.add_argument("--n", type=int, default=10, help="simulated radiographs to measure")
+    p.set_defaults(func=cmd_calibrate)
+    return parser
+
+
+def main(argv=None):
+    from .book import BookBuildError, ChapterError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ChapterError, BookBuildError) as exc:
+        print(f"weldlab: error: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        print(f"weldlab: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Presets and parameters shared by the CLI, the chapters and the tests.
+
+A preset is a flat YAML file of parameters (``weldlab/presets/<name>.yaml``); papermill
+takes the same file with ``-f``. :class:`Config` holds and validates them; its defaults
+are the ``quick`` preset, so a chapter run without parameters is a quick run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+PRESETS = ("quick", "standard", "paper")
+DATA_SOURCES = ("synthetic", "gdxray")
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
+
+@dataclass(frozen=True)
+class Config:
+    """All parameters of a weldlab run.
+
+    Attributes
+    ----------
+    preset : str
+        ``quick``, ``standard`` or ``paper``.
+    data : str
+        ``synthetic`` (the embedded simulator) or ``gdxray``.
+    gdxray_root : str or None
+        GDXray folder; None means ``$WELDLAB_GDXRAY`` or ``../shared/data/gdxray``.
+    artifacts_root : str
+        Folder under which ``<data>/<preset>/`` holds datasets, models and results.
+    seed : int
+        Master seed of everything random in the datasets.
+    sim_train_radiographs, sim_test_radiographs : int
+        Simulated radiographs for training and for testing.
+    sim_height, sim_width : int
+        Their size in px.
+    sim_defects_per_kpx : float
+        Mean defects per 1000 px of weld length.
+    gdxray_test : tuple of str
+        GDXray radiographs held out for testing (the rest train).
+    n_train_okay, n_val_okay, n_train_defect, n_test_okay, n_test_defect : int
+        Unique patches wanted (fewer when the radiographs do not hold enough).
+    n_sni, n_sc, n_spc : int
+        Sizes of the generated SNI, circular and partial-circle training sets.
+    n_synthetic_test : int
+        Patches per synthetic test type.
+    cnr_cutoffs : tuple of float
+        Low/mid and mid/high contrast-to-noise cut-offs of the test defect classes.
+    natural_images : str or None
+        Folder of natural images for SNI; None uses scikit-image's.
+    progress : bool
+        Show progress bars.
+    """
+
+    preset: str = "quick"
+    data: str = "synthetic"
+    gdxray_root: str | None = None
+    artifacts_root: str = "artifacts"
+    seed: int = 0
+    sim_train_radiographs: int = 6
+    sim_test_radiographs: int = 2
+    sim_height: int = 600
+    sim_width: int = 2400
+    sim_defects_per_kpx: float = 4.0
+    gdxray_test: tuple = ("W0001_0004", "W0001_0005", "W0001_0010")
+    n_train_okay: int = 300
+    n_val_okay: int = 120
+    n_train_defect: int = 150
+    n_test_okay: int = 300
+    n_test_defect: int = 240
+    n_sni: int = 2000
+    n_sc: int = 500
+    n_spc: int = 500
+    n_synthetic_test: int = 40
+    cnr_cutoffs: tuple = (3.0, 7.0)
+    natural_images: str | None = None
+    progress: bool = True
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset: expected one of {PRESETS}, got {self.preset!r}")
+        if self.data not in DATA_SOURCES:
+            raise ValueError(f"data: expected one of {DATA_SOURCES}, got {self.data!r}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("int",) and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"{f.name}: expected an integer, got {value!r}")
+            if f.type in ("int",) and value < 0:
+                raise ValueError(f"{f.name}: expected a non-negative integer, got {value!r}")
+        for name in ("sim_train_radiographs", "sim_test_radiographs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected at least 1, got {getattr(self, name)!r}")
+        if min(self.sim_height, self.sim_width) < 300:
+            raise ValueError(
+                f"sim_height, sim_width: {self.sim_height}x{self.sim_width} px cannot hold "
+                "rotated 192 px patches; use at least 300 px per side"
+            )
+        if not (isinstance(self.sim_defects_per_kpx, (int, float)) and self.sim_defects_per_kpx >= 0):
+            raise ValueError(f"sim_defects_per_kpx: expected a number >= 0, got {self.sim_defects_per_kpx!r}")
+        cut = tuple(self.cnr_cutoffs)
+        if len(cut) != 2 or not 0 <= cut[0] < cut[1]:
+            raise ValueError(f"cnr_cutoffs: expected (low_mid, mid_high) with 0 <= a < b, got {self.cnr_cutoffs!r}")
+        object.__setattr__(self, "cnr_cutoffs", tuple(float(c) for c in cut))
+        object.__setattr__(self, "gdxray_test", tuple(self.gdxray_test))
+
+    @property
+    def artifacts(self) -> Path:
+        """Folder of this run's artifacts: ``<artifacts_root>/<data>/<preset>``."""
+        return Path(self.artifacts_root) / self.data / self.preset
+
+    def dataset_params(self) -> dict:
+        """The parameters that determine the datasets (everything but paths and display)."""
+        skip = {"preset", "artifacts_root", "progress", "extra", "gdxray_root"}
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name in skip:
+                continue
+            if self.data == "synthetic" and f.name == "gdxray_test":
+                continue
+            if self.data == "gdxray" and f.name.startswith("sim_"):
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def dataset_key(self) -> str:
+        """Short hash of :meth:`dataset_params`, stored in the dataset manifest."""
+        blob = json.dumps(self.dataset_params(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("extra")
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def known_parameters():
+    """Names of all parameters a preset or an override may set."""
+    return [f.name for f in dataclasses.fields(Config) if f.name != "extra"]
+
+
+def preset_file(name) -> Path:
+    """Path of a preset's YAML parameter file."""
+    if name not in PRESETS:
+        raise ValueError(f"preset: expected one of {PRESETS}, got {name!r}")
+    return PRESET_DIR / f"{name}.yaml"
+
+
+def load_preset(name) -> dict:
+    """Parameters of a preset as a dict (what papermill receives)."""
+    with open(preset_file(name)) as fh:
+        params = yaml.safe_load(fh) or {}
+    unknown = set(params) - set(known_parameters())
+    if unknown:
+        raise ValueError(f"preset {name!r}: unknown parameters {sorted(unknown)}")
+    return params
+
+
+def parse_override(text):
+    """Parse ``name=value`` from the command line (value read as YAML).
+
+    Returns
+    -------
+    tuple
+        ``(name, value)``.
+    """
+    if "=" not in text:
+        raise ValueError(f"parameter override {text!r}: expected NAME=VALUE")
+    name, raw = text.split("=", 1)
+    name = name.strip()
+    if name not in known_parameters():
+        raise ValueError(
+            f"parameter override {text!r}: unknown parameter {name!r}; known: {', '.join(known_parameters())}"
+        )
+    return name, yaml.safe_load(raw)
+
+
+def make_config(preset="quick", **overrides) -> Config:
+    """A validated :class:`Config` from a preset plus overrides.
+
+    Parameters
+    ----------
+    preset : str
+    **overrides
+        Any of :func:`known_parameters`; ``None`` values are ignored.
+    """
+    params = load_preset(preset)
+    params["preset"] = preset
+    for k, v in overrides.items():
+        if k not in known_parameters():
+            raise ValueError(f"{k}: unknown parameter; known: {', '.join(known_parameters())}")
+        if v is not None:
+            params[k] = v
+    return Config(**params)

@@ -1,0 +1,372 @@
+"""Patch datasets: built once from radiographs, stored compactly, reused.
+
+A dataset folder (``<artifacts>/datasets``) holds one ``.npy`` file per array and a
+``manifest.json`` with the counts, seeds, parameters and data source. Intensities are
+stored as ``uint16`` (``round(x * 65535)``, error below 1e-5, a sixth of an 8-bit gray
+level), masks as ``bool``. The folder is written under a temporary name and renamed when
+complete, so an interrupted build leaves nothing half-written; a folder whose manifest
+matches the requested parameters is loaded instead of rebuilt.
+
+Sets (see chapter 2):
+
+``train_okay``, ``val_okay``
+    okay patches of the training radiographs; ``val_okay`` calibrates thresholds.
+``train_defect`` (+ ``_mask``)
+    defect patches of the training radiographs, the source of the D perturbations
+    (``train_D_delta``, ``train_D_support``).
+``test_okay``, ``test_defect`` (+ ``_mask``, ``_cnr``, ``_contrast``, ``_class``)
+    patches of the held-out radiographs; defects split into low / mid / high contrast.
+``test_<type>`` (+ ``_mask``)
+    test okay patches with one synthetic indication (five types).
+
+The SNI, SC and SPC training sets are generated on demand from their recorded seeds
+(:class:`weldlab.perturbations.GeneratedPerturbations`), never stored.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import perturbations as pert
+from .config import Config
+from .patches import CONTRAST_CLASSES, contrast_class, contrast_to_noise, sample_patches
+from .provenance import atomic_directory, provenance, write_json
+from .radiographs import load_gdxray
+from .simulate import simulate_radiographs
+
+FORMAT_VERSION = 1
+_SCALE = 65535.0
+
+# Independent random streams, one per purpose: default_rng([seed, STREAM, ...]).
+STREAM_SIM_TRAIN, STREAM_SIM_TEST, STREAM_SAMPLE, STREAM_SPLIT = 1, 2, 3, 4
+STREAM_SYNTH_TEST, STREAM_SNI, STREAM_SC, STREAM_SPC = 5, 6, 7, 8
+
+
+def encode(x):
+    """float in [0, 1] -> uint16."""
+    return np.round(np.clip(x, 0.0, 1.0) * _SCALE).astype(np.uint16)
+
+
+def decode(x):
+    """uint16 -> float32 in [0, 1]."""
+    return (np.asarray(x, np.float32) / np.float32(_SCALE)).astype(np.float32)
+
+
+def load_radiographs(cfg: Config):
+    """Training and test radiographs of a configuration.
+
+    Returns
+    -------
+    train, test : list of Radiograph
+    """
+    if cfg.data == "synthetic":
+        kw = dict(height=cfg.sim_height, width=cfg.sim_width, defects_per_kpx=cfg.sim_defects_per_kpx)
+        train = simulate_radiographs(cfg.sim_train_radiographs, seed=int(np.random.SeedSequence([cfg.seed, STREAM_SIM_TRAIN]).generate_state(1)[0]), **kw)
+        test = simulate_radiographs(cfg.sim_test_radiographs, seed=int(np.random.SeedSequence([cfg.seed, STREAM_SIM_TEST]).generate_state(1)[0]), **kw)
+        test = [type(r)(name=r.name.replace("sim_", "simtest_"), image=r.image, mask=r.mask, labels=r.labels) for r in test]
+        return train, test
+    radiographs = load_gdxray(cfg.gdxray_root)
+    names = {r.name for r in radiographs}
+    unknown = set(cfg.gdxray_test) - names
+    if unknown:
+        raise ValueError(f"gdxray_test: {sorted(unknown)} are not among the GDXray radiographs {sorted(names)}")
+    train = [r for r in radiographs if r.name not in cfg.gdxray_test]
+    test = [r for r in radiographs if r.name in cfg.gdxray_test]
+    if not train or not test:
+        raise ValueError("gdxray_test: the split must leave at least one radiograph for training and one for testing")
+    return train, test
+
+
+def _sample_all(radiographs, n_okay, n_defect, seed, stream, progress, desc):
+    """Sample patches from each radiograph and pool them (with their origins)."""
+    from tqdm import tqdm
+
+    # Ask each radiograph for 1.5x its share so that radiographs with few okay (or few
+    # defect) areas are made up for by the others; the pool is trimmed afterwards.
+    per_okay = int(np.ceil(1.5 * n_okay / len(radiographs)))
+    per_defect = int(np.ceil(1.5 * n_defect / len(radiographs)))
+    pools = {"okay": [], "defect": [], "mask": [], "labels": [], "origin_okay": [], "origin_defect": []}
+    for i, r in enumerate(tqdm(radiographs, desc=desc, disable=not progress, unit="radiograph")):
+        rng = np.random.default_rng([seed, stream, i])
+        okay, defect = sample_patches(r.image, r.mask, per_okay, per_defect, rng, labels=r.labels)
+        pools["okay"].append(okay["patches"])
+        pools["defect"].append(defect["patches"])
+        pools["mask"].append(defect["masks"])
+        if r.labels is not None:
+            pools["labels"].append(defect["labels"])
+        for kind, d in (("okay", okay), ("defect", defect)):
+            pools[f"origin_{kind}"].append(
+                np.column_stack([np.full(len(d["theta"]), i), d["centres"], d["theta"]])
+            )
+    out = {k: np.concatenate(v) for k, v in pools.items() if v}
+    return out
+
+
+def _dominant_label(labels, masks):
+    """Most frequent defect type code in the central region of each patch."""
+    from .patches import crop
+
+    lab = crop(labels).reshape(len(labels), -1).astype(np.int64)
+    counts = np.stack([(lab == k).sum(1) for k in range(1, 9)], axis=1)
+    return (counts.argmax(1) + 1).astype(np.int8)
+
+
+def build_datasets(cfg: Config, out_dir=None):
+    """Build all patch datasets of a configuration and write them atomically.
+
+    Parameters
+    ----------
+    cfg : Config
+    out_dir : str or Path, optional
+        Destination (default ``cfg.artifacts / "datasets"``).
+
+    Returns
+    -------
+    PatchDatasets
+    """
+    out_dir = Path(out_dir) if out_dir is not None else cfg.artifacts / "datasets"
+    t0 = time.perf_counter()
+    train_r, test_r = load_radiographs(cfg)
+    seed = cfg.seed
+    train = _sample_all(train_r, cfg.n_train_okay + cfg.n_val_okay, cfg.n_train_defect, seed,
+                        STREAM_SAMPLE, cfg.progress, "training radiographs")
+    test = _sample_all(test_r, cfg.n_test_okay, cfg.n_test_defect, seed, STREAM_SAMPLE + 100,
+                       cfg.progress, "test radiographs")
+    split_rng = np.random.default_rng([seed, STREAM_SPLIT])
+
+    arrays = {}
+    # Okay patches of the training radiographs: shuffle, then validation | training.
+    order = split_rng.permutation(len(train["okay"]))
+    wanted = cfg.n_train_okay + cfg.n_val_okay
+    # If the radiographs hold fewer okay patches than asked, both sets shrink in proportion.
+    n_val = cfg.n_val_okay if len(order) >= wanted else round(len(order) * cfg.n_val_okay / max(wanted, 1))
+    val_idx, tr_idx = order[:n_val], order[n_val : n_val + cfg.n_train_okay]
+    arrays["val_okay"] = train["okay"][val_idx]
+    arrays["val_okay_origin"] = train["origin_okay"][val_idx]
+    arrays["train_okay"] = train["okay"][tr_idx]
+    arrays["train_okay_origin"] = train["origin_okay"][tr_idx]
+    # Pooled sets are trimmed to the requested size after a shuffle.
+    for src, name, n in ((train, "train", cfg.n_train_defect), (test, "test", cfg.n_test_defect)):
+        idx = split_rng.permutation(len(src["defect"]))[:n]
+        arrays[f"{name}_defect"] = src["defect"][idx]
+        arrays[f"{name}_defect_mask"] = src["mask"][idx]
+        arrays[f"{name}_defect_origin"] = src["origin_defect"][idx]
+        if "labels" in src:
+            arrays[f"{name}_defect_type"] = _dominant_label(src["labels"][idx], src["mask"][idx])
+    idx = split_rng.permutation(len(test["okay"]))[: cfg.n_test_okay]
+    arrays["test_okay"] = test["okay"][idx]
+    arrays["test_okay_origin"] = test["origin_okay"][idx]
+
+    # Test defect contrast classes from a measured contrast-to-noise ratio.
+    cnr, contrast, noise = contrast_to_noise(arrays["test_defect"], arrays["test_defect_mask"])
+    arrays["test_defect_cnr"] = cnr.astype(np.float32)
+    arrays["test_defect_contrast"] = contrast.astype(np.float32)
+    arrays["test_defect_class"] = contrast_class(cnr, cfg.cnr_cutoffs)
+    train_cnr = contrast_to_noise(arrays["train_defect"], arrays["train_defect_mask"])[0]
+    arrays["train_defect_cnr"] = train_cnr.astype(np.float32)
+
+    # D perturbations from the training defects.
+    delta, support = pert.real_defect_perturbations(arrays["train_defect"], arrays["train_defect_mask"])
+    arrays["train_D_delta"] = delta.astype(np.float16)
+    arrays["train_D_support"] = support
+
+    # Synthetic test sets: test okay patches + one indication each.
+    n_ok = len(arrays["test_okay"])
+    synthetic = {}
+    if n_ok == 0:
+        raise ValueError("the test radiographs yielded no okay patches; cannot build synthetic test sets")
+    for j, kind in enumerate(pert.TEST_INDICATIONS):
+        rng = np.random.default_rng([seed, STREAM_SYNTH_TEST, j])
+        base = rng.integers(0, n_ok, cfg.n_synthetic_test)
+        gen = pert.GeneratedPerturbations(kind, max(cfg.n_synthetic_test, 1), seed=int(rng.integers(2**31)))
+        d, w = gen[np.arange(cfg.n_synthetic_test)]
+        arrays[f"test_{kind}"] = pert.apply_perturbation(arrays["test_okay"][base], d, w)
+        arrays[f"test_{kind}_mask"] = w
+        arrays[f"test_{kind}_base"] = base
+        synthetic[kind] = {"count": int(cfg.n_synthetic_test), "seed": gen.seed}
+
+    generated = {
+        "sni": {"size": cfg.n_sni, "seed": int(np.random.SeedSequence([seed, STREAM_SNI]).generate_state(1)[0]),
+                "natural_images": cfg.natural_images or "scikit-image data"},
+        "circular": {"size": cfg.n_sc, "seed": int(np.random.SeedSequence([seed, STREAM_SC]).generate_state(1)[0])},
+        "partial_circle": {"size": cfg.n_spc, "seed": int(np.random.SeedSequence([seed, STREAM_SPC]).generate_state(1)[0])},
+    }
+    classes = np.bincount(arrays["test_defect_class"], minlength=3)
+    counts = {
+        "train_okay": len(arrays["train_okay"]),
+        "train_okay_augmented": 6 * len(arrays["train_okay"]),
+        "val_okay": len(arrays["val_okay"]),
+        "train_defect": len(arrays["train_defect"]),
+        "train_defect_augmented": 6 * len(arrays["train_defect"]),
+        "sni": cfg.n_sni,
+        "circular": cfg.n_sc,
+        "partial_circle": cfg.n_spc,
+        "test_okay": len(arrays["test_okay"]),
+        **{f"test_defect_{c}": int(classes[i]) for i, c in enumerate(CONTRAST_CLASSES)},
+        **{f"test_{k}": int(cfg.n_synthetic_test) for k in pert.TEST_INDICATIONS},
+    }
+    requested = {
+        "train_okay": cfg.n_train_okay, "val_okay": cfg.n_val_okay, "train_defect": cfg.n_train_defect,
+        "test_okay": cfg.n_test_okay, "test_defect": cfg.n_test_defect,
+    }
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "dataset_key": cfg.dataset_key(),
+        "params": cfg.dataset_params(),
+        "preset": cfg.preset,
+        "data": cfg.data,
+        "train_radiographs": [r.name for r in train_r],
+        "test_radiographs": [r.name for r in test_r],
+        "counts": counts,
+        "requested": requested,
+        "generated_sets": generated,
+        "synthetic_test": synthetic,
+        "indication_peaks": pert.indication_peak_amplitudes(),
+        "contrast_classes": {"names": list(CONTRAST_CLASSES), "cnr_cutoffs": list(cfg.cnr_cutoffs)},
+        "storage": {"intensity": "uint16, x * 65535", "masks": "bool", "D_delta": "float16"},
+        "build_seconds": None,
+        "provenance": provenance(),
+    }
+    with atomic_directory(out_dir) as tmp:
+        for name, arr in arrays.items():
+            if arr.dtype == np.float32 and name.split("_")[-1] not in ("cnr", "contrast"):
+                arr = encode(arr)
+            np.save(tmp / f"{name}.npy", arr)
+        manifest["build_seconds"] = round(time.perf_counter() - t0, 2)
+        manifest["arrays"] = {
+            name: {"shape": list(np.load(tmp / f"{name}.npy", mmap_mode="r").shape),
+                   "dtype": str(np.load(tmp / f"{name}.npy", mmap_mode="r").dtype)}
+            for name in arrays
+        }
+        write_json(tmp / "manifest.json", manifest)
+    return PatchDatasets(out_dir)
+
+
+def build_or_load(cfg: Config, out_dir=None, rebuild=False):
+    """Load the datasets of ``cfg`` if already built with the same parameters, else build.
+
+    Parameters
+    ----------
+    cfg : Config
+    out_dir : str or Path, optional
+    rebuild : bool
+        Build even if a matching folder exists.
+
+    Returns
+    -------
+    PatchDatasets
+    """
+    out_dir = Path(out_dir) if out_dir is not None else cfg.artifacts / "datasets"
+    manifest = out_dir / "manifest.json"
+    if not rebuild and manifest.is_file():
+        try:
+            ds = PatchDatasets(out_dir)
+        except (ValueError, OSError):
+            ds = None  # unreadable: rebuild below
+        if ds is not None and ds.manifest.get("dataset_key") == cfg.dataset_key():
+            return ds
+    return build_datasets(cfg, out_dir)
+
+
+class PatchDatasets:
+    """Read access to a built dataset folder.
+
+    Parameters
+    ----------
+    path : str or Path
+        Folder with ``manifest.json``.
+
+    Notes
+    -----
+    ``ds["train_okay"]`` gives float32 intensities in [0, 1]; masks and other arrays come
+    back as stored. Arrays are memory-mapped and decoded on access.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        mf = self.path / "manifest.json"
+        if not mf.is_file():
+            raise FileNotFoundError(f"{self.path}: no manifest.json; not a weldlab dataset folder")
+        try:
+            self.manifest = json.loads(mf.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{mf}: corrupt manifest ({exc})") from exc
+        if self.manifest.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{mf}: dataset format {self.manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
+
+    def __contains__(self, name):
+        return (self.path / f"{name}.npy").is_file()
+
+    def names(self):
+        """Names of the stored arrays."""
+        return sorted(p.stem for p in self.path.glob("*.npy"))
+
+    def raw(self, name):
+        """The stored array, memory-mapped, without decoding."""
+        f = self.path / f"{name}.npy"
+        if not f.is_file():
+            raise KeyError(f"{name!r}: no such array in {self.path}; have {self.names()}")
+        return np.load(f, mmap_mode="r")
+
+    def __getitem__(self, name):
+        arr = self.raw(name)
+        return decode(arr) if arr.dtype == np.uint16 else np.asarray(arr)
+
+    @property
+    def counts(self):
+        return self.manifest["counts"]
+
+    def test_sets(self):
+        """The test patches by name: ``okay``, ``high``, ``mid``, ``low`` and the five types.
+
+        Returns
+        -------
+        dict of str -> ndarray, shape (n, 192, 192), float32
+        """
+        out = {"okay": self["test_okay"]}
+        defects, cls = self["test_defect"], self["test_defect_class"]
+        for i, c in reversed(list(enumerate(CONTRAST_CLASSES))):
+            out[c] = defects[cls == i]
+        for kind in pert.TEST_INDICATIONS:
+            out[kind] = self[f"test_{kind}"]
+        return out
+
+    def perturbation_set(self, kind, sources=None):
+        """A training perturbation set: ``"D"``, ``"sni"``, ``"circular"`` (SC) or
+        ``"partial_circle"`` (SPC).
+
+        Returns
+        -------
+        object
+            Indexable: ``delta, support = pset[indices]``, arrays (k, 192, 192).
+        """
+        if kind == "D":
+            return StoredPerturbations(self.raw("train_D_delta"), self.raw("train_D_support"))
+        gen = self.manifest["generated_sets"]
+        if kind not in gen:
+            raise ValueError(f"kind: expected 'D' or one of {sorted(gen)}, got {kind!r}")
+        return pert.GeneratedPerturbations(kind, gen[kind]["size"], gen[kind]["seed"], sources)
+
+
+class StoredPerturbations:
+    """Perturbations held in arrays (the D set).
+
+    Parameters
+    ----------
+    delta : ndarray, shape (n, 192, 192)
+    support : ndarray, shape (n, 192, 192), bool
+    """
+
+    def __init__(self, delta, support):
+        self.delta, self.support = delta, support
+
+    def __len__(self):
+        return len(self.delta)
+
+    def __getitem__(self, index):
+        index = np.atleast_1d(index)
+        return np.asarray(self.delta[index], np.float32), np.asarray(self.support[index])
