@@ -125,6 +125,23 @@ def _hide_injected(nb_path):
     nbformat.write(nb, nb_path)
 
 
+def _source_cell_number(executed, exc):
+    """1-based number of the failing cell in the chapter's source (papermill's injected
+    parameters cell not counted), with its first line."""
+    import nbformat
+
+    index = exc.cell_index
+    try:
+        cells = nbformat.read(executed, as_version=4).cells
+        injected = [i for i, c in enumerate(cells) if "injected-parameters" in c.metadata.get("tags", [])]
+        if injected and index > injected[0]:
+            index -= 1
+    except Exception:  # the executed copy could not be read: keep papermill's index
+        pass
+    first = (exc.source or "").strip().splitlines()
+    return f"{index + 1} ({first[0][:60]!r})" if first else f"{index + 1}"
+
+
 def execute_chapter(notebook, output, parameters, cwd=None, log=print):
     """Execute one chapter with papermill.
 
@@ -143,7 +160,7 @@ def execute_chapter(notebook, output, parameters, cwd=None, log=print):
             progress_bar=False, cwd=str(cwd or notebook.parent),
         )
     except pm.PapermillExecutionError as exc:
-        raise ChapterError(notebook.stem, exc.exec_count, f"{exc.ename}: {exc.evalue}") from exc
+        raise ChapterError(notebook.stem, _source_cell_number(output, exc), f"{exc.ename}: {exc.evalue}") from exc
     except Exception as exc:  # kernel died, notebook unreadable, ...
         raise ChapterError(notebook.stem, "?", f"{type(exc).__name__}: {exc}") from exc
     _hide_injected(output)
@@ -151,7 +168,7 @@ def execute_chapter(notebook, output, parameters, cwd=None, log=print):
 
 
 def run_book(preset="quick", data=None, gdxray_root=None, overrides=None, root=None,
-             html=True, only=None, log=print):
+             html=True, only=None, build_dir=None, log=print):
     """Execute all chapters and render the book.
 
     Parameters
@@ -164,6 +181,8 @@ def run_book(preset="quick", data=None, gdxray_root=None, overrides=None, root=N
         Render the HTML after executing (False: execute only).
     only : list of str, optional
         Execute only chapters whose file name contains one of these strings (no HTML).
+    build_dir : path, optional
+        Where ``<data>/<preset>/{html,executed}`` go (default ``<root>/_build``).
 
     Returns
     -------
@@ -175,7 +194,7 @@ def run_book(preset="quick", data=None, gdxray_root=None, overrides=None, root=N
     params = resolve_parameters(preset, data, gdxray_root, overrides,
                                 artifacts_root=(overrides or {}).get("artifacts_root", root / "artifacts"))
     data = params["data"]
-    out_root = root / "_build" / data / preset
+    out_root = Path(build_dir or root / "_build") / data / preset
     stage = out_root / "src.partial"
     if stage.exists():
         shutil.rmtree(stage)

@@ -171,3 +171,48 @@ def radiograph_stats(image, mask=None):
     out["median_contrast"] = float(np.median(c)) if c.size else float("nan")
     out["frac_darker"] = float(np.mean(c < 0)) if c.size else float("nan")
     return out
+
+
+#: Statistics compared between GDXray and the simulator, with the slack (in the
+#: statistic's own units) by which the simulated median may lie outside the range of the
+#: ten GDXray radiographs.
+CALIBRATION_TOLERANCES = {
+    "mean": 0.03,
+    "noise_std": 0.0005,
+    "noise_lag1": 0.05,
+    "bead_contrast": 0.05,
+    "bead_width_frac": 0.05,
+    "median_contrast": 0.005,
+    "frac_darker": 0.05,
+}
+
+
+def calibration_table(real, simulated):
+    """Compare per-radiograph statistics of real and simulated radiographs.
+
+    Parameters
+    ----------
+    real, simulated : list of dict
+        Outputs of :func:`radiograph_stats`.
+
+    Returns
+    -------
+    list of dict
+        One row per statistic: ``stat``, ``real_min``, ``real_median``, ``real_max``,
+        ``sim_min``, ``sim_median``, ``sim_max``, ``tolerance`` and ``ok`` (the simulated
+        median lies within the real range widened by the tolerance).
+    """
+    rows = []
+    for stat, tol in CALIBRATION_TOLERANCES.items():
+        r = np.array([s[stat] for s in real if np.isfinite(s[stat])])
+        m = np.array([s[stat] for s in simulated if np.isfinite(s[stat])])
+        row = {"stat": stat, "tolerance": tol}
+        for prefix, v in (("real", r), ("sim", m)):
+            row[f"{prefix}_min"] = float(v.min()) if v.size else float("nan")
+            row[f"{prefix}_median"] = float(np.median(v)) if v.size else float("nan")
+            row[f"{prefix}_max"] = float(v.max()) if v.size else float("nan")
+        row["ok"] = bool(
+            r.size and m.size and r.min() - tol <= np.median(m) <= r.max() + tol
+        )
+        rows.append(row)
+    return rows

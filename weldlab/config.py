@@ -199,3 +199,31 @@ def make_config(preset="quick", **overrides) -> Config:
         if v is not None:
             params[k] = v
     return Config(**params)
+
+
+def banner(cfg: Config) -> str:
+    """Markdown note that heads every chapter: what the page was computed with."""
+    source = "simulated radiographs" if cfg.data == "synthetic" else "GDXray radiographs"
+    text = (
+        f"**Computed with** preset `{cfg.preset}` on {source}, seed {cfg.seed}. "
+        f"Artifacts: `{cfg.artifacts}`."
+    )
+    if cfg.preset == "quick":
+        text += (
+            "\n\n**Quick preset:** the numbers on this page come from a few hundred patches "
+            "and are *not* meaningful; they show that the pipeline runs. Use the `standard` "
+            "or `paper` preset for numbers worth quoting."
+        )
+    return text
+
+
+def from_parameters(namespace) -> Config:
+    """A :class:`Config` from a chapter's parameter variables.
+
+    Parameters
+    ----------
+    namespace : dict
+        Typically ``globals()`` of a notebook after its ``parameters`` cell (and
+        papermill's injected cell) ran; names that are not parameters are ignored.
+    """
+    return Config(**{k: namespace[k] for k in known_parameters() if k in namespace})

@@ -39,6 +39,16 @@ from .radiographs import load_gdxray
 from .simulate import simulate_radiographs
 
 FORMAT_VERSION = 1
+
+#: Table 1 of Lindgren & Zach (2022): unique (and augmented) patch counts of the paper.
+PAPER_TABLE1 = {
+    "train_okay": 27454, "train_okay_augmented": 164724,
+    "train_defect": 11705, "train_defect_augmented": 70230,
+    "sni": 112000, "circular": 5000, "partial_circle": 5000,
+    "test_okay": 3480, "test_defect_high": 3396, "test_defect_mid": 2898, "test_defect_low": 1830,
+    "test_hollow": 200, "test_dogbone": 200, "test_elongated": 200, "test_partial_circle": 200,
+    "test_raster": 200,
+}
 _SCALE = 65535.0
 
 # Independent random streams, one per purpose: default_rng([seed, STREAM, ...]).

@@ -168,7 +168,7 @@ def _lorentzian_kernel(hwhm, radius=7):
     return k / k.sum()
 
 
-def simulate_radiograph(rng, height=600, width=2400, defects_per_kpx=4.0, name="sim"):
+def simulate_radiograph(rng, height=600, width=2400, defects_per_kpx=4.0, name="sim", layers=None):
     """Simulate one digitised film radiograph of a horizontal butt weld.
 
     Parameters
@@ -181,6 +181,10 @@ def simulate_radiograph(rng, height=600, width=2400, defects_per_kpx=4.0, name="
         Mean number of defects per 1000 px of weld length (Poisson).
     name : str
         Name of the radiograph.
+    layers : dict, optional
+        If given, filled with the intermediate maps (each (H, W) float64):
+        ``thickness_mm``, ``log10_exposure`` (after the PSF), ``density`` and
+        ``noise_free`` (the image before grain and quantisation).
 
     Returns
     -------
@@ -276,6 +280,9 @@ def simulate_radiograph(rng, height=600, width=2400, defects_per_kpx=4.0, name="
     grain /= grain.std()
     sigma0 = rng.uniform(0.0036, 0.0054)
     sigma = sigma0 * np.sqrt(np.clip(density, 0.3, None) / 2.5)
+    if layers is not None:
+        layers.update(thickness_mm=thickness, log10_exposure=log10_exposure,
+                      density=density, noise_free=image.copy())
     image = image + sigma * grain
     image = np.round(np.clip(image, 0.0, 1.0) * 255.0) / 255.0
     return Radiograph(

@@ -1,0 +1,87 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from weldlab import book
+from weldlab.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_bad_preset_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["datasets", "--preset", "fast"])
+    assert exc.value.code == 2
+    assert "fast" in capsys.readouterr().err
+
+
+def test_unknown_override_names_the_parameter(capsys):
+    assert main(["datasets", "-p", "n_bananas=3"]) == 2
+    assert "n_bananas" in capsys.readouterr().err
+
+
+def test_missing_gdxray_folder_is_a_clear_error(tmp_path, capsys):
+    code = main(["datasets", "--data", "gdxray", "--gdxray-root", str(tmp_path / "missing"),
+                 "-p", f"artifacts_root={tmp_path}"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "GDXray" in err and "missing" in err
+
+
+def test_simulate_writes_pngs(tmp_path):
+    from weldlab.radiographs import load_image, load_mask
+
+    assert main(["simulate", "--n", "1", "--out", str(tmp_path), "-p", "sim_width=800", "-p", "sim_height=400"]) == 0
+    img = load_image(tmp_path / "sim_0001.png")
+    assert img.shape == (400, 800)
+    assert load_mask(tmp_path / "sim_0001_mask.png", img.shape).any()
+
+
+def test_datasets_command_prints_table(tmp_path, capsys):
+    args = ["datasets", "-p", f"artifacts_root={tmp_path}", "-p", "sim_train_radiographs=1",
+            "-p", "sim_test_radiographs=1", "-p", "sim_width=900", "-p", "sim_height=400",
+            "-p", "n_train_okay=5", "-p", "n_val_okay=2", "-p", "n_train_defect=4", "-p", "n_test_okay=5",
+            "-p", "n_test_defect=4", "-p", "n_synthetic_test=2", "-p", "progress=false"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "train_okay" in out and (tmp_path / "synthetic" / "quick" / "datasets" / "manifest.json").is_file()
+
+
+def test_console_script_installed():
+    out = subprocess.run([str(Path(sys.executable).parent / "weldlab"), "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and "weldlab" in out.stdout
+
+
+def _fake_repo(tmp_path, source):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "intro.md").write_text("# Intro\n")
+    (tmp_path / "_config.yml").write_text("title: t\nexecute:\n  execute_notebooks: 'off'\n")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: notebooks/01_ok\n  - file: notebooks/02_bad\n")
+    for name, src in (("01_ok", "x = 1"), ("02_bad", source)):
+        nb = nbformat.v4.new_notebook()
+        params = nbformat.v4.new_code_cell("preset = 'quick'")
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, nbformat.v4.new_code_cell("y = 2"), nbformat.v4.new_code_cell(src)]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, tmp_path / "notebooks" / f"{name}.ipynb")
+    return tmp_path
+
+
+def test_failing_chapter_is_named_and_nothing_is_published(tmp_path):
+    root = _fake_repo(tmp_path, "raise RuntimeError('boom in chapter two')")
+    assert [c.name for c in book.chapters(root)] == ["01_ok.ipynb", "02_bad.ipynb"]
+    with pytest.raises(book.ChapterError, match=r"chapter 02_bad failed at cell 3 .*raise RuntimeError.*: RuntimeError: boom"):
+        book.run_book("quick", root=root, overrides={"artifacts_root": str(tmp_path / "art")}, log=lambda *a: None)
+    assert not (root / "_build" / "synthetic" / "quick" / "html").exists()
+
+
+def test_bad_parameter_fails_before_any_chapter(tmp_path):
+    root = _fake_repo(tmp_path, "x = 3")
+    with pytest.raises(ValueError, match="n_train_okay"):
+        book.run_book("quick", root=root, overrides={"n_train_okay": -1}, log=lambda *a: None)
+    assert not (root / "_build").exists()

@@ -1,0 +1,77 @@
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from weldlab import config as C
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_presets_are_valid_and_quick_is_the_default():
+    for name in C.PRESETS:
+        cfg = C.make_config(name)
+        assert cfg.preset == name
+    quick = C.load_preset("quick")
+    defaults = C.Config().to_dict()
+    for k, v in quick.items():
+        assert defaults[k] == v, k
+
+
+def test_notebook_parameter_cells_match_the_quick_preset():
+    quick = C.load_preset("quick")
+    for nb in sorted((REPO / "notebooks").glob("*.ipynb")):
+        cells = json.loads(nb.read_text())["cells"]
+        params = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(params) == 1, nb.name
+        ns = {}
+        exec("".join(params[0]["source"]), ns)
+        for k, v in quick.items():
+            if k in ns:
+                assert ns[k] == v, (nb.name, k)
+        assert not any(c.get("outputs") for c in cells if c["cell_type"] == "code"), f"{nb.name} has outputs"
+
+
+def test_bad_preset_and_parameters_are_named():
+    with pytest.raises(ValueError, match="preset.*'fast'"):
+        C.make_config("fast")
+    with pytest.raises(ValueError, match="data.*'film'"):
+        C.make_config("quick", data="film")
+    with pytest.raises(ValueError, match="n_train_okay.*-5"):
+        C.make_config("quick", n_train_okay=-5)
+    with pytest.raises(ValueError, match="seed.*'abc'"):
+        C.make_config("quick", seed="abc")
+    with pytest.raises(ValueError, match="cnr_cutoffs"):
+        C.make_config("quick", cnr_cutoffs=[7, 3])
+    with pytest.raises(ValueError, match="unknown parameter 'n_bananas'"):
+        C.parse_override("n_bananas=3")
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        C.parse_override("seed")
+    assert C.parse_override("cnr_cutoffs=[2, 5]") == ("cnr_cutoffs", [2, 5])
+
+
+def test_dataset_key_ignores_paths_not_content():
+    a = C.make_config("quick", artifacts_root="/x")
+    b = C.make_config("quick", artifacts_root="/y", progress=False)
+    assert a.dataset_key() == b.dataset_key()
+    assert a.dataset_key() != C.make_config("quick", seed=2).dataset_key()
+
+
+def _names(specs):
+    return {re.split(r"[<>=!~\[ ]", s.strip(), maxsplit=1)[0].lower(): s.replace(" ", "") for s in specs}
+
+
+def test_environment_yml_lists_the_pyproject_dependencies():
+    import tomllib
+
+    py = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = _names(py["dependencies"] + sum(py["optional-dependencies"].values(), []))
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    specs = [d for d in env["dependencies"] if isinstance(d, str)]
+    specs += [d for d in env["dependencies"] if isinstance(d, dict)][0]["pip"]
+    have = _names(s for s in specs if not s.startswith("-e"))
+    for name, spec in wanted.items():
+        assert name in have, f"{name} missing from environment.yml"
+        assert have[name] == spec, f"{name}: pyproject {spec} vs environment.yml {have[name]}"
