@@ -102,3 +102,16 @@ def test_contrast_to_noise_recovers_a_known_defect(rng):
     assert list(P.contrast_class(np.array([0.5, 3.0, 6.9, 7.0, 50]))) == [0, 1, 1, 2, 2]
     with pytest.raises(ValueError, match="cutoffs"):
         P.contrast_class(cnr, (5, 2))
+
+
+def test_chunked_statistics_equal_unchunked(radiograph):
+    from weldlab.perturbations import real_defect_perturbations
+
+    _, d = P.sample_patches(radiograph.image, radiograph.mask, 0, 12, np.random.default_rng(9))
+    whole = P.contrast_to_noise(d["patches"], d["masks"], chunk=100)
+    parts = P.contrast_to_noise(d["patches"], d["masks"], chunk=5)
+    for a, b in zip(whole, parts):
+        assert np.array_equal(a, b)
+    a = real_defect_perturbations(d["patches"], d["masks"], chunk=100)
+    b = real_defect_perturbations(d["patches"], d["masks"], chunk=5)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])

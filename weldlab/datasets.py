@@ -25,6 +25,7 @@ The SNI, SC and SPC training sets are generated on demand from their recorded se
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -33,7 +34,7 @@ import numpy as np
 
 from . import perturbations as pert
 from .config import Config
-from .patches import CONTRAST_CLASSES, contrast_class, contrast_to_noise, sample_patches
+from .patches import CONTRAST_CLASSES, contrast_class, contrast_to_noise, crop, sample_patches
 from .provenance import atomic_directory, provenance, write_json
 from .radiographs import load_gdxray
 from .simulate import simulate_radiographs
@@ -66,6 +67,32 @@ def decode(x):
     return (np.asarray(x, np.float32) / np.float32(_SCALE)).astype(np.float32)
 
 
+class _Decoded:
+    """Lazy float32 view of a uint16 patch array: slices are decoded on access."""
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def __len__(self):
+        return len(self.raw)
+
+    @property
+    def shape(self):
+        return self.raw.shape
+
+    def __getitem__(self, index):
+        return decode(self.raw[index])
+
+    def __array__(self, dtype=None, copy=None):
+        out = decode(self.raw)
+        return out if dtype is None else out.astype(dtype)
+
+
+def _stream_seed(seed, stream):
+    """A 32-bit seed for one named random stream of a master seed."""
+    return int(np.random.SeedSequence([int(seed), stream]).generate_state(1)[0])
+
+
 def load_radiographs(cfg: Config):
     """Training and test radiographs of a configuration.
 
@@ -75,9 +102,9 @@ def load_radiographs(cfg: Config):
     """
     if cfg.data == "synthetic":
         kw = dict(height=cfg.sim_height, width=cfg.sim_width, defects_per_kpx=cfg.sim_defects_per_kpx)
-        train = simulate_radiographs(cfg.sim_train_radiographs, seed=int(np.random.SeedSequence([cfg.seed, STREAM_SIM_TRAIN]).generate_state(1)[0]), **kw)
-        test = simulate_radiographs(cfg.sim_test_radiographs, seed=int(np.random.SeedSequence([cfg.seed, STREAM_SIM_TEST]).generate_state(1)[0]), **kw)
-        test = [type(r)(name=r.name.replace("sim_", "simtest_"), image=r.image, mask=r.mask, labels=r.labels) for r in test]
+        train = simulate_radiographs(cfg.sim_train_radiographs, _stream_seed(cfg.seed, STREAM_SIM_TRAIN), **kw)
+        test = simulate_radiographs(cfg.sim_test_radiographs, _stream_seed(cfg.seed, STREAM_SIM_TEST), **kw)
+        test = [dataclasses.replace(r, name=r.name.replace("sim_", "simtest_")) for r in test]
         return train, test
     radiographs = load_gdxray(cfg.gdxray_root)
     names = {r.name for r in radiographs}
@@ -103,8 +130,9 @@ def _sample_all(radiographs, n_okay, n_defect, seed, stream, progress, desc):
     for i, r in enumerate(tqdm(radiographs, desc=desc, disable=not progress, unit="radiograph")):
         rng = np.random.default_rng([seed, stream, i])
         okay, defect = sample_patches(r.image, r.mask, per_okay, per_defect, rng, labels=r.labels)
-        pools["okay"].append(okay["patches"])
-        pools["defect"].append(defect["patches"])
+        # Pooled as uint16 (the storage format) to halve the memory of large presets.
+        pools["okay"].append(encode(okay["patches"]))
+        pools["defect"].append(encode(defect["patches"]))
         pools["mask"].append(defect["masks"])
         if r.labels is not None:
             pools["labels"].append(defect["labels"])
@@ -116,10 +144,17 @@ def _sample_all(radiographs, n_okay, n_defect, seed, stream, progress, desc):
     return out
 
 
-def _dominant_label(labels, masks):
-    """Most frequent defect type code in the central region of each patch."""
-    from .patches import crop
+def _dominant_label(labels):
+    """Most frequent defect type code in the central region of each patch.
 
+    Parameters
+    ----------
+    labels : ndarray, shape (n, 192, 192), int
+
+    Returns
+    -------
+    ndarray, shape (n,), int8
+    """
     lab = crop(labels).reshape(len(labels), -1).astype(np.int64)
     counts = np.stack([(lab == k).sum(1) for k in range(1, 9)], axis=1)
     return (counts.argmax(1) + 1).astype(np.int8)
@@ -150,6 +185,7 @@ def build_datasets(cfg: Config, out_dir=None):
 
     arrays = {}
     # Okay patches of the training radiographs: shuffle, then validation | training.
+    # (All pools hold uint16-encoded intensities from here on.)
     order = split_rng.permutation(len(train["okay"]))
     wanted = cfg.n_train_okay + cfg.n_val_okay
     # If the radiographs hold fewer okay patches than asked, both sets shrink in proportion.
@@ -166,21 +202,21 @@ def build_datasets(cfg: Config, out_dir=None):
         arrays[f"{name}_defect_mask"] = src["mask"][idx]
         arrays[f"{name}_defect_origin"] = src["origin_defect"][idx]
         if "labels" in src:
-            arrays[f"{name}_defect_type"] = _dominant_label(src["labels"][idx], src["mask"][idx])
+            arrays[f"{name}_defect_type"] = _dominant_label(src["labels"][idx])
     idx = split_rng.permutation(len(test["okay"]))[: cfg.n_test_okay]
     arrays["test_okay"] = test["okay"][idx]
     arrays["test_okay_origin"] = test["origin_okay"][idx]
 
     # Test defect contrast classes from a measured contrast-to-noise ratio.
-    cnr, contrast, noise = contrast_to_noise(arrays["test_defect"], arrays["test_defect_mask"])
+    cnr, contrast, noise = contrast_to_noise(_Decoded(arrays["test_defect"]), arrays["test_defect_mask"])
     arrays["test_defect_cnr"] = cnr.astype(np.float32)
     arrays["test_defect_contrast"] = contrast.astype(np.float32)
     arrays["test_defect_class"] = contrast_class(cnr, cfg.cnr_cutoffs)
-    train_cnr = contrast_to_noise(arrays["train_defect"], arrays["train_defect_mask"])[0]
+    train_cnr = contrast_to_noise(_Decoded(arrays["train_defect"]), arrays["train_defect_mask"])[0]
     arrays["train_defect_cnr"] = train_cnr.astype(np.float32)
 
     # D perturbations from the training defects.
-    delta, support = pert.real_defect_perturbations(arrays["train_defect"], arrays["train_defect_mask"])
+    delta, support = pert.real_defect_perturbations(_Decoded(arrays["train_defect"]), arrays["train_defect_mask"])
     arrays["train_D_delta"] = delta.astype(np.float16)
     arrays["train_D_support"] = support
 
@@ -194,16 +230,16 @@ def build_datasets(cfg: Config, out_dir=None):
         base = rng.integers(0, n_ok, cfg.n_synthetic_test)
         gen = pert.GeneratedPerturbations(kind, max(cfg.n_synthetic_test, 1), seed=int(rng.integers(2**31)))
         d, w = gen[np.arange(cfg.n_synthetic_test)]
-        arrays[f"test_{kind}"] = pert.apply_perturbation(arrays["test_okay"][base], d, w)
+        arrays[f"test_{kind}"] = encode(pert.apply_perturbation(decode(arrays["test_okay"][base]), d, w))
         arrays[f"test_{kind}_mask"] = w
         arrays[f"test_{kind}_base"] = base
         synthetic[kind] = {"count": int(cfg.n_synthetic_test), "seed": gen.seed}
 
     generated = {
-        "sni": {"size": cfg.n_sni, "seed": int(np.random.SeedSequence([seed, STREAM_SNI]).generate_state(1)[0]),
-                "natural_images": cfg.natural_images or "scikit-image data"},
-        "circular": {"size": cfg.n_sc, "seed": int(np.random.SeedSequence([seed, STREAM_SC]).generate_state(1)[0])},
-        "partial_circle": {"size": cfg.n_spc, "seed": int(np.random.SeedSequence([seed, STREAM_SPC]).generate_state(1)[0])},
+        "sni": {"size": cfg.n_sni, "seed": _stream_seed(seed, STREAM_SNI),
+                "natural_images": cfg.natural_images},  # None: scikit-image's images
+        "circular": {"size": cfg.n_sc, "seed": _stream_seed(seed, STREAM_SC)},
+        "partial_circle": {"size": cfg.n_spc, "seed": _stream_seed(seed, STREAM_SPC)},
     }
     classes = np.bincount(arrays["test_defect_class"], minlength=3)
     counts = {
@@ -243,8 +279,6 @@ def build_datasets(cfg: Config, out_dir=None):
     }
     with atomic_directory(out_dir) as tmp:
         for name, arr in arrays.items():
-            if arr.dtype == np.float32 and name.split("_")[-1] not in ("cnr", "contrast"):
-                arr = encode(arr)
             np.save(tmp / f"{name}.npy", arr)
         manifest["build_seconds"] = round(time.perf_counter() - t0, 2)
         manifest["arrays"] = {
@@ -359,6 +393,9 @@ class PatchDatasets:
         gen = self.manifest["generated_sets"]
         if kind not in gen:
             raise ValueError(f"kind: expected 'D' or one of {sorted(gen)}, got {kind!r}")
+        folder = gen[kind].get("natural_images")
+        if sources is None and folder:
+            sources = pert.natural_images(folder)
         return pert.GeneratedPerturbations(kind, gen[kind]["size"], gen[kind]["seed"], sources)
 
 

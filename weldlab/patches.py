@@ -299,7 +299,7 @@ def crop(patches):
     return patches[..., OFFSET : OFFSET + CROP, OFFSET : OFFSET + CROP]
 
 
-def contrast_to_noise(patches, masks):
+def contrast_to_noise(patches, masks, chunk=256):
     """Contrast-to-noise ratio of the defect in each patch.
 
     Contrast ``C`` is the mean intensity of the defect pixels inside the central 156 px
@@ -311,6 +311,8 @@ def contrast_to_noise(patches, masks):
     ----------
     patches : ndarray, shape (n, 192, 192)
     masks : ndarray, shape (n, 192, 192), bool
+    chunk : int
+        Patches processed at a time.
 
     Returns
     -------
@@ -318,10 +320,14 @@ def contrast_to_noise(patches, masks):
     contrast : ndarray, shape (n,)
     noise : ndarray, shape (n,)
     """
+    if np.shape(patches) != np.shape(masks):
+        raise ValueError(f"masks: shape {np.shape(masks)} does not match patches {np.shape(patches)}")
+    if len(patches) > chunk:  # bounded memory for large sets
+        parts = [contrast_to_noise(patches[i : i + chunk], masks[i : i + chunk], chunk)
+                 for i in range(0, len(patches), chunk)]
+        return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
     patches = np.asarray(patches, np.float64)
     masks = np.asarray(masks, bool)
-    if patches.shape != masks.shape:
-        raise ValueError(f"masks: shape {masks.shape} does not match patches {patches.shape}")
     plane = np.zeros((3, 3, 3), bool)
     plane[1] = True  # dilate within each patch, never across the batch axis
     core = np.zeros_like(masks)

@@ -74,7 +74,7 @@ def apply_perturbation(x_ok, delta, support):
     return np.clip(x_ok + np.where(support, delta, 0.0), 0.0, 1.0).astype(np.float32)
 
 
-def real_defect_perturbations(patches, masks):
+def real_defect_perturbations(patches, masks, chunk=256):
     """D perturbations: defect regions referenced to their surroundings.
 
     Each 8-connected region of ``masks`` gets ``delta = patch - mean(1-px ring)`` on its
@@ -84,16 +84,22 @@ def real_defect_perturbations(patches, masks):
     ----------
     patches : ndarray, shape (n, 192, 192)
     masks : ndarray, shape (n, 192, 192), bool
+    chunk : int
+        Patches processed at a time.
 
     Returns
     -------
     delta : ndarray, shape (n, 192, 192), float32
     support : ndarray, shape (n, 192, 192), bool
     """
+    if np.shape(patches) != np.shape(masks):
+        raise ValueError(f"masks: shape {np.shape(masks)} does not match patches {np.shape(patches)}")
+    if len(patches) > chunk:  # bounded memory for large sets
+        parts = [real_defect_perturbations(patches[i : i + chunk], masks[i : i + chunk], chunk)
+                 for i in range(0, len(patches), chunk)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     patches = np.asarray(patches, np.float64)
     masks = np.asarray(masks, bool)
-    if patches.shape != masks.shape:
-        raise ValueError(f"masks: shape {masks.shape} does not match patches {patches.shape}")
     eight = np.zeros((3, 3, 3), int)
     eight[1] = 1
     labels, n = ndi.label(masks, structure=eight)
