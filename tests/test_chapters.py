@@ -41,6 +41,7 @@ def test_book_renders_every_chapter(built_book):
         assert page.is_file(), page
         text = page.read_text()
         assert "Quick preset" in text  # every page with numbers says they are not meaningful
+        assert "<table" in text  # Markdown tables of outputs are rendered as tables
         assert "injected-parameters" not in text and 'n_train_okay = ' not in text
 
 

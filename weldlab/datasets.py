@@ -39,7 +39,7 @@ from .provenance import atomic_directory, provenance, write_json
 from .radiographs import load_gdxray
 from .simulate import simulate_radiographs
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 #: Table 1 of Lindgren & Zach (2022): unique (and augmented) patch counts of the paper.
 PAPER_TABLE1 = {
