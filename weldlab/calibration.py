@@ -111,8 +111,9 @@ def defect_contrasts(image, mask, min_pixels=4):
     size = 2 * CONTRAST_RING + 1
     ring_labels = ndi.grey_dilation(labels, size=(size, size))
     ring_labels[mask] = 0
-    inside = ndi.mean(image, labels, index)
-    ring = ndi.mean(image, ring_labels, index)
+    with np.errstate(invalid="ignore", divide="ignore"):  # empty rings: dropped below
+        inside = ndi.mean(image, labels, index)
+        ring = ndi.mean(image, ring_labels, index)
     keep = (sizes >= min_pixels) & np.isfinite(ring)
     return (inside - ring)[keep]
 

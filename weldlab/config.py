@@ -206,7 +206,7 @@ def banner(cfg: Config) -> str:
     source = "simulated radiographs" if cfg.data == "synthetic" else "GDXray radiographs"
     text = (
         f"**Computed with** preset `{cfg.preset}` on {source}, seed {cfg.seed}. "
-        f"Artifacts: `{cfg.artifacts}`."
+        f"Artifacts: `{Path(cfg.artifacts_root).name}/{cfg.data}/{cfg.preset}/`."
     )
     if cfg.preset == "quick":
         text += (

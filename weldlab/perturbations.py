@@ -107,7 +107,8 @@ def real_defect_perturbations(patches, masks, chunk=256):
         return np.zeros(patches.shape, np.float32), masks.copy()
     ring_labels = ndi.grey_dilation(labels, footprint=_PLANE8)
     ring_labels[masks] = 0
-    ring_mean = ndi.mean(patches, ring_labels, np.arange(n + 1))
+    with np.errstate(invalid="ignore", divide="ignore"):  # empty rings are handled below
+        ring_mean = ndi.mean(patches, ring_labels, np.arange(n + 1))
     ring_mean = np.nan_to_num(np.asarray(ring_mean), nan=0.0)
     # A region with no ring (fills the whole patch) is referenced to its own mean.
     own_mean = np.asarray(ndi.mean(patches, labels, np.arange(n + 1)))
