@@ -1,0 +1,138 @@
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import keras  # noqa: E402
+from scipy import ndimage as ndi  # noqa: E402
+
+from weldlab import losses as L  # noqa: E402
+from weldlab.models import (  # noqa: E402
+    AE_PARAMETERS, CNN_PARAMETERS, OUTPUT_OFFSET, build_autoencoder, build_cnn, load_model,
+)
+
+
+@pytest.fixture(scope="module")
+def ae():
+    keras.utils.set_random_seed(0)
+    return build_autoencoder(seed=0)
+
+
+def test_autoencoder_shapes_and_parameter_count(ae):
+    assert ae.count_params() == AE_PARAMETERS == 41_186
+    enc, dec = ae.get_layer("encoder"), ae.get_layer("decoder")
+    expected = {"e1_conv1": 190, "e1_conv2": 188, "e1_down": 93, "e2_conv1": 91, "e2_conv2": 89,
+                "e2_down": 44, "z": 42}
+    for name, size in expected.items():
+        assert enc.get_layer(name).output.shape[1:] == (size, size, 1 if name == "z" else enc.get_layer(name).output.shape[-1])
+    for name, size in {"d1_up": 85, "d1_conv1": 83, "d1_conv2": 81, "d2_up": 162, "d2_conv1": 160,
+                       "d2_conv2": 158, "reconstruction": 156}.items():
+        assert dec.get_layer(name).output.shape[1:3] == (size, size)
+    assert ae.output.shape[1:] == (156, 156, 1)
+    z = enc.predict(np.random.default_rng(0).random((2, 192, 192, 1), np.float32) * 5, verbose=0)
+    assert z.min() >= 0.0 and z.max() <= 1.0  # bounded ReLU
+
+
+def test_cnn_shapes_and_parameter_count():
+    cnn = build_cnn(seed=0)
+    assert cnn.count_params() == CNN_PARAMETERS == 223_221
+    p = cnn.predict(np.zeros((2, 192, 192, 1), np.float32), verbose=0)
+    assert p.shape == (2, 1) and np.all((p > 0) & (p < 1))
+    assert cnn.get_layer("b4_pool").output.shape[1:] == (8, 8, 40)
+
+
+def test_output_geometry(ae):
+    """With centre-tap kernels, output pixel r lies over input pixel r + 17; the loss
+    compares with the centred crop (offset 18), a one-pixel shift the 3x3 kernels learn."""
+    model = keras.models.clone_model(ae)
+    for sub in (model.get_layer("encoder"), model.get_layer("decoder")):
+        for layer in sub.layers:
+            if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
+                k, b = layer.get_weights()
+                k[:] = 0
+                fan_in = k.shape[3] if isinstance(layer, keras.layers.Conv2DTranspose) else k.shape[2]
+                k[1, 1] = 1.0 / fan_in
+                layer.set_weights([k, np.zeros_like(b)])
+    yy, xx = np.mgrid[:192, :192]
+    x = 0.5 * np.exp(-((yy - 80.3) ** 2 + (xx - 110.7) ** 2) / (2 * 12.0**2))
+    out = model.predict(x[None, ..., None].astype("float32"), verbose=0)[0, ..., 0]
+    w = out / out.sum()
+    oy, ox = (w * np.mgrid[:156, :156][0]).sum(), (w * np.mgrid[:156, :156][1]).sum()
+    assert abs(80.3 - oy - 17) < 0.01 and abs(110.7 - ox - 17) < 0.01
+    assert OUTPUT_OFFSET == 18
+
+
+def test_kernel_max_loss_matches_numpy(rng):
+    y = rng.random((3, 156, 156, 1)).astype("float32")
+    p = rng.random((3, 156, 156, 1)).astype("float32")
+    d = (y - p)[..., 0].astype(np.float64)
+    mean9 = ndi.uniform_filter(d, size=(1, 9, 9), mode="constant")[:, 4:-4, 4:-4]
+    expected = (mean9**2).reshape(3, -1).max(axis=1)
+    got = keras.ops.convert_to_numpy(L.KernelMaxLoss().call(y, p))
+    assert np.allclose(got, expected, rtol=1e-4, atol=1e-9)
+    assert np.isclose(float(L.KernelMaxLoss()(y, p)), expected.mean(), rtol=1e-4)
+    mse = keras.ops.convert_to_numpy(L.ReconstructionLoss().call(y, p))
+    assert np.allclose(mse, (d**2).reshape(3, -1).mean(axis=1), rtol=1e-5)
+    z = rng.random((3, 42, 42, 1)).astype("float32")
+    l1 = keras.ops.convert_to_numpy(L.CodeL1Loss().call(np.zeros_like(z), z))
+    assert np.allclose(l1, 0.01 * z.reshape(3, -1).sum(1) / 156**2, rtol=1e-5)
+
+
+def test_short_training_does_not_collapse_z(ae):
+    keras.utils.set_random_seed(1)
+    model = L.compile_training_model(L.build_training_model(ae, perturbed=True))
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:192, :192]
+    base = 0.3 + 0.3 * np.exp(-((yy - 96) ** 2) / (2 * 40.0**2))
+    first = None
+    for step in range(25):
+        x = (base + 0.005 * rng.standard_normal((8, 192, 192))).astype("float32")[..., None]
+        xp = x.copy()
+        xp[:, 60:90, 60:90] -= 0.1
+        logs = model.train_on_batch({"x_ok": x, "x_per": xp}, L.training_targets(x), return_dict=True)
+        first = first or logs["loss"]
+        assert set(logs) >= {f"{t}_loss" for t in L.LOSS_TERMS}
+    assert logs["loss"] < first
+    z = ae.get_layer("encoder").predict(x, verbose=0)
+    assert z.mean() > 0.01 and (z > 0).mean() > 0.1
+
+
+def test_save_and_load_in_safe_mode(ae, tmp_path):
+    f = tmp_path / "ae.keras"
+    ae.save(f)
+    again = load_model(f)
+    x = np.random.default_rng(2).random((1, 192, 192, 1)).astype("float32")
+    assert np.allclose(again.predict(x, verbose=0), ae.predict(x, verbose=0), atol=1e-6)
+    tm = L.compile_training_model(L.build_training_model(again, perturbed=False))
+    tm.save(tmp_path / "training.keras")
+    loaded = load_model(tmp_path / "training.keras")
+    assert isinstance(loaded.loss["ok_kern"], L.KernelMaxLoss)
+
+
+def test_bad_model_files(ae, tmp_path):
+    with pytest.raises(FileNotFoundError, match="absent.keras"):
+        load_model(tmp_path / "absent.keras")
+    junk = tmp_path / "junk.keras"
+    junk.write_bytes(os.urandom(2048))
+    with pytest.raises(ValueError, match="junk.keras.*cannot be loaded"):
+        load_model(junk)
+    good = tmp_path / "good.keras"
+    ae.save(good)
+    cut = tmp_path / "truncated.keras"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ValueError, match="truncated.keras"):
+        load_model(cut)
+    other = tmp_path / "notamodel.keras"
+    with zipfile.ZipFile(other, "w") as zf:
+        zf.writestr("hello.txt", "not a model")
+    with pytest.raises(ValueError, match="notamodel.keras"):
+        load_model(other)
+    with pytest.raises(ValueError, match="'.keras'"):
+        load_model(_touch(tmp_path / "m.h5"))
+
+
+def _touch(p):
+    p.write_bytes(b"x")
+    return p

@@ -1,0 +1,191 @@
+"""The autoencoder's five-term loss (paper Eq. 1-5), in ``keras.ops`` only.
+
+``L = L_ok + L_per + L_kern,ok + L_kern,per + L_reg`` with
+``Delta_ok = crop(x_ok) - AE(x_ok)`` and ``Delta_per = crop(x_ok) - AE(x_per)``:
+
+* ``L_ok``, ``L_per`` (:class:`ReconstructionLoss`): mean of ``Delta**2`` over the
+  156 x 156 reconstructed pixels of a patch, averaged over the patches of a batch;
+* ``L_kern`` (:class:`KernelMaxLoss`): per patch, the maximum over all positions of the
+  squared 9 x 9 local mean of ``Delta`` (stride 1, valid positions only), averaged over
+  patches;
+* ``L_reg`` (:class:`CodeL1Loss`): ``0.01 * sum(|z|)`` per patch, **divided by the
+  156 x 156 reconstructed pixels**, averaged over patches.
+
+Normalisation, our choice: the paper writes its sums with a factor ``1/n`` whose ``n``
+it does not define. We read every term per pixel: the two squared-error terms as means
+over the reconstructed pixels, and the L1 term's sum over the 42 x 42 code divided by the
+same 156**2 pixels. With the terms as raw per-patch sums instead, ``0.01 * sum|z|`` (up to
+17.6) dwarfs the kernel terms (about 1e-4) and drives ``z`` towards zero; with ours all
+four data terms are of the order of the squared noise (1e-5 to 1e-4) and ``L_reg`` of
+1e-4, and ``z`` stays alive (``tests/test_losses.py`` trains briefly and checks it).
+
+The losses are registered Keras serialisable objects, so a compiled training model saved
+as ``.keras`` loads with ``keras.saving.load_model`` in safe mode.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from .models import INPUT_SIZE, OUTPUT_OFFSET, OUTPUT_SIZE, decoder_of, encoder_of
+
+KERNEL_SIZE = 9
+L1_WEIGHT = 0.01
+
+
+def crop_to_output(x):
+    """Central 156 x 156 region of 192 x 192 patches (the part the AE reconstructs).
+
+    Parameters
+    ----------
+    x : tensor, shape (batch, 192, 192, 1)
+
+    Returns
+    -------
+    tensor, shape (batch, 156, 156, 1)
+    """
+    return x[:, OUTPUT_OFFSET : OUTPUT_OFFSET + OUTPUT_SIZE, OUTPUT_OFFSET : OUTPUT_OFFSET + OUTPUT_SIZE, :]
+
+
+def local_mean(x, kernel_size=KERNEL_SIZE):
+    """Mean over every ``k x k`` window at stride 1 (valid positions).
+
+    Parameters
+    ----------
+    x : tensor, shape (batch, H, W, 1)
+
+    Returns
+    -------
+    tensor, shape (batch, H - k + 1, W - k + 1, 1)
+    """
+    return ops.average_pool(x, pool_size=kernel_size, strides=1, padding="valid")
+
+
+@keras.saving.register_keras_serializable(package="weldlab")
+class ReconstructionLoss(keras.losses.Loss):
+    """``L_ok`` / ``L_per``: per-patch mean squared residual (Eq. 3)."""
+
+    def __init__(self, name="reconstruction", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        d = ops.cast(y_true, y_pred.dtype) - y_pred
+        return ops.mean(ops.square(d), axis=(1, 2, 3))
+
+
+@keras.saving.register_keras_serializable(package="weldlab")
+class KernelMaxLoss(keras.losses.Loss):
+    """``L_kern``: per-patch maximum of the squared 9 x 9 local mean residual (Eq. 4)."""
+
+    def __init__(self, kernel_size=KERNEL_SIZE, name="kernel_max", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.kernel_size = int(kernel_size)
+
+    def call(self, y_true, y_pred):
+        d = ops.cast(y_true, y_pred.dtype) - y_pred
+        return ops.max(ops.square(local_mean(d, self.kernel_size)), axis=(1, 2, 3))
+
+    def get_config(self):
+        return {**super().get_config(), "kernel_size": self.kernel_size}
+
+
+@keras.saving.register_keras_serializable(package="weldlab")
+class CodeL1Loss(keras.losses.Loss):
+    """``L_reg``: ``weight * sum|z|`` per patch over the 156**2 reconstructed pixels.
+
+    ``y_true`` is ignored (pass zeros of ``z``'s shape).
+    """
+
+    def __init__(self, weight=L1_WEIGHT, pixels=OUTPUT_SIZE * OUTPUT_SIZE, name="code_l1", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.weight, self.pixels = float(weight), int(pixels)
+
+    def call(self, y_true, y_pred):
+        return self.weight * ops.sum(ops.abs(y_pred), axis=(1, 2, 3)) / self.pixels
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight, "pixels": self.pixels}
+
+
+#: Names of the five loss terms as they appear in the training history.
+LOSS_TERMS = ("ok", "ok_kern", "per", "per_kern", "z")
+
+
+def build_training_model(autoencoder, perturbed=True):
+    """Wrap an autoencoder so that ``fit`` optimises the five-term loss.
+
+    Parameters
+    ----------
+    autoencoder : keras.Model
+        From :func:`weldlab.models.build_autoencoder`; its weights are shared.
+    perturbed : bool
+        False for the "None" perturbation set: only ``L_ok``, ``L_kern,ok`` and
+        ``L_reg`` remain, and the model takes ``x_ok`` alone.
+
+    Returns
+    -------
+    keras.Model
+        Inputs ``{"x_ok"[, "x_per"]}``, each (batch, 192, 192, 1); outputs named after
+        :data:`LOSS_TERMS` (``z`` holds the code of ``x_ok`` and, when perturbed, of
+        ``x_per``, concatenated along the channel axis). Compiled with the matching
+        losses by :func:`compile_training_model`.
+    """
+    encoder, decoder = encoder_of(autoencoder), decoder_of(autoencoder)
+    x_ok = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="x_ok")
+    z_ok = encoder(x_ok)
+    r_ok = decoder(z_ok)
+    inputs = {"x_ok": x_ok}
+    outputs = {
+        "ok": keras.layers.Identity(name="ok")(r_ok),
+        "ok_kern": keras.layers.Identity(name="ok_kern")(r_ok),
+    }
+    z = z_ok
+    if perturbed:
+        x_per = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="x_per")
+        z_per = encoder(x_per)
+        r_per = decoder(z_per)
+        inputs["x_per"] = x_per
+        outputs["per"] = keras.layers.Identity(name="per")(r_per)
+        outputs["per_kern"] = keras.layers.Identity(name="per_kern")(r_per)
+        z = keras.layers.Concatenate(name="z_pair")([z_ok, z_per])
+    outputs["z"] = keras.layers.Identity(name="z")(z)
+    return keras.Model(inputs, outputs, name="autoencoder_training")
+
+
+def compile_training_model(model, learning_rate=1e-3):
+    """Compile a training model from :func:`build_training_model` with Adam.
+
+    With a perturbation set, the L1 term is computed on both codes; it is halved so that
+    ``L_reg`` keeps the weight of one code per training pair.
+    """
+    perturbed = "per" in model.output_names
+    losses = {"ok": ReconstructionLoss(), "ok_kern": KernelMaxLoss(),
+              "z": CodeL1Loss(weight=L1_WEIGHT / (2 if perturbed else 1))}
+    if perturbed:
+        losses.update(per=ReconstructionLoss(), per_kern=KernelMaxLoss())
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=losses)
+    return model
+
+
+def training_targets(x_ok, perturbed=True):
+    """Targets for :func:`build_training_model`'s outputs: every reconstruction aims at
+    ``crop(x_ok)``; the code target is unused (zeros).
+
+    Parameters
+    ----------
+    x_ok : ndarray, shape (batch, 192, 192, 1)
+
+    Returns
+    -------
+    dict of ndarray
+    """
+    import numpy as np
+
+    c = x_ok[:, OUTPUT_OFFSET : OUTPUT_OFFSET + OUTPUT_SIZE, OUTPUT_OFFSET : OUTPUT_OFFSET + OUTPUT_SIZE, :]
+    n = len(x_ok)
+    z = np.zeros((n, 42, 42, 2 if perturbed else 1), np.float32)
+    y = {"ok": c, "ok_kern": c, "z": z}
+    if perturbed:
+        y.update(per=c, per_kern=c)
+    return y

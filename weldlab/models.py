@@ -1,0 +1,177 @@
+"""The two networks of the paper, in Keras 3 (any backend: TensorFlow, JAX or PyTorch).
+
+* :func:`build_autoencoder` (paper §3.1, Fig. 1): 192 x 192 x 1 in, a 42 x 42 x 1 code
+  ``z`` bounded to [0, 1], 156 x 156 x 1 out, aligned with the input's central region
+  (offset 18 px). 41,186 trainable parameters.
+* :func:`build_cnn` (paper §3.2): the supervised okay/defect classifier, 223,221
+  trainable parameters, sigmoid output.
+
+Both are plain functional models built from standard Keras layers, so a saved ``.keras``
+file loads with ``keras.saving.load_model`` in safe mode and needs no custom objects.
+The autoencoder is made of two named sub-models, ``encoder`` (input -> z) and
+``decoder`` (z -> reconstruction), so that training can reach the code ``z``.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+INPUT_SIZE = 192
+CODE_SIZE = 42
+OUTPUT_SIZE = 156
+OUTPUT_OFFSET = (INPUT_SIZE - OUTPUT_SIZE) // 2
+
+AE_PARAMETERS = 41_186
+CNN_PARAMETERS = 223_221
+
+AE_DROPOUT = 0.12
+CNN_DROPOUT = 0.1
+CNN_FILTERS = (24, 30, 34, 40)
+CNN_DENSE = (60, 50)
+
+
+def _conv(filters, name, strides=1, activation="relu", padding="valid"):
+    return layers.Conv2D(filters, 3, strides=strides, padding=padding, activation=activation, name=name)
+
+
+def build_encoder(seed=None):
+    """Encoder E: 192 x 192 x 1 -> z 42 x 42 x 1.
+
+    Parameters
+    ----------
+    seed : int, optional
+        Seed of the dropout layers (weights follow ``keras.utils.set_random_seed``).
+
+    Returns
+    -------
+    keras.Model
+        Named ``encoder``.
+    """
+    x_in = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="image")
+    x = _conv(18, "e1_conv1")(x_in)                                  # 190
+    x = layers.Dropout(AE_DROPOUT, seed=seed, name="e1_dropout")(x)
+    x = _conv(18, "e1_conv2")(x)                                     # 188
+    x = _conv(18, "e1_down", strides=2)(x)                           # 93
+    x = _conv(24, "e2_conv1")(x)                                     # 91
+    x = layers.Dropout(AE_DROPOUT, seed=None if seed is None else seed + 1, name="e2_dropout")(x)
+    x = _conv(24, "e2_conv2")(x)                                     # 89
+    x = _conv(24, "e2_down", strides=2)(x)                           # 44
+    x = _conv(1, "z_conv", activation=None)(x)                       # 42, linear
+    z = layers.ReLU(max_value=1.0, name="z")(x)                      # bounded to [0, 1]
+    return keras.Model(x_in, z, name="encoder")
+
+
+def build_decoder(seed=None):
+    """Decoder D: z 42 x 42 x 1 -> reconstruction 156 x 156 x 1.
+
+    Returns
+    -------
+    keras.Model
+        Named ``decoder``.
+    """
+    z = keras.Input((CODE_SIZE, CODE_SIZE, 1), name="z")
+    x = layers.Dropout(AE_DROPOUT, seed=None if seed is None else seed + 2, name="d1_dropout")(z)
+    x = layers.Conv2DTranspose(24, 3, strides=2, padding="valid", activation="relu", name="d1_up")(x)  # 85
+    x = _conv(24, "d1_conv1")(x)                                     # 83
+    x = _conv(24, "d1_conv2")(x)                                     # 81
+    x = layers.Dropout(AE_DROPOUT, seed=None if seed is None else seed + 3, name="d2_dropout")(x)
+    x = layers.Conv2DTranspose(18, 3, strides=2, padding="same", activation="relu", name="d2_up")(x)   # 162
+    x = _conv(18, "d2_conv1")(x)                                     # 160
+    x = _conv(18, "d2_conv2")(x)                                     # 158
+    r = _conv(1, "reconstruction", activation=None)(x)               # 156, linear
+    return keras.Model(z, r, name="decoder")
+
+
+def build_autoencoder(seed=None):
+    """The paper's autoencoder (method.md §4).
+
+    Parameters
+    ----------
+    seed : int, optional
+        Seed of the dropout layers.
+
+    Returns
+    -------
+    keras.Model
+        ``(batch, 192, 192, 1) -> (batch, 156, 156, 1)``, named ``autoencoder``, with the
+        sub-models ``encoder`` and ``decoder``; 41,186 trainable parameters.
+    """
+    encoder, decoder = build_encoder(seed), build_decoder(seed)
+    x_in = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="image")
+    return keras.Model(x_in, decoder(encoder(x_in)), name="autoencoder")
+
+
+def build_cnn(seed=None):
+    """The paper's supervised okay/defect classifier (method.md §6).
+
+    Four blocks of (Dropout 0.1 -> 3x3 conv, valid, ReLU) twice, with 24, 30, 34 and 40
+    filters, each followed by 2 x 2 max pooling; flatten; Dense 60 -> Dense 50 -> Dense 1
+    with a sigmoid.
+
+    Returns
+    -------
+    keras.Model
+        ``(batch, 192, 192, 1) -> (batch, 1)`` probability of "not okay"; 223,221
+        trainable parameters.
+    """
+    x_in = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="image")
+    x = x_in
+    k = 0
+    for b, filters in enumerate(CNN_FILTERS, 1):
+        for j in (1, 2):
+            x = layers.Dropout(CNN_DROPOUT, seed=None if seed is None else seed + k, name=f"b{b}_dropout{j}")(x)
+            x = _conv(filters, f"b{b}_conv{j}")(x)
+            k += 1
+        x = layers.MaxPooling2D(2, name=f"b{b}_pool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    for units in CNN_DENSE:
+        x = layers.Dense(units, activation="relu", name=f"dense{units}")(x)
+    out = layers.Dense(1, activation="sigmoid", name="probability")(x)
+    return keras.Model(x_in, out, name="cnn")
+
+
+def encoder_of(autoencoder):
+    """The ``encoder`` sub-model of an autoencoder (built or loaded)."""
+    return autoencoder.get_layer("encoder")
+
+
+def decoder_of(autoencoder):
+    """The ``decoder`` sub-model of an autoencoder (built or loaded)."""
+    return autoencoder.get_layer("decoder")
+
+
+def load_model(path):
+    """Load a weldlab ``.keras`` model (safe mode on), with a clear error for bad files.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    keras.Model
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file is not a loadable Keras model (corrupt, truncated, not a model).
+    """
+    from pathlib import Path
+
+    from . import losses  # noqa: F401  (registers the custom objects)
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    if path.suffix != ".keras":
+        raise ValueError(f"{path}: expected a native Keras '.keras' model file")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as exc:  # zipfile, json, h5 and Keras errors all mean "not a model"
+        raise ValueError(
+            f"{path}: cannot be loaded as a Keras model ({type(exc).__name__}: {exc}); "
+            "the file may be corrupt or truncated"
+        ) from exc
