@@ -17,7 +17,7 @@ from . import __version__
 def git_commit(path=None):
     """Commit hash of the repository holding ``path`` (``"unknown"`` outside git).
 
-    A ``+dirty`` suffix marks uncommitted changes to tracked files.
+    A ``+dirty`` suffix marks uncommitted changes (untracked, not ignored, files count).
     """
     cwd = Path(path or Path(__file__).resolve().parent)
     try:
@@ -27,7 +27,7 @@ def git_commit(path=None):
         if rev.returncode != 0:
             return "unknown"
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain"],
             cwd=cwd, capture_output=True, text=True, timeout=10,
         ).stdout.strip()
         return rev.stdout.strip() + ("+dirty" if dirty else "")

@@ -1,0 +1,66 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from weldlab.models import load_model  # noqa: E402
+from weldlab.training import PerturbedPairs, train_autoencoder  # noqa: E402
+
+FAST = dict(epochs=3, steps_per_epoch=2, val_steps=1, batch_size=4, verbose=0, log=lambda *a: None)
+
+
+def test_pairs_are_seeded_augmented_and_repaired_each_epoch(quick_datasets):
+    _, ds = quick_datasets
+    D = ds.perturbation_set("D")
+    p = PerturbedPairs(ds.raw("train_okay"), [D], batch_size=8, seed=3)
+    assert len(p) == int(np.ceil(6 * len(ds.raw("train_okay")) / 8))
+    (x0, y0), (x1, y1) = p.batch(0, epoch=0), p.batch(0, epoch=0)
+    assert np.array_equal(x0["x_per"], x1["x_per"])
+    x2, _ = p.batch(0, epoch=1)
+    assert not np.array_equal(x0["x_ok"], x2["x_ok"])  # new order and pairing every epoch
+    assert x0["x_ok"].shape == (8, 192, 192, 1) and x0["x_ok"].dtype == np.float32
+    assert np.array_equal(y0["ok"], x0["x_ok"][:, 18:174, 18:174])
+    assert np.array_equal(y0["per"], y0["ok"])  # the perturbed input must map to the clean patch
+    assert (np.abs(x0["x_per"] - x0["x_ok"]) > 0).any()
+    none = PerturbedPairs(ds.raw("train_okay"), [], batch_size=4, seed=0)
+    xn, yn = none.batch(0)
+    assert set(xn) == {"x_ok"} and set(yn) == {"ok", "ok_kern", "z"}
+    with pytest.raises(ValueError, match="batch_size"):
+        PerturbedPairs(ds.raw("train_okay"), [], batch_size=0)
+
+
+def test_interrupted_training_resumes(quick_datasets, tmp_path):
+    _, ds = quick_datasets
+    out = tmp_path / "ae"
+    with pytest.raises(KeyboardInterrupt):
+        train_autoencoder(ds, "D", seed=0, out_dir=out, stop_after=1, **FAST)
+    state = json.loads((out / "state.json").read_text())
+    assert state["epochs_done"] == 1 and (out / "checkpoint.keras").is_file()
+    assert not (out / "record.json").exists()
+    messages = []
+    rec = train_autoencoder(ds, "D", seed=0, out_dir=out, **{**FAST, "log": messages.append})
+    assert any("resuming" in m and "epoch 1" in m for m in messages)
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert {"ok_loss", "ok_kern_loss", "per_loss", "per_kern_loss", "z_loss", "val_loss"} <= set(history[0])
+    assert rec["epochs"] == 3 and rec["perturbation"] == "D" and rec["backend"]
+    for key in ("wall_seconds", "patches_per_second", "git_commit", "weldlab_version", "preset", "data"):
+        assert rec[key] is not None, key
+    ae = load_model(out / "autoencoder.keras")
+    assert ae.count_params() == 41_186 and ae.output.shape[1:] == (156, 156, 1)
+    # A finished run is not trained again.
+    again = train_autoencoder(ds, "D", seed=0, out_dir=out, **{**FAST, "log": messages.append})
+    assert again["epochs"] == 3 and any("already trained" in m for m in messages)
+
+
+def test_none_perturbation_and_bad_name(quick_datasets, tmp_path):
+    _, ds = quick_datasets
+    rec = train_autoencoder(ds, "none", seed=1, out_dir=tmp_path / "none", **{**FAST, "epochs": 1})
+    assert rec["perturbation"] == "none"
+    hist = json.loads((tmp_path / "none" / "history.json").read_text())
+    assert "per_loss" not in hist[0]
+    with pytest.raises(ValueError, match="perturbation"):
+        train_autoencoder(ds, "DNA", out_dir=tmp_path / "x")

@@ -1,0 +1,252 @@
+"""Training the autoencoder: seeded batches, early stopping, checkpoints that resume.
+
+* :class:`PerturbedPairs` draws the training batches: every augmented okay patch once per
+  epoch, each paired with a perturbation drawn anew every epoch (paper §3.3), and the
+  crop targets. Batch ``i`` of epoch ``e`` depends only on ``(seed, e, i)``, so batches
+  can be made in any order, by any number of workers.
+* :func:`train_autoencoder` fits the five-term loss (:mod:`weldlab.losses`) with Adam,
+  stops when the validation loss has not improved for ``patience`` epochs ("trained to
+  convergence"), and keeps the best weights. After every epoch it writes a checkpoint
+  (model with optimizer state + a JSON state file) atomically; called again with the same
+  output folder, it resumes from the last completed epoch (weights and optimizer state
+  restored; dropout's random stream restarts, so the continuation is reproducible but not
+  bit-identical to an uninterrupted run).
+* The final model is saved as ``autoencoder.keras`` beside ``record.json`` (preset, data,
+  seed, perturbation set, epochs, wall time, patches/s, backend, weldlab version, commit).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from . import losses as L
+from .datasets import decode
+from .models import build_autoencoder, load_model
+from .patches import augment
+from .perturbations import apply_perturbation
+from .provenance import provenance, write_json
+
+#: Perturbation sets of Table 3 (plus weldlab's D+SNI).
+AE_PERTURBATIONS = ("none", "D", "sni", "D+sni")
+
+
+class PerturbedPairs(keras.utils.PyDataset):
+    """Batches of (okay, perturbed) patches with their targets.
+
+    Parameters
+    ----------
+    okay : ndarray, shape (n, 192, 192), uint16 or float32
+        Okay patches (uint16 as stored in the datasets, decoded per batch).
+    perturbations : list of indexable perturbation sets, or empty
+        Each ``pset[indices] -> (delta, support)``; one set is chosen uniformly per
+        sample, then one of its members. Empty: no perturbation ("None").
+    batch_size : int
+    seed : int
+    augment_okay : bool
+        Use the x6 augmentation (one epoch = 6 n samples); False for validation.
+    steps : int, optional
+        Batches per epoch (default: all samples once).
+    fixed : bool
+        Same pairing every epoch (validation).
+    """
+
+    def __init__(self, okay, perturbations, batch_size=16, seed=0, augment_okay=True, steps=None,
+                 fixed=False, **kwargs):
+        super().__init__(**kwargs)
+        if len(okay) == 0:
+            raise ValueError("okay: no okay patches to train on")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+        self.okay, self.perturbations = okay, list(perturbations)
+        self.batch_size, self.seed = int(batch_size), int(seed)
+        self.augment_okay, self.fixed = augment_okay, fixed
+        self.samples = len(okay) * (6 if augment_okay else 1)
+        self.steps = int(steps) if steps else math.ceil(self.samples / self.batch_size)
+        self.epoch = 0
+
+    def __len__(self):
+        return self.steps
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+    def batch(self, index, epoch=None):
+        """Batch ``index`` of ``epoch`` as NumPy arrays ``(inputs, targets)``."""
+        epoch = 0 if self.fixed else (self.epoch if epoch is None else epoch)
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.samples)
+        start = (index * self.batch_size) % self.samples
+        idx = np.take(order, np.arange(start, start + self.batch_size), mode="wrap")
+        rng = np.random.default_rng([self.seed, epoch, index, 1])
+        if self.augment_okay:
+            x = augment(np.asarray(self.okay[idx // 6]), idx % 6)
+        else:
+            x = np.asarray(self.okay[idx])
+        x = decode(x) if x.dtype == np.uint16 else x.astype(np.float32)
+        inputs = {"x_ok": x[..., None]}
+        if self.perturbations:
+            which = rng.integers(0, len(self.perturbations), len(idx))
+            delta = np.empty_like(x)
+            support = np.empty(x.shape, bool)
+            for s, pset in enumerate(self.perturbations):
+                sel = np.flatnonzero(which == s)
+                if sel.size:
+                    d, w = pset[rng.integers(0, len(pset), sel.size)]
+                    op = rng.integers(0, 6, sel.size)
+                    delta[sel], support[sel] = augment(d, op), augment(w, op)
+            inputs["x_per"] = apply_perturbation(x, delta, support)[..., None]
+        return inputs, L.training_targets(inputs["x_ok"], perturbed=bool(self.perturbations))
+
+    def __getitem__(self, index):
+        return self.batch(index)
+
+
+class _Checkpoint(keras.callbacks.Callback):
+    """After each epoch: save the model (with optimizer) and the training state atomically;
+    track the best validation loss for early stopping and keep the best weights."""
+
+    def __init__(self, folder, state, patience, log=print):
+        super().__init__()
+        self.folder, self.state, self.patience, self.log = Path(folder), state, int(patience), log
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        st = self.state
+        st["history"].append({"epoch": epoch + 1, **logs})
+        val = logs.get("val_loss", logs.get("loss"))
+        if val < st["best_val_loss"]:
+            st["best_val_loss"], st["best_epoch"], st["wait"] = val, epoch + 1, 0
+            _save_atomic(self.model, self.folder / "best.keras")
+        else:
+            st["wait"] += 1
+        st["epochs_done"] = epoch + 1
+        st["seconds"] += time.perf_counter() - st.pop("_t0", time.perf_counter())
+        _save_atomic(self.model, self.folder / "checkpoint.keras")
+        write_json(self.folder / "state.json", st)
+        st["_t0"] = time.perf_counter()
+        if st["wait"] >= self.patience:
+            self.log(f"early stop: no improvement of the validation loss for {self.patience} epochs")
+            self.model.stop_training = True
+
+    def on_train_begin(self, logs=None):
+        self.state["_t0"] = time.perf_counter()
+
+
+def _save_atomic(model, path):
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def train_autoencoder(datasets, perturbation="sni", seed=0, out_dir=None, epochs=50, batch_size=16,
+                      patience=5, steps_per_epoch=None, val_steps=None, learning_rate=1e-3,
+                      verbose=1, cfg=None, stop_after=None, log=print):
+    """Train one autoencoder on a perturbation set, resuming if interrupted.
+
+    Parameters
+    ----------
+    datasets : weldlab.datasets.PatchDatasets
+    perturbation : {"none", "D", "sni", "D+sni"}
+    seed : int
+        Seeds the weights (``keras.utils.set_random_seed``), dropout and the batches.
+    out_dir : path
+        Folder of this model's checkpoint, history, model and record.
+    epochs : int
+        Upper bound; training stops earlier on a validation plateau.
+    batch_size : int
+    patience : int
+        Epochs without validation improvement before stopping.
+    steps_per_epoch, val_steps : int, optional
+        Batches per epoch (default: every augmented okay patch once) and per validation.
+    cfg : weldlab.config.Config, optional
+        Recorded in the JSON record.
+    stop_after : int, optional
+        Stop (as if interrupted) after this many epochs in this call; for tests.
+
+    Returns
+    -------
+    dict
+        The record written to ``record.json``.
+    """
+    if perturbation not in AE_PERTURBATIONS:
+        raise ValueError(f"perturbation: expected one of {AE_PERTURBATIONS}, got {perturbation!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [] if perturbation == "none" else perturbation.split("+")
+    psets = [datasets.perturbation_set(n) for n in names]
+    train = PerturbedPairs(datasets.raw("train_okay"), psets, batch_size, seed, steps=steps_per_epoch)
+    val = PerturbedPairs(datasets.raw("val_okay"), psets, batch_size, seed + 10_000, augment_okay=False,
+                         steps=val_steps, fixed=True)
+    state_file, ckpt = out / "state.json", out / "checkpoint.keras"
+    if state_file.is_file() and ckpt.is_file():
+        state = json.loads(state_file.read_text())
+        model = load_model(ckpt)
+        # Weights and optimizer state are restored; dropout's random stream restarts from
+        # (seed, epoch), so a resumed run is reproducible but not bit-identical to an
+        # uninterrupted one.
+        keras.utils.set_random_seed(seed * 100_003 + state["epochs_done"])
+        log(f"resuming {out.name} after epoch {state['epochs_done']}")
+    else:
+        keras.utils.set_random_seed(seed)
+        model = L.compile_training_model(L.build_training_model(build_autoencoder(seed), bool(psets)),
+                                         learning_rate)
+        state = {"epochs_done": 0, "best_val_loss": float("inf"), "best_epoch": 0, "wait": 0,
+                 "history": [], "seconds": 0.0}
+    done = state["epochs_done"]
+    if state["wait"] >= patience or done >= epochs:
+        log(f"{out.name}: already trained ({done} epochs)")
+    else:
+        train.epoch = done
+        callbacks = [_Checkpoint(out, state, patience, log)]
+        if stop_after is not None:
+            callbacks.append(_StopAfter(done + int(stop_after)))
+        model.fit(train, validation_data=val, epochs=epochs, initial_epoch=done, callbacks=callbacks,
+                  verbose=verbose)
+        state.pop("_t0", None)
+        if stop_after is not None and state["epochs_done"] < epochs and state["wait"] < patience:
+            raise KeyboardInterrupt(f"stopped after epoch {state['epochs_done']} (stop_after)")
+    _extract_autoencoder(load_model(out / "best.keras")).save(out / "autoencoder.keras")
+    samples = state["epochs_done"] * len(train) * batch_size
+    record = {
+        "model": "autoencoder",
+        "perturbation": perturbation,
+        "seed": seed,
+        "epochs": state["epochs_done"],
+        "best_epoch": state["best_epoch"],
+        "best_val_loss": state["best_val_loss"],
+        "batch_size": batch_size,
+        "steps_per_epoch": len(train),
+        "wall_seconds": round(state["seconds"], 2),
+        "patches_per_second": round(samples / state["seconds"], 2) if state["seconds"] else None,
+        "backend": keras.backend.backend(),
+        "dataset_key": datasets.manifest["dataset_key"],
+        "data": datasets.manifest["data"],
+        "preset": cfg.preset if cfg is not None else datasets.manifest.get("preset"),
+        **provenance(),
+    }
+    write_json(out / "history.json", state["history"])
+    write_json(out / "record.json", record)
+    return record
+
+
+def _extract_autoencoder(training_model):
+    """The inference autoencoder inside a training model (shared encoder/decoder)."""
+    enc, dec = training_model.get_layer("encoder"), training_model.get_layer("decoder")
+    x = keras.Input(enc.input.shape[1:], name="image")
+    return keras.Model(x, dec(enc(x)), name="autoencoder")
+
+
+class _StopAfter(keras.callbacks.Callback):
+    def __init__(self, last_epoch):
+        super().__init__()
+        self.last_epoch = last_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 >= self.last_epoch:
+            self.model.stop_training = True
