@@ -64,3 +64,33 @@ def test_none_perturbation_and_bad_name(quick_datasets, tmp_path):
     assert "per_loss" not in hist[0]
     with pytest.raises(ValueError, match="perturbation"):
         train_autoencoder(ds, "DNA", out_dir=tmp_path / "x")
+
+
+def test_cnn_batches_are_balanced(quick_datasets):
+    from weldlab.training import LabelledBatches
+
+    _, ds = quick_datasets
+    sources = {"D": None, "sni": ds.perturbation_set("sni")}
+    b = LabelledBatches(ds.raw("train_okay"), ds.raw("train_defect"), sources, batch_size=8, seed=0)
+    x, y = b.batch(0)
+    assert x.shape == (8, 192, 192, 1) and y[:4].sum() == 0 and y[4:].sum() == 4
+    assert np.array_equal(b.batch(1, epoch=2)[0], b.batch(1, epoch=2)[0])
+    with pytest.raises(ValueError, match="even"):
+        LabelledBatches(ds.raw("train_okay"), None, {"sni": sources["sni"]}, batch_size=5)
+    with pytest.raises(ValueError, match="defect patches"):
+        LabelledBatches(ds.raw("train_okay"), None, {"D": None}, batch_size=4)
+
+
+def test_cnn_trains_and_resumes(quick_datasets, tmp_path):
+    from weldlab.training import train_cnn
+
+    _, ds = quick_datasets
+    kw = dict(epochs=2, steps_per_epoch=2, val_steps=1, batch_size=4, verbose=0, log=lambda *a: None)
+    with pytest.raises(KeyboardInterrupt):
+        train_cnn(ds, "D+circular", seed=0, out_dir=tmp_path / "cnn", stop_after=1, **kw)
+    rec = train_cnn(ds, "D+circular", seed=0, out_dir=tmp_path / "cnn", **kw)
+    assert rec["model"] == "cnn" and rec["training_set"] == "D+circular" and rec["epochs"] == 2
+    cnn = load_model(tmp_path / "cnn" / "cnn.keras")
+    assert cnn.count_params() == 223_221
+    with pytest.raises(ValueError, match="training_set"):
+        train_cnn(ds, "D+SC", out_dir=tmp_path / "bad")

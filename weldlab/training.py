@@ -144,6 +144,62 @@ def _save_atomic(model, path):
     os.replace(tmp, path)
 
 
+def _fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop_after, log):
+    """Fit with per-epoch checkpoints, early stopping and resume; return the state dict.
+
+    ``build()`` makes a fresh compiled model (called only when there is no checkpoint).
+    """
+    state_file, ckpt = out / "state.json", out / "checkpoint.keras"
+    if state_file.is_file() and ckpt.is_file():
+        state = json.loads(state_file.read_text())
+        model = load_model(ckpt)
+        # Weights and optimizer state are restored; dropout's random stream restarts from
+        # (seed, epoch), so a resumed run is reproducible but not bit-identical to an
+        # uninterrupted one.
+        keras.utils.set_random_seed(seed * 100_003 + state["epochs_done"])
+        log(f"resuming {out.name} after epoch {state['epochs_done']}")
+    else:
+        keras.utils.set_random_seed(seed)
+        model = build()
+        state = {"epochs_done": 0, "best_val_loss": float("inf"), "best_epoch": 0, "wait": 0,
+                 "history": [], "seconds": 0.0}
+    done = state["epochs_done"]
+    if state["wait"] >= patience or done >= epochs:
+        log(f"{out.name}: already trained ({done} epochs)")
+        return state
+    train.epoch = done
+    callbacks = [_Checkpoint(out, state, patience, log)]
+    if stop_after is not None:
+        callbacks.append(_StopAfter(done + int(stop_after)))
+    model.fit(train, validation_data=val, epochs=epochs, initial_epoch=done, callbacks=callbacks,
+              verbose=verbose)
+    state.pop("_t0", None)
+    if stop_after is not None and state["epochs_done"] < epochs and state["wait"] < patience:
+        raise KeyboardInterrupt(f"stopped after epoch {state['epochs_done']} (stop_after)")
+    return state
+
+
+def _record(kind, training_set, seed, state, train, batch_size, datasets, cfg):
+    samples = state["epochs_done"] * len(train) * batch_size
+    return {
+        "model": kind,
+        "training_set": training_set,
+        "seed": seed,
+        "epochs": state["epochs_done"],
+        "best_epoch": state["best_epoch"],
+        "best_val_loss": state["best_val_loss"],
+        "batch_size": batch_size,
+        "steps_per_epoch": len(train),
+        "wall_seconds": round(state["seconds"], 2),
+        "patches_per_second": round(samples / state["seconds"], 2) if state["seconds"] else None,
+        "backend": keras.backend.backend(),
+        "dataset_key": datasets.manifest["dataset_key"],
+        "data": datasets.manifest["data"],
+        "preset": cfg.preset if cfg is not None else datasets.manifest.get("preset"),
+        **provenance(),
+    }
+
+
 def train_autoencoder(datasets, perturbation="sni", seed=0, out_dir=None, epochs=50, batch_size=16,
                       patience=5, steps_per_epoch=None, val_steps=None, learning_rate=1e-3,
                       verbose=1, cfg=None, stop_after=None, log=print):
@@ -183,53 +239,141 @@ def train_autoencoder(datasets, perturbation="sni", seed=0, out_dir=None, epochs
     train = PerturbedPairs(datasets.raw("train_okay"), psets, batch_size, seed, steps=steps_per_epoch)
     val = PerturbedPairs(datasets.raw("val_okay"), psets, batch_size, seed + 10_000, augment_okay=False,
                          steps=val_steps, fixed=True)
-    state_file, ckpt = out / "state.json", out / "checkpoint.keras"
-    if state_file.is_file() and ckpt.is_file():
-        state = json.loads(state_file.read_text())
-        model = load_model(ckpt)
-        # Weights and optimizer state are restored; dropout's random stream restarts from
-        # (seed, epoch), so a resumed run is reproducible but not bit-identical to an
-        # uninterrupted one.
-        keras.utils.set_random_seed(seed * 100_003 + state["epochs_done"])
-        log(f"resuming {out.name} after epoch {state['epochs_done']}")
-    else:
-        keras.utils.set_random_seed(seed)
-        model = L.compile_training_model(L.build_training_model(build_autoencoder(seed), bool(psets)),
-                                         learning_rate)
-        state = {"epochs_done": 0, "best_val_loss": float("inf"), "best_epoch": 0, "wait": 0,
-                 "history": [], "seconds": 0.0}
-    done = state["epochs_done"]
-    if state["wait"] >= patience or done >= epochs:
-        log(f"{out.name}: already trained ({done} epochs)")
-    else:
-        train.epoch = done
-        callbacks = [_Checkpoint(out, state, patience, log)]
-        if stop_after is not None:
-            callbacks.append(_StopAfter(done + int(stop_after)))
-        model.fit(train, validation_data=val, epochs=epochs, initial_epoch=done, callbacks=callbacks,
-                  verbose=verbose)
-        state.pop("_t0", None)
-        if stop_after is not None and state["epochs_done"] < epochs and state["wait"] < patience:
-            raise KeyboardInterrupt(f"stopped after epoch {state['epochs_done']} (stop_after)")
+
+    def build():
+        return L.compile_training_model(L.build_training_model(build_autoencoder(seed), bool(psets)),
+                                        learning_rate)
+
+    state = _fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop_after, log)
     _extract_autoencoder(load_model(out / "best.keras")).save(out / "autoencoder.keras")
-    samples = state["epochs_done"] * len(train) * batch_size
-    record = {
-        "model": "autoencoder",
-        "perturbation": perturbation,
-        "seed": seed,
-        "epochs": state["epochs_done"],
-        "best_epoch": state["best_epoch"],
-        "best_val_loss": state["best_val_loss"],
-        "batch_size": batch_size,
-        "steps_per_epoch": len(train),
-        "wall_seconds": round(state["seconds"], 2),
-        "patches_per_second": round(samples / state["seconds"], 2) if state["seconds"] else None,
-        "backend": keras.backend.backend(),
-        "dataset_key": datasets.manifest["dataset_key"],
-        "data": datasets.manifest["data"],
-        "preset": cfg.preset if cfg is not None else datasets.manifest.get("preset"),
-        **provenance(),
-    }
+    record = _record("autoencoder", perturbation, seed, state, train, batch_size, datasets, cfg)
+    record["perturbation"] = perturbation
+    write_json(out / "history.json", state["history"])
+    write_json(out / "record.json", record)
+    return record
+
+
+#: Training sets of Table 2: okay = 0, everything else = 1.
+CNN_TRAINING_SETS = ("D", "D+circular", "D+circular+partial_circle", "D+sni")
+
+
+class LabelledBatches(keras.utils.PyDataset):
+    """Class-balanced batches for the supervised CNN.
+
+    Half of every batch is okay patches (label 0, x6 augmented); the other half is label
+    1, split evenly between the sources of the training set: real training defect
+    patches for D (augmented); for SC, SPC and SNI a generated perturbation pasted into a
+    random okay patch (Eq. 2), anew every epoch.
+
+    Parameters
+    ----------
+    okay : ndarray, shape (n, 192, 192), uint16
+    defects : ndarray, shape (m, 192, 192), uint16, or None
+        Real defect patches for the ``"D"`` source.
+    sources : dict of str -> perturbation set or None
+        ``{"D": None, "sni": pset, ...}``; None draws real defect patches from
+        ``defects``, a perturbation set pastes its members into okay patches.
+    batch_size : int
+        Even.
+    seed : int
+    steps : int, optional
+        Batches per epoch (default: every augmented okay patch once, as half batches).
+    fixed : bool
+        Same batches every epoch (validation).
+    """
+
+    def __init__(self, okay, defects, sources, batch_size=32, seed=0, steps=None, fixed=False, **kwargs):
+        super().__init__(**kwargs)
+        if int(batch_size) < 2 or int(batch_size) % 2:
+            raise ValueError(f"batch_size: expected an even integer >= 2, got {batch_size!r}")
+        if any(v is None for v in sources.values()) and (defects is None or len(defects) == 0):
+            raise ValueError("defects: a real-defect source (None) needs defect patches")
+        self.okay, self.defects, self.sources = okay, defects, dict(sources)
+        self.batch_size, self.seed, self.fixed = int(batch_size), int(seed), fixed
+        half = self.batch_size // 2
+        self.steps = int(steps) if steps else math.ceil(6 * len(okay) / half)
+        self.epoch = 0
+
+    def __len__(self):
+        return self.steps
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+    def batch(self, index, epoch=None):
+        """Batch ``index`` as ``(x, y)``: x (batch, 192, 192, 1) float32, y (batch, 1)."""
+        epoch = 0 if self.fixed else (self.epoch if epoch is None else epoch)
+        rng = np.random.default_rng([self.seed, epoch, index, 2])
+        half = self.batch_size // 2
+        i = rng.integers(0, 6 * len(self.okay), half)
+        x_ok = decode(augment(np.asarray(self.okay[i // 6]), i % 6))
+        names = list(self.sources)
+        which = rng.integers(0, len(names), half)
+        pos = np.empty_like(x_ok)
+        for s, name in enumerate(names):
+            sel = np.flatnonzero(which == s)
+            if not sel.size:
+                continue
+            if self.sources[name] is None:
+                j = rng.integers(0, 6 * len(self.defects), sel.size)
+                pos[sel] = decode(augment(np.asarray(self.defects[j // 6]), j % 6))
+            else:
+                base = rng.integers(0, 6 * len(self.okay), sel.size)
+                x = decode(augment(np.asarray(self.okay[base // 6]), base % 6))
+                d, w = self.sources[name][rng.integers(0, len(self.sources[name]), sel.size)]
+                op = rng.integers(0, 6, sel.size)
+                pos[sel] = apply_perturbation(x, augment(d, op), augment(w, op))
+        x = np.concatenate([x_ok, pos])[..., None]
+        y = np.concatenate([np.zeros(half), np.ones(half)]).astype(np.float32)[:, None]
+        return x, y
+
+    def __getitem__(self, index):
+        return self.batch(index)
+
+
+def train_cnn(datasets, training_set="D+sni", seed=0, out_dir=None, epochs=50, batch_size=32,
+              patience=5, steps_per_epoch=None, val_steps=None, learning_rate=1e-3,
+              verbose=1, cfg=None, stop_after=None, log=print):
+    """Train one supervised CNN (binary cross-entropy, Adam), resuming if interrupted.
+
+    Parameters
+    ----------
+    datasets : weldlab.datasets.PatchDatasets
+    training_set : {"D", "D+circular", "D+circular+partial_circle", "D+sni"}
+        Positive sources (paper: D, D+SC, D+SC+SPC, D+SNI).
+    Other parameters as :func:`train_autoencoder`. Validation: the validation okay
+    patches and, as positives, the same sources pasted into validation okay patches
+    (D as its zero-referenced perturbations), with a fixed pairing.
+
+    Returns
+    -------
+    dict
+        The record written to ``record.json``; the model is ``cnn.keras``.
+    """
+    from .models import build_cnn
+
+    if training_set not in CNN_TRAINING_SETS:
+        raise ValueError(f"training_set: expected one of {CNN_TRAINING_SETS}, got {training_set!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = training_set.split("+")
+    sources = {n: (None if n == "D" else datasets.perturbation_set(n)) for n in names}
+    train = LabelledBatches(datasets.raw("train_okay"), datasets.raw("train_defect"), sources,
+                            batch_size, seed, steps=steps_per_epoch)
+    val_sources = {n: (datasets.perturbation_set("D") if n == "D" else p) for n, p in sources.items()}
+    val_steps = val_steps or max(1, len(datasets.raw("val_okay")) // (batch_size // 2))
+    val = LabelledBatches(datasets.raw("val_okay"), None, val_sources, batch_size, seed + 10_000,
+                          steps=val_steps, fixed=True)
+
+    def build():
+        model = build_cnn(seed)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
+                      metrics=["accuracy"])
+        return model
+
+    state = _fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop_after, log)
+    load_model(out / "best.keras").save(out / "cnn.keras")
+    record = _record("cnn", training_set, seed, state, train, batch_size, datasets, cfg)
     write_json(out / "history.json", state["history"])
     write_json(out / "record.json", record)
     return record
