@@ -191,6 +191,8 @@ def run_book(preset="quick", data=None, gdxray_root=None, overrides=None, root=N
         False).
     """
     root = repo_root(root)
+    # Chapter kernels inherit this: TensorFlow's C++ start-up messages stay out of the book.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     params = resolve_parameters(preset, data, gdxray_root, overrides,
                                 artifacts_root=(overrides or {}).get("artifacts_root", root / "artifacts"))
     data = params["data"]

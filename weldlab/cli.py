@@ -4,6 +4,7 @@ Subcommands
 -----------
 ``weldlab book``      execute every chapter with papermill and render the HTML book
 ``weldlab datasets``  build (or reuse) the patch datasets of a preset and print Table 1
+``weldlab train``     train the autoencoder or the CNN for one training set and the seeds
 ``weldlab simulate``  write simulated radiographs and their masks as PNG files
 ``weldlab calibrate`` compare simulator and GDXray statistics (chapter 1's table)
 
@@ -97,6 +98,21 @@ def cmd_calibrate(args):
     return 0
 
 
+def cmd_train(args):
+    from .datasets import build_or_load
+    from .training import AE_PERTURBATIONS, CNN_TRAINING_SETS, train_models
+
+    cfg = _config(args)
+    allowed = AE_PERTURBATIONS if args.model == "ae" else CNN_TRAINING_SETS
+    if args.set not in allowed:
+        raise ValueError(f"--set: expected one of {allowed} for the {args.model}, got {args.set!r}")
+    ds = build_or_load(cfg)
+    for rec in train_models(cfg, ds, args.model, args.set, seeds=args.seeds, verbose=2 if args.quiet else 1):
+        print(f"{args.model} {args.set} seed {rec['seed']}: {rec['epochs']} epochs (best {rec['best_epoch']}), "
+              f"{rec['wall_seconds']} s, {rec['patches_per_second']} patches/s, backend {rec['backend']}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="weldlab", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"weldlab {__version__}")
@@ -113,6 +129,14 @@ def build_parser():
     p.add_argument("--out", default=None, help="dataset folder (default: artifacts/<data>/<preset>/datasets)")
     p.add_argument("--rebuild", action="store_true", help="rebuild even if a matching dataset exists")
     p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("train", help="train the autoencoder or the CNN (resumes if interrupted)")
+    _common(p)
+    p.add_argument("model", choices=("ae", "cnn"), help="which network")
+    p.add_argument("--set", required=True, help="AE: none, D, sni, D+sni; CNN: D, D+circular, D+circular+partial_circle, D+sni")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: the preset's)")
+    p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("simulate", help="write simulated radiographs and masks as PNG")
     _common(p)

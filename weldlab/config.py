@@ -18,6 +18,10 @@ import yaml
 PRESETS = ("quick", "standard", "paper")
 DATA_SOURCES = ("synthetic", "gdxray")
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
+#: Parameters of training only: changing them never rebuilds the datasets.
+TRAINING_PARAMETERS = ("seeds", "ae_epochs", "ae_batch_size", "ae_steps_per_epoch", "cnn_epochs",
+                       "cnn_batch_size", "cnn_steps_per_epoch", "patience", "learning_rate",
+                       "chapter_seeds")
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,19 @@ class Config:
         Low/mid and mid/high contrast-to-noise cut-offs of the test defect classes.
     natural_images : str or None
         Folder of natural images for SNI; None uses scikit-image's.
+    seeds : tuple of int
+        Seeds of the independently trained models per configuration (paper: three).
+    ae_epochs, cnn_epochs : int
+        Upper bounds on epochs (training stops earlier on a validation plateau).
+    ae_batch_size, cnn_batch_size : int
+    ae_steps_per_epoch, cnn_steps_per_epoch : int
+        Batches per epoch; 0 means every augmented okay patch once.
+    patience : int
+        Epochs without validation improvement before early stopping.
+    learning_rate : float
+        Adam's learning rate.
+    chapter_seeds : int
+        How many of ``seeds`` the model chapters (4, 6) train or load.
     progress : bool
         Show progress bars.
     """
@@ -80,6 +97,16 @@ class Config:
     n_synthetic_test: int = 40
     cnr_cutoffs: tuple = (3.0, 7.0)
     natural_images: str | None = None
+    seeds: tuple = (0, 1, 2)
+    ae_epochs: int = 3
+    ae_batch_size: int = 8
+    ae_steps_per_epoch: int = 12
+    cnn_epochs: int = 3
+    cnn_batch_size: int = 16
+    cnn_steps_per_epoch: int = 12
+    patience: int = 5
+    learning_rate: float = 1e-3
+    chapter_seeds: int = 1
     progress: bool = True
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -109,6 +136,17 @@ class Config:
             raise ValueError(f"cnr_cutoffs: expected (low_mid, mid_high) with 0 <= a < b, got {self.cnr_cutoffs!r}")
         object.__setattr__(self, "cnr_cutoffs", tuple(float(c) for c in cut))
         object.__setattr__(self, "gdxray_test", tuple(self.gdxray_test))
+        seeds = tuple(self.seeds)
+        if not seeds or any(isinstance(v, bool) or not isinstance(v, int) for v in seeds):
+            raise ValueError(f"seeds: expected a non-empty list of integers, got {self.seeds!r}")
+        object.__setattr__(self, "seeds", seeds)
+        if self.cnn_batch_size % 2:
+            raise ValueError(f"cnn_batch_size: expected an even number (half okay, half not), got {self.cnn_batch_size!r}")
+        for name in ("ae_epochs", "ae_batch_size", "cnn_epochs", "cnn_batch_size", "patience", "chapter_seeds"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected at least 1, got {getattr(self, name)!r}")
+        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
+            raise ValueError(f"learning_rate: expected a number in (0, 1), got {self.learning_rate!r}")
 
     @property
     def artifacts(self) -> Path:
@@ -117,7 +155,7 @@ class Config:
 
     def dataset_params(self) -> dict:
         """The parameters that determine the datasets (everything but paths and display)."""
-        skip = {"preset", "artifacts_root", "progress", "extra", "gdxray_root"}
+        skip = {"preset", "artifacts_root", "progress", "extra", "gdxray_root", *TRAINING_PARAMETERS}
         out = {}
         for f in dataclasses.fields(self):
             if f.name in skip:

@@ -175,3 +175,30 @@ def load_model(path):
             f"{path}: cannot be loaded as a Keras model ({type(exc).__name__}: {exc}); "
             "the file may be corrupt or truncated"
         ) from exc
+
+
+def layer_table(model):
+    """Rows describing a model's layers (sub-models expanded), for the book.
+
+    Parameters
+    ----------
+    model : keras.Model
+
+    Returns
+    -------
+    list of dict
+        ``block`` (sub-model name or ""), ``layer``, ``type``, ``output`` (shape without
+        the batch axis) and ``parameters``.
+    """
+    rows = []
+
+    def walk(m, block):
+        for layer in m.layers:
+            if isinstance(layer, keras.Model):
+                walk(layer, layer.name)
+            elif not isinstance(layer, layers.InputLayer):
+                rows.append({"block": block, "layer": layer.name, "type": type(layer).__name__,
+                             "output": tuple(layer.output.shape[1:]), "parameters": layer.count_params()})
+
+    walk(model, "")
+    return rows

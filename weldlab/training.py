@@ -152,6 +152,9 @@ def _fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop
     state_file, ckpt = out / "state.json", out / "checkpoint.keras"
     if state_file.is_file() and ckpt.is_file():
         state = json.loads(state_file.read_text())
+        if state["wait"] >= patience or state["epochs_done"] >= epochs:
+            log(f"{out.name}: already trained ({state['epochs_done']} epochs)")
+            return state
         model = load_model(ckpt)
         # Weights and optimizer state are restored; dropout's random stream restarts from
         # (seed, epoch), so a resumed run is reproducible but not bit-identical to an
@@ -164,9 +167,6 @@ def _fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop
         state = {"epochs_done": 0, "best_val_loss": float("inf"), "best_epoch": 0, "wait": 0,
                  "history": [], "seconds": 0.0}
     done = state["epochs_done"]
-    if state["wait"] >= patience or done >= epochs:
-        log(f"{out.name}: already trained ({done} epochs)")
-        return state
     train.epoch = done
     callbacks = [_Checkpoint(out, state, patience, log)]
     if stop_after is not None:
@@ -236,7 +236,9 @@ def train_autoencoder(datasets, perturbation="sni", seed=0, out_dir=None, epochs
     out.mkdir(parents=True, exist_ok=True)
     names = [] if perturbation == "none" else perturbation.split("+")
     psets = [datasets.perturbation_set(n) for n in names]
-    train = PerturbedPairs(datasets.raw("train_okay"), psets, batch_size, seed, steps=steps_per_epoch)
+    # Two worker threads make the next batches while the model trains on the current one.
+    train = PerturbedPairs(datasets.raw("train_okay"), psets, batch_size, seed, steps=steps_per_epoch,
+                           workers=2)
     val = PerturbedPairs(datasets.raw("val_okay"), psets, batch_size, seed + 10_000, augment_okay=False,
                          steps=val_steps, fixed=True)
 
@@ -359,7 +361,7 @@ def train_cnn(datasets, training_set="D+sni", seed=0, out_dir=None, epochs=50, b
     names = training_set.split("+")
     sources = {n: (None if n == "D" else datasets.perturbation_set(n)) for n in names}
     train = LabelledBatches(datasets.raw("train_okay"), datasets.raw("train_defect"), sources,
-                            batch_size, seed, steps=steps_per_epoch)
+                            batch_size, seed, steps=steps_per_epoch, workers=2)
     val_sources = {n: (datasets.perturbation_set("D") if n == "D" else p) for n, p in sources.items()}
     val_steps = val_steps or max(1, len(datasets.raw("val_okay")) // (batch_size // 2))
     val = LabelledBatches(datasets.raw("val_okay"), None, val_sources, batch_size, seed + 10_000,
@@ -394,3 +396,44 @@ class _StopAfter(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if epoch + 1 >= self.last_epoch:
             self.model.stop_training = True
+
+
+def model_dir(cfg, kind, training_set, seed):
+    """Folder of one trained model: ``<artifacts>/models/<kind>/<set>/seed<k>``."""
+    return cfg.artifacts / "models" / kind / training_set / f"seed{seed}"
+
+
+def train_models(cfg, datasets, kind, training_set, seeds=None, verbose=1, log=print):
+    """Train (or resume, or reuse) the models of one configuration, one per seed.
+
+    Parameters
+    ----------
+    cfg : weldlab.config.Config
+        Supplies epochs, batch sizes, steps per epoch, patience and learning rate.
+    datasets : weldlab.datasets.PatchDatasets
+    kind : {"ae", "cnn"}
+    training_set : str
+        Perturbation set (AE) or training set (CNN).
+    seeds : sequence of int, optional
+        Default ``cfg.seeds``.
+
+    Returns
+    -------
+    list of dict
+        The records, one per seed.
+    """
+    if kind not in ("ae", "cnn"):
+        raise ValueError(f"kind: expected 'ae' or 'cnn', got {kind!r}")
+    records = []
+    for seed in cfg.seeds if seeds is None else seeds:
+        out = model_dir(cfg, kind, training_set, seed)
+        if kind == "ae":
+            rec = train_autoencoder(datasets, training_set, seed, out, cfg.ae_epochs, cfg.ae_batch_size,
+                                    cfg.patience, cfg.ae_steps_per_epoch or None, None, cfg.learning_rate,
+                                    verbose, cfg, log=log)
+        else:
+            rec = train_cnn(datasets, training_set, seed, out, cfg.cnn_epochs, cfg.cnn_batch_size,
+                            cfg.patience, cfg.cnn_steps_per_epoch or None, None, cfg.learning_rate,
+                            verbose, cfg, log=log)
+        records.append(rec)
+    return records
