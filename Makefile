@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PRESET ?= quick
 DATA   ?= synthetic
 
-.PHONY: setup book test clean
+.PHONY: setup book test bench clean
 
 setup: $(VENV)/.installed
 
@@ -22,6 +22,9 @@ book: setup
 
 test: setup
 	$(PY) -m pytest
+
+bench: setup
+	$(PY) scripts/bench_training.py
 
 clean:
 	rm -rf _build

@@ -1,0 +1,85 @@
+"""Input pipeline vs training step, side by side (issue: "an input pipeline that keeps up").
+
+For each perturbation / training set, measures on this machine:
+
+* pipeline: patches per second that :class:`weldlab.training.PerturbedPairs` (AE) or
+  :class:`weldlab.training.LabelledBatches` (CNN) produces, single-threaded;
+* step: patches per second of ``train_on_batch`` on ready-made batches (after warm-up).
+
+Prints a table and writes it as JSON (with the machine, backend and versions) to
+``--out`` (default ``artifacts/bench/training_<backend>.json``).
+
+    python scripts/bench_training.py [--preset quick] [--batches 6] [--batch-size 16]
+"""
+
+import argparse
+import os
+import platform
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from weldlab import losses as L  # noqa: E402
+from weldlab.config import make_config  # noqa: E402
+from weldlab.datasets import build_or_load  # noqa: E402
+from weldlab.models import build_autoencoder, build_cnn  # noqa: E402
+from weldlab.provenance import provenance, write_json  # noqa: E402
+from weldlab.training import LabelledBatches, PerturbedPairs  # noqa: E402
+
+
+def rate(fn, n):
+    t = time.perf_counter()
+    for i in range(n):
+        fn(i)
+    return time.perf_counter() - t
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", default="quick")
+    ap.add_argument("--batches", type=int, default=6)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    cfg = make_config(args.preset, progress=False)
+    ds = build_or_load(cfg)
+    bs, n = args.batch_size, args.batches
+    rows = []
+    ae = build_autoencoder(seed=0)
+    for name in ("none", "D", "sni", "D+sni"):
+        psets = [] if name == "none" else [ds.perturbation_set(k) for k in name.split("+")]
+        data = PerturbedPairs(ds.raw("train_okay"), psets, bs, seed=0)
+        pipe = n * bs / rate(data.batch, n)
+        model = L.compile_training_model(L.build_training_model(ae, bool(psets)))
+        batches = [data.batch(i) for i in range(n + 2)]
+        model.train_on_batch(*batches[0])
+        model.train_on_batch(*batches[1])
+        step = n * bs / rate(lambda i: model.train_on_batch(*batches[i + 2]), n)
+        rows.append({"model": "ae", "set": name, "pipeline_patches_per_s": pipe, "step_patches_per_s": step})
+    cnn = build_cnn(seed=0)
+    cnn.compile(optimizer="adam", loss="binary_crossentropy")
+    for name in ("D", "D+circular", "D+circular+partial_circle", "D+sni"):
+        sources = {k: (None if k == "D" else ds.perturbation_set(k)) for k in name.split("+")}
+        data = LabelledBatches(ds.raw("train_okay"), ds.raw("train_defect"), sources, bs, seed=0)
+        pipe = n * bs / rate(data.batch, n)
+        batches = [data.batch(i) for i in range(n + 2)]
+        cnn.train_on_batch(*batches[0])
+        cnn.train_on_batch(*batches[1])
+        step = n * bs / rate(lambda i: cnn.train_on_batch(*batches[i + 2]), n)
+        rows.append({"model": "cnn", "set": name, "pipeline_patches_per_s": pipe, "step_patches_per_s": step})
+    print(f"{'model':<5} {'set':<28} {'pipeline/s':>11} {'step/s':>9}  keeps up")
+    for r in rows:
+        ok = "yes" if r["pipeline_patches_per_s"] >= r["step_patches_per_s"] else "NO"
+        print(f"{r['model']:<5} {r['set']:<28} {r['pipeline_patches_per_s']:>11.1f} {r['step_patches_per_s']:>9.1f}  {ok}")
+    out = args.out or f"artifacts/bench/training_{keras.backend.backend()}.json"
+    write_json(out, {"rows": rows, "batch_size": bs, "batches": n, "preset": args.preset,
+                     "backend": keras.backend.backend(), "cpu_count": os.cpu_count(),
+                     "processor": platform.processor() or platform.machine(), **provenance()})
+    print("written", out)
+
+
+if __name__ == "__main__":
+    main()
