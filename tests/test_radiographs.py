@@ -111,3 +111,32 @@ def test_mask_shape_checked(tmp_path):
         load_mask(f, (200, 200))
     with pytest.raises(RadiographError, match="does not match"):
         Radiograph("x", np.zeros((200, 200), np.float32), np.zeros((10, 10), bool))
+
+
+def test_fetch_gdxray_downloads_with_pooch_from_a_local_server(tmp_path):
+    """fetch_gdxray against a throwaway HTTP server on the loopback interface."""
+    import functools
+    import http.server
+    import threading
+
+    from weldlab.radiographs import fetch_gdxray
+
+    src = tmp_path / "server"
+    rng = np.random.default_rng(0)
+    for i in range(1, 11):
+        for series, arr in (("W0001", (rng.random((200, 260)) * 255).astype(np.uint8)),
+                            ("W0002", (rng.random((200, 260)) > 0.99).astype(np.uint8) * 255)):
+            (src / "Welding" / series).mkdir(parents=True, exist_ok=True)
+            iio.imwrite(src / "Welding" / series / f"{series}_{i:04d}.png", arr)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(src))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        dest = fetch_gdxray(tmp_path / "copy", base_url=f"http://127.0.0.1:{server.server_port}", progressbar=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    rs = load_gdxray(dest)
+    assert len(rs) == 10 and rs[0].image.shape == (200, 260) and rs[0].mask.any()

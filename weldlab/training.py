@@ -37,7 +37,31 @@ from .provenance import provenance, write_json
 AE_PERTURBATIONS = ("none", "D", "sni", "D+sni")
 
 
-class PerturbedPairs(keras.utils.PyDataset):
+class _EpochBatches(keras.utils.PyDataset):
+    """A fixed number of batches per epoch, each a pure function of (seed, epoch, index).
+
+    Subclasses implement ``batch(index, epoch)``; ``fixed=True`` uses epoch 0 always
+    (validation sets that must not change between epochs).
+    """
+
+    def __init__(self, steps, seed, fixed, **kwargs):
+        super().__init__(**kwargs)
+        self.steps, self.seed, self.fixed, self.epoch = int(steps), int(seed), bool(fixed), 0
+
+    def __len__(self):
+        return self.steps
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+    def _epoch(self, epoch):
+        return 0 if self.fixed else (self.epoch if epoch is None else epoch)
+
+    def __getitem__(self, index):
+        return self.batch(index)
+
+
+class PerturbedPairs(_EpochBatches):
     """Batches of (okay, perturbed) patches with their targets.
 
     Parameters
@@ -59,27 +83,18 @@ class PerturbedPairs(keras.utils.PyDataset):
 
     def __init__(self, okay, perturbations, batch_size=16, seed=0, augment_okay=True, steps=None,
                  fixed=False, **kwargs):
-        super().__init__(**kwargs)
         if len(okay) == 0:
             raise ValueError("okay: no okay patches to train on")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
         self.okay, self.perturbations = okay, list(perturbations)
-        self.batch_size, self.seed = int(batch_size), int(seed)
-        self.augment_okay, self.fixed = augment_okay, fixed
+        self.batch_size, self.augment_okay = int(batch_size), augment_okay
         self.samples = len(okay) * (6 if augment_okay else 1)
-        self.steps = int(steps) if steps else math.ceil(self.samples / self.batch_size)
-        self.epoch = 0
-
-    def __len__(self):
-        return self.steps
-
-    def on_epoch_end(self):
-        self.epoch += 1
+        super().__init__(steps or math.ceil(self.samples / self.batch_size), seed, fixed, **kwargs)
 
     def batch(self, index, epoch=None):
         """Batch ``index`` of ``epoch`` as NumPy arrays ``(inputs, targets)``."""
-        epoch = 0 if self.fixed else (self.epoch if epoch is None else epoch)
+        epoch = self._epoch(epoch)
         order = np.random.default_rng([self.seed, epoch]).permutation(self.samples)
         start = (index * self.batch_size) % self.samples
         idx = np.take(order, np.arange(start, start + self.batch_size), mode="wrap")
@@ -102,9 +117,6 @@ class PerturbedPairs(keras.utils.PyDataset):
                     delta[sel], support[sel] = augment(d, op), augment(w, op)
             inputs["x_per"] = apply_perturbation(x, delta, support)[..., None]
         return inputs, L.training_targets(inputs["x_ok"], perturbed=bool(self.perturbations))
-
-    def __getitem__(self, index):
-        return self.batch(index)
 
 
 class _Checkpoint(keras.callbacks.Callback):
@@ -259,7 +271,7 @@ def train_autoencoder(datasets, perturbation="sni", seed=0, out_dir=None, epochs
 CNN_TRAINING_SETS = ("D", "D+circular", "D+circular+partial_circle", "D+sni")
 
 
-class LabelledBatches(keras.utils.PyDataset):
+class LabelledBatches(_EpochBatches):
     """Class-balanced batches for the supervised CNN.
 
     Half of every batch is okay patches (label 0, x6 augmented); the other half is label
@@ -285,26 +297,17 @@ class LabelledBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, okay, defects, sources, batch_size=32, seed=0, steps=None, fixed=False, **kwargs):
-        super().__init__(**kwargs)
         if int(batch_size) < 2 or int(batch_size) % 2:
             raise ValueError(f"batch_size: expected an even integer >= 2, got {batch_size!r}")
         if any(v is None for v in sources.values()) and (defects is None or len(defects) == 0):
             raise ValueError("defects: a real-defect source (None) needs defect patches")
         self.okay, self.defects, self.sources = okay, defects, dict(sources)
-        self.batch_size, self.seed, self.fixed = int(batch_size), int(seed), fixed
-        half = self.batch_size // 2
-        self.steps = int(steps) if steps else math.ceil(6 * len(okay) / half)
-        self.epoch = 0
-
-    def __len__(self):
-        return self.steps
-
-    def on_epoch_end(self):
-        self.epoch += 1
+        self.batch_size = int(batch_size)
+        super().__init__(steps or math.ceil(6 * len(okay) / (self.batch_size // 2)), seed, fixed, **kwargs)
 
     def batch(self, index, epoch=None):
         """Batch ``index`` as ``(x, y)``: x (batch, 192, 192, 1) float32, y (batch, 1)."""
-        epoch = 0 if self.fixed else (self.epoch if epoch is None else epoch)
+        epoch = self._epoch(epoch)
         rng = np.random.default_rng([self.seed, epoch, index, 2])
         half = self.batch_size // 2
         i = rng.integers(0, 6 * len(self.okay), half)
@@ -328,9 +331,6 @@ class LabelledBatches(keras.utils.PyDataset):
         x = np.concatenate([x_ok, pos])[..., None]
         y = np.concatenate([np.zeros(half), np.ones(half)]).astype(np.float32)[:, None]
         return x, y
-
-    def __getitem__(self, index):
-        return self.batch(index)
 
 
 def train_cnn(datasets, training_set="D+sni", seed=0, out_dir=None, epochs=50, batch_size=32,
