@@ -208,7 +208,7 @@ def build_datasets(cfg: Config, out_dir=None):
     arrays["test_okay_origin"] = test["origin_okay"][idx]
 
     # Test defect contrast classes from a measured contrast-to-noise ratio.
-    cnr, contrast, noise = contrast_to_noise(_Decoded(arrays["test_defect"]), arrays["test_defect_mask"])
+    cnr, contrast, _ = contrast_to_noise(_Decoded(arrays["test_defect"]), arrays["test_defect_mask"])
     arrays["test_defect_cnr"] = cnr.astype(np.float32)
     arrays["test_defect_contrast"] = contrast.astype(np.float32)
     arrays["test_defect_class"] = contrast_class(cnr, cfg.cnr_cutoffs)
