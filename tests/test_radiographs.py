@@ -35,11 +35,13 @@ def test_missing_gdxray_folder_names_places_and_remedy(tmp_path, monkeypatch):
 
 
 def test_env_variable_points_to_gdxray(gdxray_root, monkeypatch):
-    monkeypatch.setenv("WELDLAB_GDXRAY", str(gdxray_root))
-    assert gdxray_root == type(gdxray_root)(gdxray_root)
     from weldlab.radiographs import gdxray_root as resolve
 
+    monkeypatch.setenv("WELDLAB_GDXRAY", str(gdxray_root))
     assert resolve() == gdxray_root
+    monkeypatch.setenv("WELDLAB_GDXRAY", str(gdxray_root / "Welding"))  # wrong level
+    with pytest.raises(FileNotFoundError, match="Welding"):
+        resolve()
 
 
 def _write(path, arr):
