@@ -1,0 +1,91 @@
+import warnings
+
+import numpy as np
+import pytest
+
+from weldlab import metrics as M
+from weldlab import residuals as R
+
+
+def test_box_filter_statistics_equal_a_direct_window_computation(rng):
+    r = rng.normal(0, 0.01, (2, 30, 27))
+    m, s = R.kernel_statistics(r, 9)
+    assert m.shape == (2, 22, 19) and s.shape == (2, 22, 19)
+    for n in range(2):
+        for i in (0, 7, 21):
+            for j in (0, 11, 18):
+                w = r[n, i:i + 9, j:j + 9]
+                assert np.isclose(m[n, i, j], w.mean(), atol=1e-12)
+                assert np.isclose(s[n, i, j], w.std(), atol=1e-9)
+    m1, _ = R.kernel_statistics(r[0], 9)
+    assert np.array_equal(m1, m[0])
+    full = R.kernel_statistics(np.zeros((156, 156)))[0]
+    assert full.shape == (148, 148)
+
+
+def test_kernel_statistics_rejects_bad_input():
+    with pytest.raises(ValueError, match="NaN"):
+        R.kernel_statistics(np.full((20, 20), np.nan))
+    with pytest.raises(ValueError, match="kernel"):
+        R.kernel_statistics(np.zeros((5, 5)), 9)
+    with pytest.raises(ValueError, match="shape"):
+        R.kernel_statistics(np.zeros((2, 2, 20, 20)))
+
+
+def test_patch_maxima_find_a_planted_anomaly(rng):
+    r = rng.normal(0, 0.005, (5, 156, 156))
+    r[3, 50:60, 70:80] -= 0.05
+    mm, ms = R.patch_maxima(r, chunk=2)
+    assert mm.argmax() == 3 and ms.argmax() == 3
+
+
+def test_thresholds_realise_the_target_fpr_with_equal_exceedance(rng):
+    a, b = rng.gamma(2, 1, 5000), rng.gamma(3, 1, 5000)
+    t = R.calibrate_thresholds(a, b, fpr=0.001)
+    assert t["resolvable"] and t["n_okay"] == 5000
+    flagged = (a > t["t_mean"]) | (b > t["t_std"])
+    assert flagged.mean() == t["fpr_calibration"] <= 0.001
+    # equal exceedance: each statistic alone is exceeded by the same number of patches
+    assert (a > t["t_mean"]).sum() == (b > t["t_std"]).sum()
+    # one step lower on both would exceed the budget
+    sa, sb = np.sort(a)[::-1], np.sort(b)[::-1]
+    j = (a > t["t_mean"]).sum() + 1
+    assert ((a > sa[j]) | (b > sb[j])).mean() > 0.001
+    score = R.combined_score(a, b, t)
+    assert np.array_equal(score > 1, flagged)
+
+
+def test_too_few_okay_patches_warn_loudly(rng):
+    with pytest.warns(R.CalibrationWarning, match="cannot resolve"):
+        t = R.calibrate_thresholds(rng.random(300), rng.random(300), fpr=0.001)
+    assert not t["resolvable"] and t["fpr_calibration"] == 0.0
+    with pytest.warns(R.CalibrationWarning):
+        M.threshold_at_fpr(rng.random(50), 0.001)
+    with pytest.raises(ValueError, match="fpr"):
+        R.calibrate_thresholds(np.ones(5), np.ones(5), fpr=0)
+
+
+def test_flagged_windows_code_which_test_fired():
+    r = np.zeros((40, 40))
+    r[5:14, 5:14] = 1.0            # a uniform offset: mean fires, std does not inside it
+    r[25:34, 25:34:2] = 1.0        # stripes: mean ~0.55 and std ~0.5
+    codes = R.flagged_windows(r, {"t_mean": 0.6, "t_std": 0.3})
+    assert codes[5, 5] == 1 and codes[25, 25] == 2 and codes[0, 30] == 0
+    assert set(np.unique(codes)) <= {0, 1, 2, 3}
+
+
+def test_roc_auroc_and_tpr_at_fpr_against_brute_force(rng):
+    neg, pos = rng.normal(0, 1, 400), rng.normal(1.5, 1, 300)
+    fpr, tpr, thr = M.roc_curve(neg, pos)
+    for k in (0, 10, 200, len(thr) - 2):
+        assert fpr[k] == np.mean(neg > thr[k]) and tpr[k] == np.mean(pos > thr[k])
+    assert fpr[-1] == tpr[-1] == 1.0 and np.all(np.diff(fpr) >= 0)
+    brute = np.mean(pos[:, None] > neg[None, :]) + 0.5 * np.mean(pos[:, None] == neg[None, :])
+    assert np.isclose(M.auroc(neg, pos), brute)
+    assert np.isclose(np.trapezoid(tpr, fpr), brute, atol=1e-9)
+    res = M.tpr_at_fpr(neg, pos, 0.01)
+    assert res["fpr"] <= 0.01 and res["tpr"] == np.mean(pos > res["threshold"])
+    acc, prec = M.accuracy_and_precision(fpr, tpr, 400, 300)
+    assert np.isnan(prec[0]) or prec[0] == 1.0
+    assert np.isclose(acc[-1], 300 / 700)
+    assert M.mean_and_spread([0.9, 0.94, 0.98]) == pytest.approx((0.94, 0.04))
