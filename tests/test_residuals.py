@@ -89,3 +89,36 @@ def test_roc_auroc_and_tpr_at_fpr_against_brute_force(rng):
     assert np.isnan(prec[0]) or prec[0] == 1.0
     assert np.isclose(acc[-1], 300 / 700)
     assert M.mean_and_spread([0.9, 0.94, 0.98]) == pytest.approx((0.94, 0.04))
+
+
+def test_evaluate_autoencoder_end_to_end(quick_datasets):
+    """A model that reconstructs perfectly except where an indication sits must flag it."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    from weldlab.evaluate import evaluate_autoencoder, residuals
+
+    _, ds = quick_datasets
+    # "Autoencoder" that returns a 5x5 median-like local mean of the crop: okay welds
+    # (smooth plus noise) leave small residuals, sharp indications leave large ones.
+    x_in = keras.Input((192, 192, 1))
+    crop = keras.layers.Cropping2D(18)(x_in)
+    out = keras.layers.AveragePooling2D(5, strides=1, padding="same")(crop)
+    model = keras.Model(x_in, out)
+    r = residuals(model, ds["test_okay"][:3])
+    assert r.shape == (3, 156, 156) and r.dtype == np.float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", R.CalibrationWarning)  # quick: 120 okay patches
+        res = evaluate_autoencoder(model, ds, fpr=0.01)
+    t = res["thresholds"]
+    assert t["n_okay"] == len(ds["val_okay"]) and t["fpr_calibration"] <= 0.01
+    assert set(res["sets"]) == {"high", "mid", "low", "hollow", "dogbone", "elongated", "partial_circle", "raster"}
+    for name, s in res["sets"].items():
+        assert 0 <= s["tpr_calibrated"] <= 1 and s["test_fpr"] <= 0.01
+        assert s["n"] == len(ds.test_sets()[name])
+    assert res["sets"]["high"]["auroc"] > res["sets"]["low"]["auroc"]
+    assert res["test_fpr_resolvable"]  # 300 test okay patches resolve 1 %
+    with pytest.raises(ValueError, match="patches"):
+        residuals(model, np.zeros((2, 100, 100)))

@@ -86,3 +86,54 @@ def show_radiograph(ax, image, mask=None, title=None):
         ax.set_title(title, fontsize=9)
     ax.set_xlabel("x (px)")
     ax.set_ylabel("y (px)")
+
+
+#: Colours of flagged windows, as in the paper's Fig. 5-8: orange = mean test only,
+#: green = standard-deviation test only, blue = both.
+FLAG_COLOURS = {1: "tab:orange", 2: "tab:green", 3: "tab:blue"}
+
+
+def residual_panels(patch, residual, thresholds, title=None, kernel=9):
+    """The five panels of the paper's Fig. 5-8 for one patch.
+
+    Parameters
+    ----------
+    patch : ndarray, shape (192, 192)
+        Input patch (its analysed 156 px centre is shown).
+    residual : ndarray, shape (156, 156)
+    thresholds : dict
+        ``t_mean`` and ``t_std``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        (a) input, (b) residual, (c) local mean, (d) local std, each titled with its
+        maximum, (e) windows above threshold coloured by which test fired.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    from .residuals import flagged_windows, kernel_statistics
+
+    m, s = kernel_statistics(residual, kernel)
+    codes = flagged_windows(residual, thresholds, kernel)
+    fig, axes = plt.subplots(1, 5, figsize=(13, 2.9))
+    panels = [
+        (patch[OFFSET : OFFSET + CROP, OFFSET : OFFSET + CROP], "gray", "(a) input", None),
+        (residual, "RdBu_r", f"(b) residual, max |r| {np.abs(residual).max():.3f}", np.abs(residual).max()),
+        (m, "RdBu_r", f"(c) <r>, max |.| {np.abs(m).max():.4f}", np.abs(m).max()),
+        (s, "magma", f"(d) sigma(r), max {s.max():.4f}", None),
+    ]
+    for ax, (img, cmap, t, sym) in zip(axes, panels):
+        kw = {"vmin": -sym, "vmax": sym} if sym else {}
+        ax.imshow(img, cmap=cmap, **kw)
+        ax.set_title(t, fontsize=8)
+        ax.set_axis_off()
+    cmap = ListedColormap(["white", FLAG_COLOURS[1], FLAG_COLOURS[2], FLAG_COLOURS[3]])
+    axes[4].imshow(codes, cmap=cmap, vmin=0, vmax=3, interpolation="nearest")
+    axes[4].set_title(f"(e) flagged: {int((codes > 0).sum())} windows", fontsize=8)
+    axes[4].set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
