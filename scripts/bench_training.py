@@ -20,7 +20,6 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 from weldlab import losses as L  # noqa: E402
 from weldlab.config import make_config  # noqa: E402

@@ -17,7 +17,7 @@ def test_pairs_are_seeded_augmented_and_repaired_each_epoch(quick_datasets):
     D = ds.perturbation_set("D")
     p = PerturbedPairs(ds.raw("train_okay"), [D], batch_size=8, seed=3)
     assert len(p) == int(np.ceil(6 * len(ds.raw("train_okay")) / 8))
-    (x0, y0), (x1, y1) = p.batch(0, epoch=0), p.batch(0, epoch=0)
+    (x0, y0), (x1, _) = p.batch(0, epoch=0), p.batch(0, epoch=0)
     assert np.array_equal(x0["x_per"], x1["x_per"])
     x2, _ = p.batch(0, epoch=1)
     assert not np.array_equal(x0["x_ok"], x2["x_ok"])  # new order and pairing every epoch

@@ -142,7 +142,7 @@ def _source_cell_number(executed, exc):
     return f"{index + 1} ({first[0][:60]!r})" if first else f"{index + 1}"
 
 
-def execute_chapter(notebook, output, parameters, cwd=None, log=print):
+def execute_chapter(notebook, output, parameters, cwd=None):
     """Execute one chapter with papermill.
 
     Raises
@@ -217,7 +217,7 @@ def run_book(preset="quick", data=None, gdxray_root=None, overrides=None, root=N
     for i, nb in enumerate(chapter_list, 1):
         t = time.perf_counter()
         log(f"[{i}/{n}] {nb.stem} ...")
-        execute_chapter(root / nb, stage / nb, params, cwd=root / "notebooks", log=log)
+        execute_chapter(root / nb, stage / nb, params, cwd=root / "notebooks")
         log(f"[{i}/{n}] {nb.stem} done in {time.perf_counter() - t:.1f} s "
             f"(elapsed {time.perf_counter() - t0:.1f} s)")
     if not html:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -108,7 +108,6 @@ class Config:
     learning_rate: float = 1e-3
     chapter_seeds: int = 1
     progress: bool = True
-    extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
         if self.preset not in PRESETS:
@@ -155,7 +154,7 @@ class Config:
 
     def dataset_params(self) -> dict:
         """The parameters that determine the datasets (everything but paths and display)."""
-        skip = {"preset", "artifacts_root", "progress", "extra", "gdxray_root", *TRAINING_PARAMETERS}
+        skip = {"preset", "artifacts_root", "progress", "gdxray_root", *TRAINING_PARAMETERS}
         out = {}
         for f in dataclasses.fields(self):
             if f.name in skip:
@@ -173,15 +172,10 @@ class Config:
         blob = json.dumps(self.dataset_params(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d.pop("extra")
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
 
 def known_parameters():
     """Names of all parameters a preset or an override may set."""
-    return [f.name for f in dataclasses.fields(Config) if f.name != "extra"]
+    return [f.name for f in dataclasses.fields(Config)]
 
 
 def preset_file(name) -> Path:

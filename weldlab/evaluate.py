@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 
 from . import metrics
-from .models import OUTPUT_OFFSET, OUTPUT_SIZE
+from .patches import crop
 from .residuals import CalibrationWarning, calibrate_thresholds, combined_score, patch_maxima
 
 
@@ -40,8 +40,7 @@ def residuals(model, patches, batch_size=64):
     if x.ndim != 3 or x.shape[1:] != (192, 192):
         raise ValueError(f"patches: expected shape (n, 192, 192), got {x.shape}")
     recon = model.predict(x[..., None], batch_size=batch_size, verbose=0)[..., 0]
-    c = x[:, OUTPUT_OFFSET : OUTPUT_OFFSET + OUTPUT_SIZE, OUTPUT_OFFSET : OUTPUT_OFFSET + OUTPUT_SIZE]
-    return (c - recon).astype(np.float32)
+    return (crop(x) - recon).astype(np.float32)
 
 
 def residual_maxima(model, patches, batch_size=64, chunk=512):

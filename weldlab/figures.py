@@ -113,13 +113,14 @@ def residual_panels(patch, residual, thresholds, title=None, kernel=9):
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
 
-    from .residuals import flagged_windows, kernel_statistics
+    from .patches import crop
+    from .residuals import kernel_statistics, window_flags
 
     m, s = kernel_statistics(residual, kernel)
-    codes = flagged_windows(residual, thresholds, kernel)
+    codes = window_flags(m, s, thresholds)
     fig, axes = plt.subplots(1, 5, figsize=(13, 2.9))
     panels = [
-        (patch[OFFSET : OFFSET + CROP, OFFSET : OFFSET + CROP], "gray", "(a) input", None),
+        (crop(patch), "gray", "(a) input", None),
         (residual, "RdBu_r", f"(b) residual, max |r| {np.abs(residual).max():.3f}", np.abs(residual).max()),
         (m, "RdBu_r", f"(c) <r>, max |.| {np.abs(m).max():.4f}", np.abs(m).max()),
         (s, "magma", f"(d) sigma(r), max {s.max():.4f}", None),

@@ -17,10 +17,10 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-INPUT_SIZE = 192
+from .patches import CROP, OFFSET, PATCH
+
+INPUT_SIZE, OUTPUT_SIZE, OUTPUT_OFFSET = PATCH, CROP, OFFSET  # 192 -> 156, offset 18
 CODE_SIZE = 42
-OUTPUT_SIZE = 156
-OUTPUT_OFFSET = (INPUT_SIZE - OUTPUT_SIZE) // 2
 
 AE_PARAMETERS = 41_186
 CNN_PARAMETERS = 223_221

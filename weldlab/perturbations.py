@@ -43,8 +43,6 @@ INDICATIONS = {
 TEST_INDICATIONS = ("hollow", "dogbone", "elongated", "partial_circle", "raster")
 INDICATION_PSF_SIGMA = 9.0
 
-_PLANE = np.zeros((3, 3, 3), bool)
-_PLANE[1] = True
 _PLANE8 = np.zeros((3, 3, 3), bool)
 _PLANE8[1] = True  # 8-connectivity within each patch, none across the batch axis
 
@@ -100,9 +98,7 @@ def real_defect_perturbations(patches, masks, chunk=256):
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     patches = np.asarray(patches, np.float64)
     masks = np.asarray(masks, bool)
-    eight = np.zeros((3, 3, 3), int)
-    eight[1] = 1
-    labels, n = ndi.label(masks, structure=eight)
+    labels, n = ndi.label(masks, structure=_PLANE8)
     if n == 0:
         return np.zeros(patches.shape, np.float32), masks.copy()
     ring_labels = ndi.grey_dilation(labels, footprint=_PLANE8)

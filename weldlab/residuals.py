@@ -61,9 +61,8 @@ def kernel_statistics(residual, kernel=KERNEL):
     k = int(kernel)
     if k < 1 or k > min(r.shape[1:]):
         raise ValueError(f"kernel: expected 1 <= k <= {min(r.shape[1:])}, got {kernel!r}")
-    lo = k // 2
-    hi = lo + 1 - k  # negative or zero: trim to valid window centres
-    sl = (slice(None), slice(lo, r.shape[1] + hi if hi else None), slice(lo, r.shape[2] + hi if hi else None))
+    lo = k // 2  # uniform_filter centres its window; keep the centres of full windows
+    sl = (slice(None), slice(lo, lo + r.shape[1] - k + 1), slice(lo, lo + r.shape[2] - k + 1))
     m = ndi.uniform_filter(r, size=(1, k, k), mode="constant")[sl]
     m2 = ndi.uniform_filter(r * r, size=(1, k, k), mode="constant")[sl]
     s = np.sqrt(np.maximum(m2 - m * m, 0.0))
@@ -166,6 +165,20 @@ def flagged_windows(residual, thresholds, kernel=KERNEL):
     ndarray, shape (H - k + 1, W - k + 1), int8
         0 none, 1 mean only, 2 std only, 3 both.
     """
-    m, s = kernel_statistics(residual, kernel)
-    return ((np.abs(m) > thresholds["t_mean"]).astype(np.int8)
-            + 2 * (s > thresholds["t_std"]).astype(np.int8))
+    return window_flags(*kernel_statistics(residual, kernel), thresholds)
+
+
+def window_flags(mean, std, thresholds):
+    """Flag codes from precomputed window statistics (see :func:`flagged_windows`).
+
+    Parameters
+    ----------
+    mean, std : ndarray, same shape
+        From :func:`kernel_statistics`.
+
+    Returns
+    -------
+    ndarray, same shape, int8
+    """
+    return ((np.abs(mean) > thresholds["t_mean"]).astype(np.int8)
+            + 2 * (std > thresholds["t_std"]).astype(np.int8))

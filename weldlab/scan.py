@@ -21,7 +21,7 @@ import numpy as np
 
 from .models import INPUT_SIZE, OUTPUT_OFFSET
 from .radiographs import check_image_array
-from .residuals import flagged_windows, kernel_statistics
+from .residuals import kernel_statistics, window_flags
 
 MARGIN = OUTPUT_OFFSET  # 18 px lost on every side
 STRIDE = 4
@@ -118,4 +118,4 @@ def scan_maps(model_fc, image, thresholds, tile=2048, kernel=9):
     """
     r = residual_map(model_fc, image, tile)
     m, s = kernel_statistics(r, kernel)
-    return {"residual": r, "mean": m, "std": s, "flags": flagged_windows(r, thresholds, kernel)}
+    return {"residual": r, "mean": m, "std": s, "flags": window_flags(m, s, thresholds)}

@@ -73,7 +73,7 @@ def _ellipsoid(a, b, theta, px=GDXRAY_PIXEL_MM):
     return -2.0 * b * px * np.sqrt(np.clip(1.0 - q, 0.0, None))
 
 
-def _path_defect(rng, length, width, depth, heading, wander, px=GDXRAY_PIXEL_MM):
+def _path_defect(rng, length, width, depth, heading, wander):
     """Thickness change (mm, negative) of a thin planar defect along a random path."""
     n = max(int(length), 4)
     angles = heading + np.cumsum(rng.normal(0.0, wander, n))
@@ -197,7 +197,6 @@ def simulate_radiograph(rng, height=600, width=2400, defects_per_kpx=4.0, name="
         raise ValueError(f"height, width: {height}x{width} px is too small; each side must be >= {MIN_SIDE}")
     if not defects_per_kpx >= 0:
         raise ValueError(f"defects_per_kpx: expected a non-negative number, got {defects_per_kpx!r}")
-    px = GDXRAY_PIXEL_MM
     x = np.arange(width, dtype=np.float64)
     y = np.arange(height, dtype=np.float64)[:, None]
 
