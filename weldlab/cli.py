@@ -5,6 +5,7 @@ Subcommands
 ``weldlab book``      execute every chapter with papermill and render the HTML book
 ``weldlab datasets``  build (or reuse) the patch datasets of a preset and print Table 1
 ``weldlab train``     train the autoencoder or the CNN for one training set and the seeds
+``weldlab tables``    train and evaluate every configuration of Tables 2 and 3 (three seeds)
 ``weldlab simulate``  write simulated radiographs and their masks as PNG files
 ``weldlab calibrate`` compare simulator and GDXray statistics (chapter 1's table)
 
@@ -113,6 +114,25 @@ def cmd_train(args):
     return 0
 
 
+def cmd_tables(args):
+    from .datasets import build_or_load
+    from .results import measure_tables, table_markdown, write_tables
+
+    cfg = _config(args)
+    ds = build_or_load(cfg)
+    result, scores = measure_tables(cfg, ds, kinds=args.models, seeds=args.seeds, fpr=args.fpr,
+                                    train=not args.no_train)
+    path = write_tables(result, scores, args.out)
+    for kind in args.models:
+        print(f"\n{'Table 3 (autoencoder)' if kind == 'ae' else 'Table 2 (CNN)'}: TPR (%) at {args.fpr:g} FPR")
+        print(table_markdown(result, kind))
+    if not result["test_fpr_resolvable"]:
+        print(f"WARNING: {result['test_okay']} test okay patches cannot resolve an FPR of {args.fpr:g}; "
+              "the TPRs are measured at an FPR of 0 on them.")
+    print(f"\nwritten: {path}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="weldlab", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"weldlab {__version__}")
@@ -137,6 +157,15 @@ def build_parser():
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: the preset's)")
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("tables", help="Tables 2 and 3: train (or reuse) and evaluate every configuration")
+    _common(p)
+    p.add_argument("--models", nargs="+", choices=("ae", "cnn"), default=["ae", "cnn"], help="which tables")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: the preset's three)")
+    p.add_argument("--fpr", type=float, default=0.001, help="false positive rate (default 0.001)")
+    p.add_argument("--no-train", action="store_true", help="fail instead of training a missing model")
+    p.add_argument("--out", default="book/results", help="folder for the JSON and .npz (default: book/results)")
+    p.set_defaults(func=cmd_tables)
 
     p = sub.add_parser("simulate", help="write simulated radiographs and masks as PNG")
     _common(p)

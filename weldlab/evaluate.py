@@ -81,24 +81,73 @@ def evaluate_autoencoder(model, datasets, fpr=0.001, batch_size=64):
     maxima = {"val_okay": (val_mm, val_ms)}
     for name, x in datasets.test_sets().items():
         maxima[name] = residual_maxima(model, x, batch_size) if len(x) else (np.zeros(0), np.zeros(0))
-    okay_score = combined_score(*maxima["okay"], thresholds)
-    test_resolvable = okay_score.size * fpr >= 1
+    scores = {name: combined_score(mm, ms, thresholds) for name, (mm, ms) in maxima.items()}
+    return {"thresholds": thresholds, **_operating_points(scores, lambda s: s > 1, fpr),
+            "maxima": maxima, "scores": scores}
+
+
+def cnn_scores(model, patches, batch_size=64, chunk=1024):
+    """The CNN's probability of "not okay" for each patch.
+
+    Parameters
+    ----------
+    model : keras.Model
+        From :func:`weldlab.models.build_cnn` (or loaded).
+    patches : ndarray, shape (n, 192, 192)
+
+    Returns
+    -------
+    ndarray, shape (n,), float64
+    """
+    n = len(patches)
+    out = np.empty(n)
+    for i in range(0, n, chunk):
+        x = np.asarray(patches[i : i + chunk], np.float32)
+        if x.ndim != 3 or x.shape[1:] != (192, 192):
+            raise ValueError(f"patches: expected shape (n, 192, 192), got {x.shape}")
+        out[i : i + chunk] = model.predict(x[..., None], batch_size=batch_size, verbose=0)[:, 0]
+    return out
+
+
+def evaluate_cnn(model, datasets, fpr=0.001, batch_size=64):
+    """TPRs and AUROC of one supervised CNN on every test set (Table 2).
+
+    The CNN's score is its output probability. As for the autoencoder, a threshold is
+    calibrated on the validation okay patches (``tpr_calibrated``) and the paper's operating
+    point is the TPR at exactly ``fpr`` on the test okay patches (``tpr_at_test_fpr``).
+
+    Returns
+    -------
+    dict
+        ``threshold``, ``fpr_calibrated_on_test``, ``test_fpr_resolvable``, ``sets`` as in
+        :func:`evaluate_autoencoder`, and ``scores`` (name -> ndarray (n,)) for figures.
+    """
+    scores = {"val_okay": cnn_scores(model, datasets["val_okay"], batch_size)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)
+        threshold, _ = metrics.threshold_at_fpr(scores["val_okay"], fpr)
+    for name, x in datasets.test_sets().items():
+        scores[name] = cnn_scores(model, x, batch_size) if len(x) else np.zeros(0)
+    return {"threshold": threshold, **_operating_points(scores, lambda s: s > threshold, fpr),
+            "scores": scores}
+
+
+def _operating_points(scores, flagged, fpr):
+    okay = scores["okay"]
+    resolvable = okay.size * fpr >= 1
     sets = {}
-    for name, (mm, ms) in maxima.items():
+    for name, s in scores.items():
         if name in ("okay", "val_okay"):
             continue
-        score = combined_score(mm, ms, thresholds)
         with warnings.catch_warnings():  # reported once, as test_fpr_resolvable
             warnings.simplefilter("ignore", CalibrationWarning)
-            at = metrics.tpr_at_fpr(okay_score, score, fpr)
-        sets[name] = {"n": int(score.size),
-                      "tpr_calibrated": float(np.mean(score > 1)) if score.size else float("nan"),
-                      "tpr_at_test_fpr": at["tpr"], "test_fpr": at["fpr"],
-                      "auroc": metrics.auroc(okay_score, score)}
-    if not test_resolvable:
+            at = metrics.tpr_at_fpr(okay, s, fpr)
+        sets[name] = {"n": int(s.size), "tpr_calibrated": float(np.mean(flagged(s))) if s.size else float("nan"),
+                      "tpr_at_test_fpr": at["tpr"], "test_fpr": at["fpr"], "auroc": metrics.auroc(okay, s)}
+    if not resolvable:
         warnings.warn(
-            f"{okay_score.size} test okay patches cannot resolve a false positive rate of {fpr:g}: "
-            "'tpr_at_test_fpr' is measured at a rate of 0 on them", CalibrationWarning, stacklevel=2,
+            f"{okay.size} test okay patches cannot resolve a false positive rate of {fpr:g}: "
+            "'tpr_at_test_fpr' is measured at a rate of 0 on them", CalibrationWarning, stacklevel=3,
         )
-    return {"thresholds": thresholds, "fpr_calibrated_on_test": float(np.mean(okay_score > 1)),
-            "test_fpr_resolvable": bool(test_resolvable), "sets": sets, "maxima": maxima}
+    return {"fpr_calibrated_on_test": float(np.mean(flagged(okay))), "test_fpr_resolvable": bool(resolvable),
+            "sets": sets}

@@ -27,11 +27,16 @@ import keras
 import numpy as np
 
 from . import losses as L
+from .config import TRAINING_PARAMETERS
 from .datasets import decode
 from .models import build_autoencoder, load_model
 from .patches import augment
 from .perturbations import apply_perturbation
 from .provenance import provenance, write_json
+
+#: Validation: at most this many samples per epoch (the same ones every epoch, made once and
+#: kept in memory), so validation costs seconds, not minutes, at the larger presets.
+MAX_VALIDATION_SAMPLES = 512
 
 #: Perturbation sets of Table 3 (plus weldlab's D+SNI).
 AE_PERTURBATIONS = ("none", "D", "sni", "D+sni")
@@ -47,6 +52,7 @@ class _EpochBatches(keras.utils.PyDataset):
     def __init__(self, steps, seed, fixed, **kwargs):
         super().__init__(**kwargs)
         self.steps, self.seed, self.fixed, self.epoch = int(steps), int(seed), bool(fixed), 0
+        self._memo = {}  # fixed sets: each batch is made once and reused every epoch
 
     def __len__(self):
         return self.steps
@@ -58,7 +64,11 @@ class _EpochBatches(keras.utils.PyDataset):
         return 0 if self.fixed else (self.epoch if epoch is None else epoch)
 
     def __getitem__(self, index):
-        return self.batch(index)
+        if not self.fixed:
+            return self.batch(index)
+        if index not in self._memo:
+            self._memo[index] = self.batch(index)
+        return self._memo[index]
 
 
 class PerturbedPairs(_EpochBatches):
@@ -208,6 +218,8 @@ def _record(kind, training_set, seed, state, train, batch_size, datasets, cfg):
         "dataset_key": datasets.manifest["dataset_key"],
         "data": datasets.manifest["data"],
         "preset": cfg.preset if cfg is not None else datasets.manifest.get("preset"),
+        "training_parameters": ({k: getattr(cfg, k) for k in TRAINING_PARAMETERS if k != "chapter_seeds"}
+                                if cfg is not None else None),
         **provenance(),
     }
 
@@ -231,7 +243,8 @@ def train_autoencoder(datasets, perturbation="sni", seed=0, out_dir=None, epochs
     patience : int
         Epochs without validation improvement before stopping.
     steps_per_epoch, val_steps : int, optional
-        Batches per epoch (default: every augmented okay patch once) and per validation.
+        Batches per epoch (default: every augmented okay patch once) and per validation
+        (default: the validation okay patches, at most ``MAX_VALIDATION_SAMPLES`` pairs).
     cfg : weldlab.config.Config, optional
         Recorded in the JSON record.
     stop_after : int, optional
@@ -251,6 +264,8 @@ def train_autoencoder(datasets, perturbation="sni", seed=0, out_dir=None, epochs
     # Two worker threads make the next batches while the model trains on the current one.
     train = PerturbedPairs(datasets.raw("train_okay"), psets, batch_size, seed, steps=steps_per_epoch,
                            workers=2)
+    n_val = len(datasets.raw("val_okay"))
+    val_steps = val_steps or max(1, math.ceil(min(n_val, MAX_VALIDATION_SAMPLES) / batch_size))
     val = PerturbedPairs(datasets.raw("val_okay"), psets, batch_size, seed + 10_000, augment_okay=False,
                          steps=val_steps, fixed=True)
 
@@ -363,7 +378,8 @@ def train_cnn(datasets, training_set="D+sni", seed=0, out_dir=None, epochs=50, b
     train = LabelledBatches(datasets.raw("train_okay"), datasets.raw("train_defect"), sources,
                             batch_size, seed, steps=steps_per_epoch, workers=2)
     val_sources = {n: (datasets.perturbation_set("D") if n == "D" else p) for n, p in sources.items()}
-    val_steps = val_steps or max(1, len(datasets.raw("val_okay")) // (batch_size // 2))
+    n_val = min(len(datasets.raw("val_okay")), MAX_VALIDATION_SAMPLES // 2)
+    val_steps = val_steps or max(1, n_val // (batch_size // 2))
     val = LabelledBatches(datasets.raw("val_okay"), None, val_sources, batch_size, seed + 10_000,
                           steps=val_steps, fixed=True)
 

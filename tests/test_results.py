@@ -1,0 +1,53 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from weldlab import results as R  # noqa: E402
+from weldlab.config import make_config  # noqa: E402
+
+
+def test_paper_tables_match_method_md():
+    # method.md section 7, transcribed once; a typo here would silently bias every comparison.
+    assert R.PAPER_TABLE2["D+sni"]["elongated"] == 86 and R.PAPER_TABLE2["D"]["low"] == 15
+    assert R.PAPER_TABLE3["sni"]["low"] == 26 and R.PAPER_TABLE3["none"]["raster"] == 100
+    for table in (R.PAPER_TABLE2, R.PAPER_TABLE3):
+        for column in table.values():
+            assert tuple(column) == R.TABLE_ROWS
+
+
+def test_summarise_reports_mean_and_half_range():
+    per_seed = [{"high": {"n": 5, "tpr_at_test_fpr": v, "tpr_calibrated": v, "auroc": 0.9}} for v in (0.5, 0.7, 0.9)]
+    s = R.summarise(per_seed)["high"]["tpr_at_test_fpr"]
+    assert s["mean"] == pytest.approx(0.7) and s["spread"] == pytest.approx(0.2) and s["values"] == [0.5, 0.7, 0.9]
+
+
+def test_measure_write_load_and_render_a_cnn_table(quick_datasets, tmp_path):
+    cfg0, ds = quick_datasets
+    cfg = make_config("quick", artifacts_root=str(tmp_path / "a"), cnn_epochs=1, cnn_steps_per_epoch=1,
+                      cnn_batch_size=4, progress=False)
+    result, scores = R.measure_tables(cfg, ds, kinds=("cnn",), seeds=[0, 1], confs=("D", "D+circular"),
+                                      log=lambda *a: None)
+    table = result["tables"]["cnn"]
+    assert set(table) == {"D", "D+circular"}
+    assert len(table["D"]["high"]["tpr_at_test_fpr"]["values"]) == 2
+    assert not result["test_fpr_resolvable"]  # 300 test okay patches cannot resolve 0.1 %
+    assert scores["cnn/D/seed1/okay"].shape == (len(ds["test_okay"]),)
+    path = R.write_tables(result, scores, tmp_path / "results")
+    back, back_scores = R.load_tables(path)
+    assert back["tables"]["cnn"]["D"]["high"]["n"] == table["D"]["high"]["n"]
+    assert np.array_equal(back_scores["cnn/D/seed0/raster"], scores["cnn/D/seed0/raster"])
+    assert back["git_commit"] and back["models"]["cnn"]["D"][1]["seed"] == 1
+    md = R.table_markdown(back, "cnn")
+    assert "| high |" in md and "D+SC paper" in md and md.count("\n") == 1 + len(R.TABLE_ROWS)
+    # Evaluating the same models again gives the identical table (determinism).
+    again, _ = R.measure_tables(cfg, ds, kinds=("cnn",), seeds=[0, 1], confs=("D", "D+circular"),
+                                train=False, log=lambda *a: None)
+    assert json.dumps(again["tables"], sort_keys=True) == json.dumps(result["tables"], sort_keys=True)
+    with pytest.raises(FileNotFoundError, match="weldlab train"):
+        R.measure_tables(cfg, ds, kinds=("cnn",), seeds=[5], confs=("D",), train=False)
+    with pytest.raises(FileNotFoundError, match="weldlab tables"):
+        R.load_tables(tmp_path / "nothing.json")

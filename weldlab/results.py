@@ -1,0 +1,231 @@
+"""The paper's Tables 2 and 3, measured: every configuration, three seeds, beside the paper.
+
+:func:`measure_tables` trains (or reuses) the models of each configuration for every seed,
+evaluates them on the test sets (:mod:`weldlab.evaluate`) and summarises the TPR at 0.1 %
+FPR as mean and spread, ``(max - min) / 2``, over the seeds, as the paper does, with the
+AUROC beside it. :func:`write_tables` stores the result as JSON (with provenance) plus the
+per-patch scores as ``.npz`` for the ROC figures; :func:`table_markdown` renders a table
+with the paper's numbers beside ours.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics
+from .provenance import provenance, write_json
+
+#: Rows of both tables: the three contrast classes of real defects, then the five synthetic
+#: indication types (paper Tables 2 and 3).
+TABLE_ROWS = ("high", "mid", "low", "hollow", "dogbone", "elongated", "partial_circle", "raster")
+
+#: Paper Table 2 (CNN), TPR (%) at 0.1 % FPR, mean over three models (Lindgren & Zach 2022).
+PAPER_TABLE2 = {
+    "D": dict(zip(TABLE_ROWS, (78, 45, 15, 46, 45, 24, 31, 71))),
+    "D+circular": dict(zip(TABLE_ROWS, (83, 74, 23, 69, 48, 24, 33, 98))),
+    "D+circular+partial_circle": dict(zip(TABLE_ROWS, (84, 77, 17, 100, 97, 70, 89, 97))),
+    "D+sni": dict(zip(TABLE_ROWS, (85, 76, 21, 100, 97, 86, 90, 100))),
+}
+#: Paper Table 3 (AE OOD detector), TPR (%) at 0.1 % FPR. The paper has no D+SNI column.
+PAPER_TABLE3 = {
+    "none": dict(zip(TABLE_ROWS, (50, 6, 0, 12, 10, 3, 4, 100))),
+    "D": dict(zip(TABLE_ROWS, (79, 69, 16, 100, 100, 100, 99, 100))),
+    "sni": dict(zip(TABLE_ROWS, (94, 90, 26, 100, 100, 100, 100, 100))),
+}
+#: Column labels as the paper writes them.
+COLUMN_LABELS = {"none": "None", "D": "D", "sni": "SNI", "D+sni": "D+SNI", "D+circular": "D+SC",
+                 "D+circular+partial_circle": "D+SC+SPC"}
+ROW_LABELS = {"partial_circle": "partial circle"}
+
+
+def configurations(kind):
+    """The training configurations (table columns) of ``kind`` ("ae" or "cnn")."""
+    from .training import AE_PERTURBATIONS, CNN_TRAINING_SETS
+
+    if kind == "ae":
+        return AE_PERTURBATIONS
+    if kind == "cnn":
+        return CNN_TRAINING_SETS
+    raise ValueError(f"kind: expected 'ae' or 'cnn', got {kind!r}")
+
+
+def evaluate_model(kind, model, datasets, fpr=0.001):
+    """Evaluate one model: :func:`weldlab.evaluate.evaluate_autoencoder` or ``evaluate_cnn``."""
+    from .evaluate import evaluate_autoencoder, evaluate_cnn
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=Warning)  # resolvability is recorded in the result
+        return (evaluate_autoencoder if kind == "ae" else evaluate_cnn)(model, datasets, fpr)
+
+
+def summarise(per_seed):
+    """Mean and spread over seeds of each set's metrics.
+
+    Parameters
+    ----------
+    per_seed : list of dict
+        ``evaluate_*(...)["sets"]`` of each seed.
+
+    Returns
+    -------
+    dict
+        set -> metric -> ``{"mean", "spread", "values"}`` for ``tpr_at_test_fpr``,
+        ``tpr_calibrated`` and ``auroc``.
+    """
+    out = {}
+    for name in per_seed[0]:
+        out[name] = {"n": per_seed[0][name]["n"]}
+        for metric in ("tpr_at_test_fpr", "tpr_calibrated", "auroc"):
+            values = [s[name][metric] for s in per_seed]
+            if np.all(np.isnan(values)):
+                out[name][metric] = {"mean": float("nan"), "spread": float("nan"), "values": values}
+                continue
+            mean, spread = metrics.mean_and_spread(values)
+            out[name][metric] = {"mean": mean, "spread": spread, "values": values}
+    return out
+
+
+def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, fpr=0.001, train=True, confs=None,
+                   log=print):
+    """Train (or reuse) and evaluate every configuration of Tables 2 and 3.
+
+    Parameters
+    ----------
+    cfg : weldlab.config.Config
+    datasets : weldlab.datasets.PatchDatasets
+    kinds : sequence of {"ae", "cnn"}
+    seeds : sequence of int, optional
+        Default ``cfg.seeds`` (three in every preset).
+    fpr : float
+    train : bool
+        If False, a missing model is an error instead of being trained.
+    confs : sequence of str, optional
+        Only these configurations (default: all of each kind's table).
+
+    Returns
+    -------
+    result : dict
+        JSON-ready: ``tables`` (kind -> configuration -> summary from :func:`summarise`),
+        ``models`` (their records), thresholds and provenance.
+    scores : dict
+        ``"<kind>/<configuration>/seed<k>/<set>"`` -> ndarray of per-patch scores.
+    """
+    from .models import load_model
+    from .training import model_dir, train_models
+
+    seeds = list(cfg.seeds if seeds is None else seeds)
+    t0 = time.perf_counter()
+    tables, records, operating, scores = {}, {}, {}, {}
+    for kind in kinds:
+        tables[kind], records[kind], operating[kind] = {}, {}, {}
+        for conf in configurations(kind):
+            if confs is not None and conf not in confs:
+                continue
+            per_seed = []
+            for seed in seeds:
+                folder = model_dir(cfg, kind, conf, seed)
+                if not (folder / "record.json").is_file():
+                    if not train:
+                        raise FileNotFoundError(f"{folder}: no trained model (run `weldlab train {kind} --set {conf}`)")
+                    train_models(cfg, datasets, kind, conf, seeds=[seed], verbose=0, log=log)
+                record = json.loads((folder / "record.json").read_text())
+                model = load_model(folder / ("autoencoder.keras" if kind == "ae" else "cnn.keras"))
+                res = evaluate_model(kind, model, datasets, fpr)
+                per_seed.append(res["sets"])
+                records[kind].setdefault(conf, []).append(record)
+                operating[kind].setdefault(conf, []).append({
+                    "seed": seed, "thresholds": res.get("thresholds", {"probability": res.get("threshold")}),
+                    "fpr_calibrated_on_test": res["fpr_calibrated_on_test"]})
+                for name, s in res["scores"].items():
+                    scores[f"{kind}/{conf}/seed{seed}/{name}"] = np.asarray(s, np.float32)
+                if kind == "ae":
+                    for name, (mm, ms) in res["maxima"].items():
+                        scores[f"{kind}/{conf}/seed{seed}/{name}/max_mean"] = np.asarray(mm, np.float32)
+                        scores[f"{kind}/{conf}/seed{seed}/{name}/max_std"] = np.asarray(ms, np.float32)
+                log(f"{kind} {conf} seed {seed}: " + ", ".join(
+                    f"{n} {v['tpr_at_test_fpr']:.2f}" for n, v in res["sets"].items()))
+            tables[kind][conf] = summarise(per_seed)
+    n_okay = len(datasets["test_okay"])
+    result = {
+        "preset": cfg.preset, "data": cfg.data, "seeds": seeds, "fpr": fpr,
+        "dataset_key": datasets.manifest["dataset_key"], "counts": datasets.counts,
+        "test_okay": n_okay, "test_fpr_resolvable": bool(n_okay * fpr >= 1),
+        "tables": tables, "operating_points": operating, "models": records,
+        "paper": {"cnn": PAPER_TABLE2, "ae": PAPER_TABLE3},
+        "seconds": round(time.perf_counter() - t0, 1), **provenance(),
+    }
+    return result, scores
+
+
+def results_name(preset, data):
+    """File stem of a table run: ``tables_<data>_<preset>``."""
+    return f"tables_{data}_{preset}"
+
+
+def write_tables(result, scores, folder):
+    """Write ``tables_<data>_<preset>.json`` and ``.npz`` (scores) into ``folder``.
+
+    Returns
+    -------
+    pathlib.Path
+        The JSON file.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = results_name(result["preset"], result["data"])
+    tmp = folder / f".{stem}.tmp.npz"
+    np.savez_compressed(tmp, **scores)
+    tmp.replace(folder / f"{stem}.npz")
+    write_json(folder / f"{stem}.json", result)
+    return folder / f"{stem}.json"
+
+
+def load_tables(path):
+    """Read a table run written by :func:`write_tables`.
+
+    Returns
+    -------
+    result : dict
+    scores : dict of str -> ndarray
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no table results (run `weldlab tables`)")
+    result = json.loads(path.read_text())
+    with np.load(path.with_suffix(".npz")) as z:
+        scores = {k: z[k] for k in z.files}
+    return result, scores
+
+
+def table_markdown(result, kind, metric="tpr_at_test_fpr"):
+    """A Markdown table: rows = test sets, columns = configurations, ``ours (spread) | paper``.
+
+    Values are percentages for the TPRs and plain numbers for the AUROC.
+    """
+    confs = list(result["tables"][kind])
+    paper = result["paper"][kind]
+    head = ["test set"]
+    for c in confs:
+        head.append(f"{COLUMN_LABELS.get(c, c)} ours")
+        if metric.startswith("tpr") and c in paper:
+            head.append(f"{COLUMN_LABELS.get(c, c)} paper")
+    lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
+    for row in TABLE_ROWS:
+        cells = [ROW_LABELS.get(row, row)]
+        for c in confs:
+            v = result["tables"][kind][c].get(row, {}).get(metric)
+            if v is None or np.isnan(v["mean"]):
+                cells.append("–")
+            elif metric.startswith("tpr"):
+                cells.append(f"{100 * v['mean']:.0f} ({100 * v['spread']:.0f})")
+            else:
+                cells.append(f"{v['mean']:.3f} ({v['spread']:.3f})")
+            if metric.startswith("tpr") and c in paper:
+                cells.append(str(paper[c][row]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
