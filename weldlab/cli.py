@@ -6,6 +6,7 @@ Subcommands
 ``weldlab datasets``  build (or reuse) the patch datasets of a preset and print Table 1
 ``weldlab train``     train the autoencoder or the CNN for one training set and the seeds
 ``weldlab tables``    train and evaluate every configuration of Tables 2 and 3 (three seeds)
+``weldlab scan``      scan whole radiographs with the OOD detector: overlay PNG + JSON verdict
 ``weldlab simulate``  write simulated radiographs and their masks as PNG files
 ``weldlab calibrate`` compare simulator and GDXray statistics (chapter 1's table)
 
@@ -133,6 +134,18 @@ def cmd_tables(args):
     return 0
 
 
+def cmd_scan(args):
+    from .scan import Detector, scan_files
+
+    detector = Detector.load(args.model, seed=args.seed)
+    results = scan_files(args.images, detector, args.out, tile=args.tile)
+    n_err = sum(r["verdict"] == "error" for r in results)
+    n_rev = sum(r["verdict"] == "review" for r in results)
+    print(f"{len(results)} images: {len(results) - n_rev - n_err} accept, {n_rev} review, {n_err} errors; "
+          f"verdicts and overlays in {args.out}")
+    return 1 if n_err else 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="weldlab", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"weldlab {__version__}")
@@ -166,6 +179,16 @@ def build_parser():
     p.add_argument("--no-train", action="store_true", help="fail instead of training a missing model")
     p.add_argument("--out", default="book/results", help="folder for the JSON and .npz (default: book/results)")
     p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("scan", help="scan whole radiographs: overlay PNG and JSON verdict per image")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or TIFF radiographs, 8- or 16-bit grayscale")
+    p.add_argument("--model", default=None, metavar="DIR",
+                   help="folder with autoencoder.keras and record.json holding thresholds "
+                        "(default: the shipped autoencoder trained with SNI)")
+    p.add_argument("--seed", type=int, default=0, help="which shipped model (default 0)")
+    p.add_argument("--out", default="scan-results", help="output folder (default: scan-results)")
+    p.add_argument("--tile", type=int, default=2048, help="output tile side in px (default 2048)")
+    p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("simulate", help="write simulated radiographs and masks as PNG")
     _common(p)

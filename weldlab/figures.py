@@ -138,3 +138,88 @@ def residual_panels(patch, residual, thresholds, title=None, kernel=9):
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def statistics_scatter(okay, positive, thresholds, labels=("okay", "defects"), ax_hist=None):
+    """The paper's Fig. 9: histograms and scatter of each patch's two residual maxima.
+
+    Parameters
+    ----------
+    okay, positive : tuple of ndarray, shape (n,)
+        ``(max |<r>|, max sigma(r))`` per patch.
+    thresholds : dict
+        ``t_mean`` and ``t_std``; drawn as lines (the flagged region is outside the box).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for k, key in enumerate(("t_mean", "t_std")):
+        lo = min(okay[k].min(), positive[k].min()) if positive[k].size else okay[k].min()
+        hi = max(okay[k].max(), positive[k].max(), thresholds[key]) if positive[k].size else okay[k].max()
+        bins = np.geomspace(max(lo, 1e-5), hi * 1.05, 40)
+        axes[k].hist(okay[k], bins, alpha=0.6, label=labels[0], color="tab:green")
+        axes[k].hist(positive[k], bins, alpha=0.6, label=labels[1], color="tab:red")
+        axes[k].axvline(thresholds[key], color="k", ls="--", lw=1, label="threshold")
+        axes[k].set_xscale("log")
+        axes[k].set_xlabel(["max |<r>| per patch", "max sigma(r) per patch"][k])
+        axes[k].set_ylabel("patches")
+        axes[k].legend(fontsize=7)
+    ax = axes[2]
+    ax.scatter(okay[0], okay[1], s=5, alpha=0.5, color="tab:green", label=labels[0])
+    ax.scatter(positive[0], positive[1], s=5, alpha=0.5, color="tab:red", label=labels[1])
+    ax.axvline(thresholds["t_mean"], color="k", ls="--", lw=1)
+    ax.axhline(thresholds["t_std"], color="k", ls="--", lw=1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("max |<r>|")
+    ax.set_ylabel("max sigma(r)")
+    ax.set_title("accepted only inside the lower-left box", fontsize=8)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def detection_curves(curves, fpr_mark=0.001):
+    """The paper's Fig. 10: ROC with a log FPR axis, accuracy vs FPR, precision vs TPR.
+
+    Parameters
+    ----------
+    curves : dict
+        label -> ``(scores_okay, scores_positive)``; each is drawn in all three panels.
+    fpr_mark : float
+        The operating FPR, marked by a vertical line.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    from .metrics import accuracy_and_precision, roc_curve
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for label, (neg, pos) in curves.items():
+        fpr, tpr, _ = roc_curve(neg, pos)
+        acc, prec = accuracy_and_precision(fpr, tpr, len(neg), len(pos))
+        floor = 0.5 / max(len(neg), 1)  # FPR 0 drawn at half a patch, so the log axis keeps it
+        line, = axes[0].step(np.maximum(fpr, floor), tpr, where="post", label=label)
+        axes[1].step(np.maximum(fpr, floor), acc, where="post", color=line.get_color())
+        axes[2].plot(tpr, prec, color=line.get_color())
+    for ax in axes[:2]:
+        ax.set_xscale("log")
+        ax.axvline(fpr_mark, color="k", ls=":", lw=1)
+        ax.set_xlabel("false positive rate (okay patches flagged)")
+    axes[0].set_ylabel("true positive rate")
+    axes[0].set_title("(a) ROC", fontsize=9)
+    axes[0].legend(fontsize=7, loc="lower right")
+    axes[1].set_ylabel("accuracy")
+    axes[1].set_title("(b) accuracy vs FPR", fontsize=9)
+    axes[2].set_xlabel("true positive rate")
+    axes[2].set_ylabel("precision")
+    axes[2].set_title("(c) precision vs TPR", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -202,3 +202,39 @@ def layer_table(model):
 
     walk(model, "")
     return rows
+
+
+#: Models shipped with the package (see ``weldlab/pretrained/README.md``).
+PRETRAINED_DIR = __import__("pathlib").Path(__file__).resolve().parent / "pretrained"
+#: What is shipped: kind -> (training set, file name).
+PRETRAINED = {"ae": ("sni", "autoencoder.keras"), "cnn": ("D+sni", "cnn.keras")}
+
+
+def pretrained_dir(kind, seed=0):
+    """Folder of a shipped model: ``weldlab/pretrained/<kind>/<set>/seed<k>``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If no such model is shipped.
+    """
+    if kind not in PRETRAINED:
+        raise ValueError(f"kind: expected one of {sorted(PRETRAINED)}, got {kind!r}")
+    folder = PRETRAINED_DIR / kind / PRETRAINED[kind][0] / f"seed{int(seed)}"
+    if not (folder / PRETRAINED[kind][1]).is_file():
+        raise FileNotFoundError(f"{folder}: no shipped {kind} model for seed {seed}")
+    return folder
+
+
+def load_pretrained(kind, seed=0):
+    """A shipped model and its record (training provenance and calibrated thresholds).
+
+    Returns
+    -------
+    model : keras.Model
+    record : dict
+    """
+    import json
+
+    folder = pretrained_dir(kind, seed)
+    return load_model(folder / PRETRAINED[kind][1]), json.loads((folder / "record.json").read_text())

@@ -185,6 +185,27 @@ def write_tables(result, scores, folder):
     return folder / f"{stem}.json"
 
 
+#: Presets from the strongest down, for :func:`find_tables`.
+PRESET_STRENGTH = ("paper", "standard", "quick")
+
+
+def find_tables(data, preset, folder):
+    """The table run to show: ``tables_<data>_<preset>.json`` if recorded, else the strongest
+    recorded preset for ``data``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If no table run for ``data`` is recorded in ``folder``.
+    """
+    folder = Path(folder)
+    for p in (preset, *PRESET_STRENGTH):
+        path = folder / f"{results_name(p, data)}.json"
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"{folder}: no recorded table run for data {data!r} (run `weldlab tables --data {data}`)")
+
+
 def load_tables(path):
     """Read a table run written by :func:`write_tables`.
 

@@ -16,12 +16,19 @@ band). This makes the whole-image pass the better of the two, not merely the fas
 
 from __future__ import annotations
 
+import json
+import time
+import warnings
+from pathlib import Path
+
 import keras
 import numpy as np
+from scipy import ndimage
 
-from .models import INPUT_SIZE, OUTPUT_OFFSET
-from .radiographs import check_image_array
-from .residuals import kernel_statistics, window_flags
+from .models import INPUT_SIZE, OUTPUT_OFFSET, load_model
+from .provenance import provenance, write_json
+from .radiographs import check_image_array, load_image
+from .residuals import KERNEL, kernel_statistics, window_flags
 
 MARGIN = OUTPUT_OFFSET  # 18 px lost on every side
 STRIDE = 4
@@ -119,3 +126,264 @@ def scan_maps(model_fc, image, thresholds, tile=2048, kernel=9):
     r = residual_map(model_fc, image, tile)
     m, s = kernel_statistics(r, kernel)
     return {"residual": r, "mean": m, "std": s, "flags": window_flags(m, s, thresholds)}
+
+
+# --- the detector applied to files: verdicts, regions and overlays -------------------------
+
+#: Overlay colours (RGB) of windows flagged by the mean test (orange), the std test (green)
+#: or both (blue), as in :data:`weldlab.figures.FLAG_COLOURS`; region frames are red.
+FLAG_COLOURS = {1: (255, 127, 14), 2: (44, 160, 44), 3: (31, 119, 180)}
+FRAME_COLOUR = (214, 39, 40)
+TEST_NAMES = {1: "mean", 2: "std", 3: "both"}
+
+
+class Detector:
+    """The OOD detector: a fully convolutional autoencoder and its two thresholds.
+
+    Parameters
+    ----------
+    autoencoder : keras.Model
+        The 192 px autoencoder (converted with :func:`fully_convolutional`).
+    thresholds : dict
+        ``t_mean`` and ``t_std`` (from :func:`weldlab.residuals.calibrate_thresholds`).
+    record : dict, optional
+        The model's training record, copied into every verdict.
+    """
+
+    def __init__(self, autoencoder, thresholds, record=None):
+        for key in ("t_mean", "t_std"):
+            value = thresholds.get(key) if isinstance(thresholds, dict) else None
+            if not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+                raise ValueError(f"thresholds: expected a positive finite {key!r}, got {value!r}")
+        self.model_fc = fully_convolutional(autoencoder)
+        self.thresholds = dict(thresholds)
+        self.record = record or {}
+
+    @classmethod
+    def load(cls, model_dir=None, seed=0):
+        """Load ``autoencoder.keras`` and ``record.json`` (with ``thresholds``) from a folder.
+
+        Parameters
+        ----------
+        model_dir : path, optional
+            Default: the shipped autoencoder (trained with SNI perturbations) of ``seed``.
+        """
+        from .models import pretrained_dir
+
+        folder = Path(model_dir) if model_dir is not None else pretrained_dir("ae", seed)
+        record_file = folder / "record.json"
+        if not record_file.is_file():
+            raise FileNotFoundError(f"{folder}: no record.json (expected a folder with autoencoder.keras and record.json)")
+        try:
+            record = json.loads(record_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{record_file}: not valid JSON ({exc})") from exc
+        if "thresholds" not in record:
+            raise ValueError(f"{record_file}: has no calibrated 'thresholds' "
+                             "(calibrate them with weldlab.residuals.calibrate_thresholds)")
+        return cls(load_model(folder / "autoencoder.keras"), record["thresholds"], record)
+
+
+def flagged_regions(flags, mean, std, thresholds, kernel=KERNEL):
+    """Connected groups of flagged windows, as boxes in image pixels.
+
+    Parameters
+    ----------
+    flags, mean, std : ndarray, shape (h, w)
+        From :func:`scan_maps`; window ``(i, j)`` covers image pixels from ``(i + 18, j + 18)``.
+
+    Returns
+    -------
+    list of dict
+        Largest score first: ``box`` ``[row0, col0, row1, col1]`` (end exclusive),
+        ``windows`` (how many fired), ``tests`` (windows per test: mean, std, both),
+        ``max_abs_mean``, ``max_std`` and ``score`` (the combined score, > 1).
+    """
+    labels, n = ndimage.label(flags > 0, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return []
+    index = np.arange(1, n + 1)
+    slices = ndimage.find_objects(labels)
+    abs_mean = np.abs(mean)
+    max_mean = ndimage.maximum(abs_mean, labels, index)
+    max_std = ndimage.maximum(std, labels, index)
+    counts = [np.bincount(labels[flags == code], minlength=n + 1)[1:] for code in (1, 2, 3)]
+    out = []
+    for k, sl in enumerate(slices):
+        out.append({
+            "box": [int(sl[0].start + MARGIN), int(sl[1].start + MARGIN),
+                    int(sl[0].stop + MARGIN + kernel - 1), int(sl[1].stop + MARGIN + kernel - 1)],
+            "windows": int(counts[0][k] + counts[1][k] + counts[2][k]),
+            "tests": {TEST_NAMES[c]: int(counts[c - 1][k]) for c in (1, 2, 3)},
+            "max_abs_mean": float(max_mean[k]), "max_std": float(max_std[k]),
+            "score": float(max(max_mean[k] / thresholds["t_mean"], max_std[k] / thresholds["t_std"])),
+        })
+    return sorted(out, key=lambda r: -r["score"])
+
+
+def coverage(flags, shape, kernel=KERNEL):
+    """Which image pixels lie in a flagged window, coded as in ``flags`` (bitwise OR).
+
+    Returns
+    -------
+    ndarray, shape ``shape``, int8
+    """
+    out = np.zeros(shape, np.int8)
+    h, w = flags.shape
+    for bit in (1, 2):
+        centres = np.zeros(shape, bool)
+        centres[MARGIN + kernel // 2 : MARGIN + kernel // 2 + h,
+                MARGIN + kernel // 2 : MARGIN + kernel // 2 + w] = (flags & bit) > 0
+        out |= ndimage.maximum_filter(centres, size=kernel).astype(np.int8) * bit
+    return out
+
+
+def overlay(image, flags, regions, kernel=KERNEL, alpha=0.55):
+    """An RGB picture of the radiograph with flagged windows tinted and regions boxed.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W), float in [0, 1]
+    flags : ndarray
+        From :func:`scan_maps`.
+    regions : list of dict
+        From :func:`flagged_regions`.
+
+    Returns
+    -------
+    ndarray, shape (H, W, 3), uint8
+    """
+    from skimage.draw import rectangle_perimeter
+
+    rgb = np.repeat(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)
+    cov = coverage(flags, image.shape, kernel)
+    for code, colour in FLAG_COLOURS.items():
+        sel = cov == code
+        rgb[sel] = np.round((1 - alpha) * rgb[sel] + alpha * np.asarray(colour)).astype(np.uint8)
+    for r in regions:
+        r0, c0, r1, c1 = r["box"]
+        for pad in (3, 4):  # a 2 px frame a little outside the box
+            rr, cc = rectangle_perimeter((r0 - pad, c0 - pad), end=(r1 - 1 + pad, c1 - 1 + pad), shape=image.shape,
+                                         clip=True)
+            rgb[rr, cc] = FRAME_COLOUR
+    return rgb
+
+
+def compare_with_mask(regions, flags, mask, kernel=KERNEL):
+    """How a scan's flagged regions relate to the known defects of an annotated radiograph.
+
+    Parameters
+    ----------
+    regions : list of dict
+        From :func:`flagged_regions`.
+    flags : ndarray
+        From :func:`scan_maps`.
+    mask : ndarray, shape (H, W), bool
+        True on defect pixels.
+
+    Returns
+    -------
+    dict
+        ``defects`` (8-connected defect regions with a pixel in the analysed area),
+        ``defects_found`` (those with a pixel inside a flagged window), ``regions``,
+        ``regions_on_defects`` (boxes holding a defect pixel) and ``false_alarm_regions``.
+    """
+    mask = np.asarray(mask, bool)
+    cov = coverage(flags, mask.shape, kernel) > 0
+    inner = np.zeros_like(mask)
+    inner[MARGIN:-MARGIN, MARGIN:-MARGIN] = True
+    labels, n = ndimage.label(mask & inner, structure=np.ones((3, 3), bool))
+    found = np.unique(labels[cov & (labels > 0)])
+    on = sum(bool(mask[r0:r1, c0:c1].any()) for r0, c0, r1, c1 in (r["box"] for r in regions))
+    return {"defects": int(n), "defects_found": int(found.size), "regions": len(regions),
+            "regions_on_defects": int(on), "false_alarm_regions": len(regions) - int(on)}
+
+
+def scan_image(detector, image, tile=2048, name="image"):
+    """Scan one radiograph: verdict, flagged regions and the maps.
+
+    Parameters
+    ----------
+    detector : Detector
+    image : ndarray, shape (H, W), float32 in [0, 1]
+        At least 192 px per side.
+    tile : int
+        See :func:`reconstruct`.
+
+    Returns
+    -------
+    verdict : dict
+        ``verdict`` ("accept": nothing flagged, or "review": send to a human), ``regions``
+        (:func:`flagged_regions`), ``max_score``, ``analysed_box`` (the pixels the windows
+        cover; an 18 px border is not analysed), ``thresholds``, ``seconds``.
+    maps : dict
+        From :func:`scan_maps`.
+    """
+    image = check_image_array(np.asarray(image, np.float32), what=name, min_side=INPUT_SIZE)
+    t0 = time.perf_counter()
+    maps = scan_maps(detector.model_fc, image, detector.thresholds, tile)
+    regions = flagged_regions(maps["flags"], maps["mean"], maps["std"], detector.thresholds)
+    score = float(max(np.abs(maps["mean"]).max() / detector.thresholds["t_mean"],
+                      maps["std"].max() / detector.thresholds["t_std"]))
+    h, w = image.shape
+    return {
+        "image": name, "shape": [h, w], "verdict": "review" if regions else "accept",
+        "regions": regions, "max_score": score,
+        "analysed_box": [MARGIN, MARGIN, h - MARGIN, w - MARGIN],
+        "thresholds": {k: detector.thresholds[k] for k in ("t_mean", "t_std")},
+        "seconds": round(time.perf_counter() - t0, 3),
+    }, maps
+
+
+def scan_files(paths, detector, out_dir, tile=2048, log=print):
+    """Scan image files, writing ``<stem>_overlay.png`` and ``<stem>.json`` for each.
+
+    A file that cannot be read (missing, corrupt, too small, unsupported) is reported in
+    its JSON and in the returned list, and the other files are still scanned.
+
+    Parameters
+    ----------
+    paths : sequence of path
+        PNG or TIFF radiographs, 8- or 16-bit grayscale (RGB is converted with a warning).
+    detector : Detector
+    out_dir : path
+
+    Returns
+    -------
+    list of dict
+        One verdict per file; failed files have ``verdict`` "error" and an ``error`` message.
+    """
+    import imageio.v3 as iio
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = {k: detector.record.get(k) for k in ("model", "training_set", "seed", "preset", "data", "epochs",
+                                                 "dataset_key", "git_commit", "weldlab_version", "source")}
+    results = []
+    for path in map(Path, paths):
+        stem = path.stem
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                image = load_image(path, min_side=INPUT_SIZE)
+                verdict, maps = scan_image(detector, image, tile, name=str(path))
+            except Exception as exc:  # one bad file must not stop the others
+                verdict = {"image": str(path), "verdict": "error", "error": f"{type(exc).__name__}: {exc}"}
+                maps = None
+        verdict["warnings"] = [str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning)]
+        verdict["model"] = model
+        verdict.update(provenance())
+        if maps is not None:
+            png = out_dir / f"{stem}_overlay.png"
+            iio.imwrite(png, overlay(image, maps["flags"], verdict["regions"]))
+            verdict["overlay"] = str(png)
+        write_json(out_dir / f"{stem}.json", verdict)
+        results.append(verdict)
+        if verdict["verdict"] == "error":
+            log(f"{path}: ERROR {verdict['error']}")
+        else:
+            log(f"{path}: {verdict['verdict']} ({len(verdict['regions'])} regions, max score "
+                f"{verdict['max_score']:.2f}, {verdict['seconds']} s)")
+        for w in verdict["warnings"]:
+            log(f"{path}: warning: {w}")
+    return results

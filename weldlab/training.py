@@ -453,3 +453,36 @@ def train_models(cfg, datasets, kind, training_set, seeds=None, verbose=1, log=p
                             verbose, cfg, log=log)
         records.append(rec)
     return records
+
+
+def chapter_models(cfg, datasets, kind, training_set, seeds=None, log=print):
+    """The models a chapter uses: shipped ones where they fit, else trained (or reused).
+
+    The shipped models (``weldlab/pretrained``) are used when the preset is not ``quick``,
+    the configuration is the one shipped (AE with SNI, CNN on D+SNI) and they were trained
+    on the same data source as ``cfg.data``. Otherwise the models are trained with
+    :func:`train_models` (or reused from ``artifacts/`` if already trained).
+
+    Returns
+    -------
+    list of (keras.Model, dict)
+        Model and record per seed (default: the first ``cfg.chapter_seeds`` seeds).
+    """
+    from .models import PRETRAINED, load_pretrained, pretrained_dir
+
+    seeds = list(cfg.seeds[: cfg.chapter_seeds] if seeds is None else seeds)
+    out = []
+    for seed in seeds:
+        if cfg.preset != "quick" and PRETRAINED.get(kind, (None,))[0] == training_set:
+            try:
+                folder = pretrained_dir(kind, seed)
+                if json.loads((folder / "record.json").read_text()).get("data") == cfg.data:
+                    out.append(load_pretrained(kind, seed))
+                    continue
+            except FileNotFoundError:
+                pass
+        train_models(cfg, datasets, kind, training_set, seeds=[seed], verbose=0, log=log)
+        folder = model_dir(cfg, kind, training_set, seed)
+        name = "autoencoder.keras" if kind == "ae" else "cnn.keras"
+        out.append((load_model(folder / name), json.loads((folder / "record.json").read_text())))
+    return out

@@ -1,0 +1,67 @@
+"""Copy trained models into the package (``weldlab/pretrained``) with calibrated thresholds.
+
+Usage (after ``weldlab train ae --set sni`` and ``weldlab train cnn --set D+sni`` at the same
+preset and data source)::
+
+    python scripts/ship_models.py --preset standard --data gdxray [-p NAME=VALUE ...]
+
+For every seed of the preset it copies the autoencoder trained with SNI and the CNN trained
+on D+SNI, calibrates their thresholds at 0.1 % patch-level FPR on the validation okay
+patches of the training radiographs (the AE's two residual thresholds under the OR rule; the
+CNN's probability threshold), and writes each model's ``record.json`` with the thresholds
+and a sentence saying how it was trained. ``weldlab scan`` and the later chapters load them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from weldlab import metrics  # noqa: E402
+from weldlab.config import make_config, parse_override  # noqa: E402
+from weldlab.datasets import build_or_load  # noqa: E402
+from weldlab.evaluate import cnn_scores, residual_maxima  # noqa: E402
+from weldlab.models import PRETRAINED, PRETRAINED_DIR, load_model  # noqa: E402
+from weldlab.provenance import write_json  # noqa: E402
+from weldlab.residuals import calibrate_thresholds  # noqa: E402
+from weldlab.training import model_dir  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", default="standard")
+    ap.add_argument("--data", default="gdxray")
+    ap.add_argument("--machine", default="the 2-core CPU machine (no GPU)", help="where they were trained")
+    ap.add_argument("-p", "--param", action="append", default=[])
+    args = ap.parse_args()
+    cfg = make_config(args.preset, data=args.data, **dict(parse_override(t) for t in args.param))
+    ds = build_or_load(cfg)
+    val = ds["val_okay"]
+    for kind, (training_set, filename) in PRETRAINED.items():
+        for seed in cfg.seeds:
+            src = model_dir(cfg, kind, training_set, seed)
+            record = json.loads((src / "record.json").read_text())
+            model = load_model(src / filename)
+            if kind == "ae":
+                record["thresholds"] = calibrate_thresholds(*residual_maxima(model, val), fpr=0.001)
+            else:
+                t, realised = metrics.threshold_at_fpr(cnn_scores(model, val), 0.001)
+                record["threshold"] = {"probability": t, "fpr_calibration": realised, "n_okay": len(val)}
+            record["source"] = (
+                f"trained by `weldlab train {kind} --set {training_set} --preset {cfg.preset} --data {cfg.data}` "
+                f"with training parameters {record.get('training_parameters')} on {args.machine}; "
+                f"thresholds calibrated at 0.1 % FPR on the {len(val)} validation okay patches")
+            dest = PRETRAINED_DIR / kind / training_set / f"seed{seed}"
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / filename, dest / filename)
+            shutil.copyfile(src / "history.json", dest / "history.json")
+            write_json(dest / "record.json", record)
+            print(f"{dest}: {record['epochs']} epochs, {record['wall_seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
