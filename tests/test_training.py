@@ -94,3 +94,13 @@ def test_cnn_trains_and_resumes(quick_datasets, tmp_path):
     assert cnn.count_params() == 223_221
     with pytest.raises(ValueError, match="training_set"):
         train_cnn(ds, "D+SC", out_dir=tmp_path / "bad")
+
+
+def test_use_case_2_trains_on_okay_and_defect_patches(quick_datasets, tmp_path):
+    _, ds = quick_datasets
+    rec = train_autoencoder(ds, "okay+defects", seed=0, out_dir=tmp_path / "uc2", **{**FAST, "epochs": 1})
+    assert rec["perturbation"] == "okay+defects"
+    n = len(ds.raw("train_okay")) + len(ds.raw("train_defect"))
+    assert rec["steps_per_epoch"] == 2  # FAST; a full epoch would be ceil(6 n / 4)
+    history = json.loads((tmp_path / "uc2" / "history.json").read_text())
+    assert "per_loss" not in history[0] and n > len(ds.raw("train_okay"))

@@ -102,10 +102,10 @@ def cmd_calibrate(args):
 
 def cmd_train(args):
     from .datasets import build_or_load
-    from .training import AE_PERTURBATIONS, CNN_TRAINING_SETS, train_models
+    from .training import AE_PERTURBATIONS, AE_USE_CASE_2, CNN_TRAINING_SETS, train_models
 
     cfg = _config(args)
-    allowed = AE_PERTURBATIONS if args.model == "ae" else CNN_TRAINING_SETS
+    allowed = (*AE_PERTURBATIONS, AE_USE_CASE_2) if args.model == "ae" else CNN_TRAINING_SETS
     if args.set not in allowed:
         raise ValueError(f"--set: expected one of {allowed} for the {args.model}, got {args.set!r}")
     ds = build_or_load(cfg)
@@ -166,7 +166,7 @@ def build_parser():
     p = sub.add_parser("train", help="train the autoencoder or the CNN (resumes if interrupted)")
     _common(p)
     p.add_argument("model", choices=("ae", "cnn"), help="which network")
-    p.add_argument("--set", required=True, help="AE: none, D, sni, D+sni; CNN: D, D+circular, D+circular+partial_circle, D+sni")
+    p.add_argument("--set", required=True, help="AE: none, D, sni, D+sni, okay+defects (use case 2); CNN: D, D+circular, D+circular+partial_circle, D+sni")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: the preset's)")
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     p.set_defaults(func=cmd_train)

@@ -97,7 +97,8 @@ def reconstruct(model_fc, image, tile=2048):
             ih = _fit_size(pre_y + th + 2 * MARGIN + EDGE)
             iw = _fit_size(pre_x + tw + 2 * MARGIN + EDGE)
             window = padded[top - pre_y : top - pre_y + ih, left - pre_x : left - pre_x + iw]
-            out = model_fc.predict(window[None, ..., None], verbose=0)[0, ..., 0]
+            # a direct call, not predict(): tiles differ in shape, and predict would retrace
+            out = keras.ops.convert_to_numpy(model_fc(window[None, ..., None], training=False))[0, ..., 0]
             recon[top : top + th, left : left + tw] = out[pre_y : pre_y + th, pre_x : pre_x + tw]
     return recon
 

@@ -40,6 +40,9 @@ MAX_VALIDATION_SAMPLES = 512
 
 #: Perturbation sets of Table 3 (plus weldlab's D+SNI).
 AE_PERTURBATIONS = ("none", "D", "sni", "D+sni")
+#: The paper's use case 2: an AE trained to reconstruct okay *and* defect patches, without
+#: perturbations, as a pre-filter that passes anything weld-like on to a classifier.
+AE_USE_CASE_2 = "okay+defects"
 
 
 class _EpochBatches(keras.utils.PyDataset):
@@ -232,7 +235,9 @@ def train_autoencoder(datasets, perturbation="sni", seed=0, out_dir=None, epochs
     Parameters
     ----------
     datasets : weldlab.datasets.PatchDatasets
-    perturbation : {"none", "D", "sni", "D+sni"}
+    perturbation : {"none", "D", "sni", "D+sni", "okay+defects"}
+        ``"okay+defects"`` is the paper's use case 2: okay and defect training patches are
+        both reconstructed, with no perturbation.
     seed : int
         Seeds the weights (``keras.utils.set_random_seed``), dropout and the batches.
     out_dir : path
@@ -255,15 +260,17 @@ def train_autoencoder(datasets, perturbation="sni", seed=0, out_dir=None, epochs
     dict
         The record written to ``record.json``.
     """
-    if perturbation not in AE_PERTURBATIONS:
-        raise ValueError(f"perturbation: expected one of {AE_PERTURBATIONS}, got {perturbation!r}")
+    if perturbation not in (*AE_PERTURBATIONS, AE_USE_CASE_2):
+        raise ValueError(f"perturbation: expected one of {(*AE_PERTURBATIONS, AE_USE_CASE_2)}, got {perturbation!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    names = [] if perturbation == "none" else perturbation.split("+")
+    names = [] if perturbation in ("none", AE_USE_CASE_2) else perturbation.split("+")
     psets = [datasets.perturbation_set(n) for n in names]
+    inputs = datasets.raw("train_okay")
+    if perturbation == AE_USE_CASE_2:  # defect patches are inputs to reconstruct, like okay ones
+        inputs = np.concatenate([np.asarray(inputs), np.asarray(datasets.raw("train_defect"))])
     # Two worker threads make the next batches while the model trains on the current one.
-    train = PerturbedPairs(datasets.raw("train_okay"), psets, batch_size, seed, steps=steps_per_epoch,
-                           workers=2)
+    train = PerturbedPairs(inputs, psets, batch_size, seed, steps=steps_per_epoch, workers=2)
     n_val = len(datasets.raw("val_okay"))
     val_steps = val_steps or max(1, math.ceil(min(n_val, MAX_VALIDATION_SAMPLES) / batch_size))
     val = PerturbedPairs(datasets.raw("val_okay"), psets, batch_size, seed + 10_000, augment_okay=False,
