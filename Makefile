@@ -24,7 +24,7 @@ test: setup
 	$(PY) -m pytest
 
 bench: setup
-	$(PY) scripts/bench_training.py
+	$(PY) scripts/bench.py --training
 
 clean:
 	rm -rf _build
