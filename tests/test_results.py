@@ -51,3 +51,15 @@ def test_measure_write_load_and_render_a_cnn_table(quick_datasets, tmp_path):
         R.measure_tables(cfg, ds, kinds=("cnn",), seeds=[5], confs=("D",), train=False)
     with pytest.raises(FileNotFoundError, match="weldlab tables"):
         R.load_tables(tmp_path / "nothing.json")
+
+
+def test_find_tables_prefers_own_data_and_preset_then_the_strongest(tmp_path):
+    for name in ("tables_gdxray_quick", "tables_gdxray_standard", "tables_synthetic_quick"):
+        (tmp_path / f"{name}.json").write_text("{}")
+    assert R.find_tables("synthetic", "quick", tmp_path).name == "tables_synthetic_quick.json"
+    assert R.find_tables("gdxray", "paper", tmp_path).name == "tables_gdxray_standard.json"
+    (tmp_path / "tables_synthetic_quick.json").unlink()  # then the same preset on the other data
+    assert R.find_tables("synthetic", "quick", tmp_path).name == "tables_gdxray_quick.json"
+    assert R.find_tables("synthetic", "paper", tmp_path).name == "tables_gdxray_standard.json"
+    with pytest.raises(FileNotFoundError, match="weldlab tables"):
+        R.find_tables("gdxray", "quick", tmp_path / "none")

@@ -191,19 +191,23 @@ PRESET_STRENGTH = ("paper", "standard", "quick")
 
 def find_tables(data, preset, folder):
     """The table run to show: ``tables_<data>_<preset>.json`` if recorded, else the strongest
-    recorded preset for ``data``.
+    recorded preset for ``data``, else the strongest recorded run on any data source (the
+    caller must say so: compare ``result["data"]`` and ``result["preset"]`` with its own).
 
     Raises
     ------
     FileNotFoundError
-        If no table run for ``data`` is recorded in ``folder``.
+        If no table run is recorded in ``folder``.
     """
     folder = Path(folder)
-    for p in (preset, *PRESET_STRENGTH):
-        path = folder / f"{results_name(p, data)}.json"
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"{folder}: no recorded table run for data {data!r} (run `weldlab tables --data {data}`)")
+    from .config import DATA_SOURCES
+
+    for d in (data, *[d for d in DATA_SOURCES if d != data]):
+        for p in (preset, *PRESET_STRENGTH):
+            path = folder / f"{results_name(p, d)}.json"
+            if path.is_file():
+                return path
+    raise FileNotFoundError(f"{folder}: no recorded table run (run `weldlab tables --data {data}`)")
 
 
 def load_tables(path):
