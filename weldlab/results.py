@@ -185,11 +185,14 @@ def write_tables(result, scores, folder):
     return folder / f"{stem}.json"
 
 
+#: Where recorded table runs are committed: ``book/results`` of the repository.
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "book" / "results"
+
 #: Presets from the strongest down, for :func:`find_tables`.
 PRESET_STRENGTH = ("paper", "standard", "quick")
 
 
-def find_tables(data, preset, folder):
+def find_tables(data, preset, folder=None):
     """The table run to show: ``tables_<data>_<preset>.json`` if recorded, else the strongest
     recorded preset for ``data``, else the strongest recorded run on any data source (the
     caller must say so: compare ``result["data"]`` and ``result["preset"]`` with its own).
@@ -199,8 +202,9 @@ def find_tables(data, preset, folder):
     FileNotFoundError
         If no table run is recorded in ``folder``.
     """
-    folder = Path(folder)
     from .config import DATA_SOURCES
+
+    folder = Path(folder) if folder is not None else RESULTS_DIR
 
     for d in (data, *[d for d in DATA_SOURCES if d != data]):
         for p in (preset, *PRESET_STRENGTH):
