@@ -31,6 +31,32 @@ from weldlab.residuals import calibrate_thresholds  # noqa: E402
 from weldlab.training import model_dir  # noqa: E402
 
 
+README = """# Shipped models
+
+Made by `scripts/ship_models.py` from models trained with
+
+```bash
+weldlab train ae --set sni --preset {preset} --data {data} ...
+weldlab train cnn --set D+sni --preset {preset} --data {data} ...
+```
+
+- **where**: {machine};
+- **data**: the `{preset}` preset's datasets built from GDXray (`{data}`; dataset key `{dataset_key}`);
+- **training parameters**: {params};
+- **code**: weldlab at commit `{commit}`;
+- **thresholds**: calibrated at 0.1 % patch-level FPR on the {n_val} validation okay patches
+  (the AE's two thresholds under the OR rule; the CNN's probability threshold).
+
+| model | training set | seed | epochs | best epoch | best val. loss | minutes | patches/s | thresholds |
+| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |
+{rows}
+
+Each folder holds the model (`.keras`, loads with `safe_mode=True`), `record.json` (the full
+training record with the thresholds) and `history.json` (losses per epoch). The schedule is
+shorter than the `standard` preset's: see the project README and the book's presets page.
+"""
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="standard")
@@ -41,6 +67,7 @@ def main():
     cfg = make_config(args.preset, data=args.data, **dict(parse_override(t) for t in args.param))
     ds = build_or_load(cfg)
     val = ds["val_okay"]
+    rows = []
     for kind, (training_set, filename) in PRETRAINED.items():
         for seed in cfg.seeds:
             src = model_dir(cfg, kind, training_set, seed)
@@ -61,6 +88,17 @@ def main():
             shutil.copyfile(src / "history.json", dest / "history.json")
             write_json(dest / "record.json", record)
             print(f"{dest}: {record['epochs']} epochs, {record['wall_seconds']} s")
+            th = record.get("thresholds") or record["threshold"]
+            rows.append(f"| {kind} | {training_set} | {seed} | {record['epochs']} | {record['best_epoch']} | "
+                        f"{record['best_val_loss']:.4g} | {record['wall_seconds'] / 60:.1f} | "
+                        f"{record['patches_per_second']} | "
+                        + (f"t_mean {th['t_mean']:.4f}, t_std {th['t_std']:.4f}" if kind == "ae"
+                           else f"p {th['probability']:.4f}") + " |")
+    tp = record.get("training_parameters") or {}
+    (PRETRAINED_DIR / "README.md").write_text(README.format(
+        preset=cfg.preset, data=cfg.data, machine=args.machine, n_val=len(val),
+        params=", ".join(f"{k}={v}" for k, v in tp.items()), commit=record.get("git_commit"),
+        dataset_key=record.get("dataset_key"), rows="\n".join(rows)))
 
 
 if __name__ == "__main__":
