@@ -122,7 +122,7 @@ def cmd_tables(args):
     cfg = _config(args)
     ds = build_or_load(cfg)
     result, scores = measure_tables(cfg, ds, kinds=args.models, seeds=args.seeds, fpr=args.fpr,
-                                    train=not args.no_train)
+                                    train=not args.no_train, confs=args.sets)
     path = write_tables(result, scores, args.out)
     for kind in args.models:
         print(f"\n{'Table 3 (autoencoder)' if kind == 'ae' else 'Table 2 (CNN)'}: TPR (%) at {args.fpr:g} FPR")
@@ -177,6 +177,8 @@ def build_parser():
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: the preset's three)")
     p.add_argument("--fpr", type=float, default=0.001, help="false positive rate (default 0.001)")
     p.add_argument("--no-train", action="store_true", help="fail instead of training a missing model")
+    p.add_argument("--sets", nargs="+", default=None, metavar="SET",
+                   help="only these configurations (default: every column of both tables)")
     p.add_argument("--out", default="book/results", help="folder for the JSON and .npz (default: book/results)")
     p.set_defaults(func=cmd_tables)
 
