@@ -236,7 +236,7 @@ def table_markdown(result, kind, metric="tpr_at_test_fpr"):
 
     Values are percentages for the TPRs and plain numbers for the AUROC.
     """
-    confs = list(result["tables"][kind])
+    confs = [c for c in configurations(kind) if c in result["tables"][kind]]  # JSON sorts keys
     paper = result["paper"][kind]
     head = ["test set"]
     for c in confs:

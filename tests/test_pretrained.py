@@ -1,0 +1,70 @@
+"""The models shipped in weldlab/pretrained: complete, loadable, and used by default."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from weldlab.models import PRETRAINED, load_pretrained, pretrained_dir  # noqa: E402
+
+SEEDS = (0, 1, 2)
+
+
+@pytest.mark.parametrize("kind", sorted(PRETRAINED))
+def test_three_seeds_are_shipped_with_records_and_thresholds(kind):
+    training_set, filename = PRETRAINED[kind]
+    for seed in SEEDS:
+        folder = pretrained_dir(kind, seed)
+        assert (folder / filename).stat().st_size < 5e6  # small enough to ship
+        model, record = load_pretrained(kind, seed)
+        assert model.count_params() == (41_186 if kind == "ae" else 223_221)
+        assert record["seed"] == seed and record["training_set"] == training_set
+        assert record["data"] == "gdxray" and record["preset"] == "standard"
+        for key in ("epochs", "wall_seconds", "patches_per_second", "backend", "git_commit", "source"):
+            assert record[key], key
+        if kind == "ae":
+            th = record["thresholds"]
+            assert th["resolvable"] and th["n_okay"] >= 1000 and 0 < th["t_mean"] and 0 < th["t_std"]
+        else:
+            assert 0 < record["threshold"]["probability"] < 1
+        history = json.loads((folder / "history.json").read_text())
+        assert len(history) == record["epochs"]
+    with pytest.raises(FileNotFoundError, match="no shipped"):
+        pretrained_dir(kind, 7)
+
+
+def test_chapters_use_shipped_models_outside_the_quick_preset(tmp_path):
+    from weldlab.config import make_config
+    from weldlab.training import chapter_models
+
+    cfg = make_config("standard", data="gdxray", artifacts_root=str(tmp_path))
+    (ae, rec), = chapter_models(cfg, None, "ae", "sni")  # no datasets needed: nothing is trained
+    assert rec["thresholds"] and ae.count_params() == 41_186
+    assert not any(tmp_path.iterdir())
+
+
+def test_shipped_detector_flags_defects_on_an_unseen_gdxray_film(gdxray):
+    from weldlab.scan import Detector, compare_with_mask, scan_image
+
+    film = next(r for r in gdxray if r.name == "W0001_0004")  # a test film: no model trained on it
+    detector = Detector.load()
+    verdict, maps = scan_image(detector, film.image, name=film.name)
+    c = compare_with_mask(verdict["regions"], maps["flags"], film.mask)
+    assert verdict["verdict"] == "review" and c["defects_found"] >= 1
+    assert verdict["thresholds"] == {k: detector.record["thresholds"][k] for k in ("t_mean", "t_std")}
+
+
+def test_scan_cli_defaults_to_the_shipped_detector(tmp_path):
+    import imageio.v3 as iio
+
+    from weldlab.cli import main
+    from weldlab.simulate import simulate_radiograph
+
+    r = simulate_radiograph(np.random.default_rng(0), 300, 500)
+    iio.imwrite(tmp_path / "film.png", np.round(r.image * 255).astype(np.uint8))
+    assert main(["scan", str(tmp_path / "film.png"), "--out", str(tmp_path / "out")]) == 0
+    v = json.loads((tmp_path / "out" / "film.json").read_text())
+    assert v["verdict"] in ("accept", "review") and v["model"]["training_set"] == "sni" and v["model"]["seed"] == 0
