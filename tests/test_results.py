@@ -65,3 +65,19 @@ def test_find_tables_prefers_own_data_and_preset_then_the_strongest(tmp_path):
     assert R.find_tables("synthetic", "paper", tmp_path).name == "tables_gdxray_standard.json"
     with pytest.raises(FileNotFoundError, match="weldlab tables"):
         R.find_tables("gdxray", "quick", tmp_path / "none")
+
+
+def test_tables_cli_restricts_sets_per_model(monkeypatch, tmp_path):
+    from weldlab import cli
+
+    seen = {}
+
+    def fake_measure(cfg, ds, kinds, seeds, fpr, train, confs):
+        seen.update(kinds=kinds, confs=confs, train=train)
+        raise FileNotFoundError("stop here")
+
+    monkeypatch.setattr("weldlab.results.measure_tables", fake_measure)
+    monkeypatch.setattr("weldlab.datasets.build_or_load", lambda cfg: None)
+    assert cli.main(["tables", "--sets", "ae:sni", "cnn:D+sni", "--no-train", "--out", str(tmp_path)]) == 2
+    assert seen == {"kinds": ["ae", "cnn"], "confs": {"ae": ["sni"], "cnn": ["D+sni"]}, "train": False}
+    assert cli.main(["tables", "--models", "cnn", "--sets", "ae:sni", "--out", str(tmp_path)]) == 2

@@ -120,9 +120,18 @@ def cmd_tables(args):
     from .results import measure_tables, table_markdown, write_tables
 
     cfg = _config(args)
+    confs = None
+    if args.sets:  # "ae:sni" restricts one kind; a plain "D+sni" applies to every kind that has it
+        confs = {k: [] for k in args.models}
+        for item in args.sets:
+            kind, _, name = item.rpartition(":")
+            if kind and kind not in confs:
+                raise ValueError(f"--sets: {item!r} names the model {kind!r}, expected one of {args.models}")
+            for k in ([kind] if kind else args.models):
+                confs[k].append(name)
     ds = build_or_load(cfg)
     result, scores = measure_tables(cfg, ds, kinds=args.models, seeds=args.seeds, fpr=args.fpr,
-                                    train=not args.no_train, confs=args.sets)
+                                    train=not args.no_train, confs=confs)
     path = write_tables(result, scores, args.out)
     for kind in args.models:
         print(f"\n{'Table 3 (autoencoder)' if kind == 'ae' else 'Table 2 (CNN)'}: TPR (%) at {args.fpr:g} FPR")
@@ -178,7 +187,7 @@ def build_parser():
     p.add_argument("--fpr", type=float, default=0.001, help="false positive rate (default 0.001)")
     p.add_argument("--no-train", action="store_true", help="fail instead of training a missing model")
     p.add_argument("--sets", nargs="+", default=None, metavar="SET",
-                   help="only these configurations (default: every column of both tables)")
+                   help="only these configurations, e.g. ae:sni cnn:D+sni (default: every column of both tables)")
     p.add_argument("--out", default="book/results", help="folder for the JSON and .npz (default: book/results)")
     p.set_defaults(func=cmd_tables)
 

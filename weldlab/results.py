@@ -104,8 +104,9 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, fpr=0.001, tr
     fpr : float
     train : bool
         If False, a missing model is an error instead of being trained.
-    confs : sequence of str, optional
-        Only these configurations (default: all of each kind's table).
+    confs : sequence of str, or dict of kind -> sequence of str, optional
+        Only these configurations (default: all of each kind's table); a dict restricts
+        each kind separately (a kind missing from it is skipped).
 
     Returns
     -------
@@ -123,8 +124,9 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, fpr=0.001, tr
     tables, records, operating, scores = {}, {}, {}, {}
     for kind in kinds:
         tables[kind], records[kind], operating[kind] = {}, {}, {}
+        wanted = confs.get(kind, ()) if isinstance(confs, dict) else confs
         for conf in configurations(kind):
-            if confs is not None and conf not in confs:
+            if wanted is not None and conf not in wanted:
                 continue
             per_seed = []
             for seed in seeds:
