@@ -25,7 +25,7 @@ from weldlab import metrics  # noqa: E402
 from weldlab.config import make_config, parse_override  # noqa: E402
 from weldlab.datasets import build_or_load  # noqa: E402
 from weldlab.evaluate import cnn_scores, residual_maxima  # noqa: E402
-from weldlab.models import PRETRAINED, PRETRAINED_DIR, load_model  # noqa: E402
+from weldlab.models import PRETRAINED, PRETRAINED_DIR, build_autoencoder, build_cnn, load_model  # noqa: E402
 from weldlab.provenance import write_json  # noqa: E402
 from weldlab.residuals import calibrate_thresholds  # noqa: E402
 from weldlab.training import model_dir  # noqa: E402
@@ -84,7 +84,10 @@ def main():
                 f"thresholds calibrated at 0.1 % FPR on the {len(val)} validation okay patches")
             dest = PRETRAINED_DIR / kind / training_set / f"seed{seed}"
             dest.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src / filename, dest / filename)
+            # a fresh, uncompiled copy: weights only, no optimizer state (a third of the size)
+            fresh = (build_autoencoder if kind == "ae" else build_cnn)(seed)
+            fresh.set_weights(model.get_weights())
+            fresh.save(dest / filename)
             shutil.copyfile(src / "history.json", dest / "history.json")
             write_json(dest / "record.json", record)
             print(f"{dest}: {record['epochs']} epochs, {record['wall_seconds']} s")

@@ -136,3 +136,17 @@ def test_bad_model_files(ae, tmp_path):
 def _touch(p):
     p.write_bytes(b"x")
     return p
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_code_starts_alive_for_every_seed(seed):
+    # With a zero bias, the single-channel code of some seeds started (and stayed) at 0.
+    from weldlab.models import Z_BIAS_INIT, build_autoencoder
+
+    keras.utils.set_random_seed(seed)
+    enc = build_autoencoder(seed).get_layer("encoder")
+    assert float(keras.ops.convert_to_numpy(enc.get_layer("z_conv").bias)[0]) == Z_BIAS_INIT
+    yy = np.mgrid[:192, :192][0]
+    x = (0.3 + 0.3 * np.exp(-((yy - 96) ** 2) / (2 * 40.0**2)))[None, ..., None].astype("float32")
+    z = keras.ops.convert_to_numpy(enc(x, training=False))
+    assert (z > 0).mean() > 0.5
