@@ -117,6 +117,38 @@ def real_defect_perturbations(patches, masks, chunk=256):
 # --------------------------------------------------------------------------- SNI
 
 
+def skimage_gray(names):
+    """scikit-image's bundled images as grayscale float64 in [0, 1].
+
+    Parameters
+    ----------
+    names : sequence of str
+        Functions of ``skimage.data``; an image that needs a download (no network) is skipped.
+
+    Returns
+    -------
+    list of ndarray, each shape (h, w)
+    """
+    from skimage import color, data
+
+    out = []
+    for name in names:
+        try:
+            img = getattr(data, name)()
+        except Exception:  # an image that needs a download is skipped
+            continue
+        if isinstance(img, tuple):  # stereo pairs: the left image
+            img = img[0]
+        img = np.asarray(img)
+        if img.ndim == 3:
+            img = color.rgb2gray(img[..., :3])
+        img = img.astype(np.float64)
+        if img.max() > 1.0:
+            img = img / 255.0
+        out.append(img)
+    return out
+
+
 def natural_images(folder=None, max_side=512):
     """Grayscale natural images used as SNI texture sources.
 
@@ -132,7 +164,7 @@ def natural_images(folder=None, max_side=512):
     -------
     list of ndarray, each shape (h, w), float32 in [0, 1]
     """
-    from skimage import color, data, transform
+    from skimage import transform
 
     images = []
     if folder is not None:
@@ -152,21 +184,9 @@ def natural_images(folder=None, max_side=512):
                 warnings.simplefilter("ignore")
                 raw.append(load_image(f, min_side=16))
     else:
-        names = ("astronaut", "brick", "camera", "cat", "coffee", "coins", "grass", "gravel",
-                 "horse", "moon", "page", "rocket", "text", "chelsea", "clock", "immunohistochemistry")
-        raw = []
-        for name in names:
-            try:
-                img = getattr(data, name)()
-            except Exception:  # an image that needs a download is skipped
-                continue
-            img = np.asarray(img)
-            if img.ndim == 3:
-                img = color.rgb2gray(img[..., :3])
-            img = img.astype(np.float64)
-            if img.max() > 1.0:
-                img = img / 255.0
-            raw.append(img)
+        raw = skimage_gray(("astronaut", "brick", "camera", "cat", "coffee", "coins", "grass", "gravel",
+                            "horse", "moon", "page", "rocket", "text", "chelsea", "clock",
+                            "immunohistochemistry"))
     for img in raw:
         scale = max_side / max(img.shape)
         if scale < 1:

@@ -30,23 +30,9 @@ HELD_OUT_IMAGES = ("shepp_logan_phantom", "retina", "hubble_deep_field", "microa
 def held_out_images():
     """Grayscale images in [0, 1] from scikit-image that SNI never uses (those that need a
     download are skipped)."""
-    from skimage import color, data
+    from .perturbations import skimage_gray
 
-    out = []
-    for name in HELD_OUT_IMAGES:
-        try:
-            img = getattr(data, name)()
-        except Exception:  # not shipped in the wheel and no network
-            continue
-        if isinstance(img, tuple):  # stereo pairs
-            img = img[0]
-        img = np.asarray(img, np.float64)
-        if img.ndim == 3:
-            img = color.rgb2gray(img[..., :3] / (255.0 if img.max() > 1 else 1.0))
-        elif img.max() > 1:
-            img = img / img.max()
-        if min(img.shape) >= PATCH:
-            out.append(img.astype(np.float32))
+    out = [img.astype(np.float32) for img in skimage_gray(HELD_OUT_IMAGES) if min(img.shape) >= PATCH]
     if not out:
         raise RuntimeError("no held-out natural image is available from scikit-image")
     return out
