@@ -1,13 +1,14 @@
 # Two commands do everything on a fresh machine:
 #   make book   set-up, then the whole book in the quick preset on simulated data
 #   make test   set-up, then all tests (library + every chapter in the quick preset)
+# Also: make robustness (the bad-input, interruption and determinism suite), make bench.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PRESET ?= quick
 DATA   ?= synthetic
 
-.PHONY: setup book test bench clean
+.PHONY: setup book test robustness bench clean
 
 setup: $(VENV)/.installed
 
@@ -22,6 +23,9 @@ book: setup
 
 test: setup
 	$(PY) -m pytest
+
+robustness: setup
+	$(PY) -m pytest -m robustness
 
 bench: setup
 	$(PY) scripts/bench.py --training

@@ -11,6 +11,7 @@ from weldlab.cli import main
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.robustness
 def test_bad_preset_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["datasets", "--preset", "fast"])
@@ -18,11 +19,13 @@ def test_bad_preset_is_a_usage_error(capsys):
     assert "fast" in capsys.readouterr().err
 
 
+@pytest.mark.robustness
 def test_unknown_override_names_the_parameter(capsys):
     assert main(["datasets", "-p", "n_bananas=3"]) == 2
     assert "n_bananas" in capsys.readouterr().err
 
 
+@pytest.mark.robustness
 def test_missing_gdxray_folder_is_a_clear_error(tmp_path, capsys):
     code = main(["datasets", "--data", "gdxray", "--gdxray-root", str(tmp_path / "missing"),
                  "-p", f"artifacts_root={tmp_path}"])
@@ -79,6 +82,7 @@ def test_failing_chapter_is_named_and_nothing_is_published(tmp_path):
     assert not (root / "_build" / "synthetic" / "quick" / "html").exists()
 
 
+@pytest.mark.robustness
 def test_bad_parameter_fails_before_any_chapter(tmp_path):
     root = _fake_repo(tmp_path, "x = 3")
     with pytest.raises(ValueError, match="n_train_okay"):

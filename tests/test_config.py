@@ -35,6 +35,7 @@ def test_notebook_parameter_cells_match_the_quick_preset():
         assert not any(c.get("outputs") for c in cells if c["cell_type"] == "code"), f"{nb.name} has outputs"
 
 
+@pytest.mark.robustness
 def test_bad_preset_and_parameters_are_named():
     with pytest.raises(ValueError, match="preset.*'fast'"):
         C.make_config("fast")

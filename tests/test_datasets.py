@@ -9,6 +9,7 @@ SMALL = dict(sim_train_radiographs=2, sim_test_radiographs=1, sim_height=400, si
              n_synthetic_test=3, n_sni=10, n_sc=5, n_spc=5, progress=False)
 
 
+@pytest.mark.robustness
 def test_same_seed_bit_identical_datasets(tmp_path):
     a = D.build_datasets(make_config("quick", artifacts_root=str(tmp_path / "a"), **SMALL))
     b = D.build_datasets(make_config("quick", artifacts_root=str(tmp_path / "b"), **SMALL))
@@ -69,6 +70,7 @@ def test_reused_when_parameters_match_rebuilt_when_not(tmp_path):
     assert ds2.counts["test_okay"] == 10 and ds2.manifest["dataset_key"] != ds.manifest["dataset_key"]
 
 
+@pytest.mark.robustness
 def test_interrupted_build_leaves_nothing_half_written(tmp_path, monkeypatch):
     cfg = make_config("quick", artifacts_root=str(tmp_path), **SMALL)
     calls = {"n": 0}
@@ -91,6 +93,7 @@ def test_interrupted_build_leaves_nothing_half_written(tmp_path, monkeypatch):
     assert ds.counts["train_okay"] == SMALL["n_train_okay"]
 
 
+@pytest.mark.robustness
 def test_corrupt_manifest_is_rebuilt(tmp_path):
     cfg = make_config("quick", artifacts_root=str(tmp_path), **SMALL)
     ds = D.build_or_load(cfg)

@@ -58,7 +58,7 @@ def test_widget_builds_and_reacts(explorer):
     ex, _ = explorer
     box = ex.widget(test_set="high")
     (choose, fpr, button), (s_mean, s_std) = box.children[0].children, box.children[1].children
-    assert choose.value == "high" and s_mean.value > 0
+    assert choose.value == "high" and s_mean.value > 0 and s_std.value > 0
     before = s_mean.value
     fpr.value = 0.05
     button.click()

@@ -1,12 +1,8 @@
-import warnings
-
 import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from weldlab.radiographs import (
-    MIN_SIDE, Radiograph, RadiographError, check_image_array, gdxray_root, load_gdxray, load_image, load_mask,
-)
+from weldlab.radiographs import gdxray_root, load_gdxray
 
 
 def test_gdxray_loads_ten_radiographs_with_masks(gdxray):
@@ -27,6 +23,7 @@ def test_gdxray_subset_and_unknown_name(gdxray_root):
         load_gdxray(gdxray_root, names=["W0001_0042"])
 
 
+@pytest.mark.robustness
 def test_missing_gdxray_folder_names_places_and_remedy(tmp_path, monkeypatch):
     monkeypatch.delenv("WELDLAB_GDXRAY", raising=False)
     with pytest.raises(FileNotFoundError, match="--gdxray-root") as exc:
@@ -44,75 +41,20 @@ def test_env_variable_points_to_gdxray(gdxray_root, monkeypatch):
         resolve()
 
 
-def _write(path, arr):
-    iio.imwrite(path, arr)
-    return path
 
 
-def test_corrupt_image_is_named(tmp_path):
-    f = tmp_path / "broken.png"
-    f.write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
-    with pytest.raises(RadiographError, match="broken.png.*cannot be decoded"):
-        load_image(f)
 
 
-def test_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="absent.png"):
-        load_image(tmp_path / "absent.png")
 
 
-def test_16bit_scaled_or_refused(tmp_path):
-    arr = np.full((200, 300), 65535 // 2, np.uint16)
-    f = _write(tmp_path / "deep.png", arr)
-    img = load_image(f)
-    assert img.dtype == np.float32 and abs(float(img.mean()) - 0.5) < 1e-4
-    with pytest.raises(RadiographError, match="16-bit"):
-        load_image(f, allow_16bit=False)
 
 
-def test_16bit_tiff(tmp_path):
-    arr = (np.arange(200 * 256) % 65535).reshape(200, 256).astype(np.uint16)
-    f = _write(tmp_path / "deep.tif", arr)
-    img = load_image(f)
-    assert np.allclose(img, arr / 65535.0, atol=1e-6)
 
 
-def test_rgb_converted_with_warning_or_refused(tmp_path):
-    arr = np.zeros((200, 220, 3), np.uint8)
-    arr[..., 1] = 200
-    f = _write(tmp_path / "colour.png", arr)
-    with pytest.warns(UserWarning, match="colour.png.*grayscale"):
-        img = load_image(f)
-    assert img.shape == (200, 220)
-    with pytest.raises(RadiographError, match="colour"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            load_image(f, allow_rgb=False)
 
 
-def test_too_small_image(tmp_path):
-    f = _write(tmp_path / "tiny.png", np.zeros((100, 500), np.uint8))
-    with pytest.raises(RadiographError, match=f"tiny.png.*100x500.*at least {MIN_SIDE}"):
-        load_image(f)
 
 
-def test_nan_and_range_rejected():
-    a = np.full((200, 200), 0.5, np.float32)
-    a[3, 4] = np.nan
-    with pytest.raises(RadiographError, match="1 NaN"):
-        check_image_array(a)
-    with pytest.raises(RadiographError, match=r"\[0, 1\]"):
-        check_image_array(np.full((200, 200), 3.0))
-    with pytest.raises(RadiographError, match="2-D"):
-        check_image_array(np.zeros((200, 200, 2)))
-
-
-def test_mask_shape_checked(tmp_path):
-    f = _write(tmp_path / "mask.png", np.zeros((200, 210), np.uint8))
-    with pytest.raises(RadiographError, match=r"\(200, 210\).*\(200, 200\)"):
-        load_mask(f, (200, 200))
-    with pytest.raises(RadiographError, match="does not match"):
-        Radiograph("x", np.zeros((200, 200), np.float32), np.zeros((10, 10), bool))
 
 
 def test_fetch_gdxray_downloads_with_pooch_from_a_local_server(tmp_path):

@@ -25,6 +25,7 @@ def test_summarise_reports_mean_and_half_range():
     assert s["mean"] == pytest.approx(0.7) and s["spread"] == pytest.approx(0.2) and s["values"] == [0.5, 0.7, 0.9]
 
 
+@pytest.mark.robustness
 def test_measure_write_load_and_render_a_cnn_table(quick_datasets, tmp_path):
     cfg0, ds = quick_datasets
     cfg = make_config("quick", artifacts_root=str(tmp_path / "a"), cnn_epochs=1, cnn_steps_per_epoch=1,

@@ -95,6 +95,7 @@ def _write_images(folder, rng):
     return [folder / n for n in ("gray8.png", "corrupt.png", "gray16.tif", "colour.png", "small.png", "missing.png")]
 
 
+@pytest.mark.robustness
 def test_scan_files_survives_bad_files_and_writes_verdicts(models, tmp_path, rng):
     import json
 

@@ -32,6 +32,7 @@ def test_pairs_are_seeded_augmented_and_repaired_each_epoch(quick_datasets):
         PerturbedPairs(ds.raw("train_okay"), [], batch_size=0)
 
 
+@pytest.mark.robustness
 def test_interrupted_training_resumes(quick_datasets, tmp_path):
     _, ds = quick_datasets
     out = tmp_path / "ae"
@@ -81,6 +82,7 @@ def test_cnn_batches_are_balanced(quick_datasets):
         LabelledBatches(ds.raw("train_okay"), None, {"D": None}, batch_size=4)
 
 
+@pytest.mark.robustness
 def test_cnn_trains_and_resumes(quick_datasets, tmp_path):
     from weldlab.training import train_cnn
 

@@ -173,7 +173,7 @@ def load_model(path):
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
+        raise FileNotFoundError(f"{path}: model file not found; expected a .keras file saved by weldlab")
     if path.suffix != ".keras":
         raise ValueError(f"{path}: expected a native Keras '.keras' model file")
     try:

@@ -131,9 +131,12 @@ def _read_raw(path: Path) -> np.ndarray:
     import imageio.v3 as iio
 
     if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
+        raise FileNotFoundError(f"{path}: not found; expected a PNG or TIFF radiograph")
+    data = path.read_bytes()  # decoding from memory leaves no file handle open on failure
+    if not data:
+        raise RadiographError(f"{path}: is empty (0 bytes); expected a PNG or TIFF radiograph")
     try:
-        return np.asarray(iio.imread(path))
+        return np.asarray(iio.imread(data, extension=path.suffix.lower() or None))
     except Exception as exc:  # imageio raises many types for unreadable files
         raise RadiographError(
             f"{path}: cannot be decoded as an image ({type(exc).__name__}: {exc}); "

@@ -50,6 +50,12 @@ def fully_convolutional(autoencoder):
     keras.Model
         ``(batch, H, W, 1) -> (batch, H - 36, W - 36, 1)`` for ``H, W = 192 + 4k``.
     """
+    names = {layer.name for layer in getattr(autoencoder, "layers", [])}
+    if not {"encoder", "decoder"} <= names:
+        raise ValueError(
+            f"autoencoder: expected a weldlab autoencoder with 'encoder' and 'decoder' sub-models, "
+            f"got {getattr(autoencoder, 'name', type(autoencoder).__name__)!r} (layers: {sorted(names)[:6]})"
+        )
     x_in = keras.Input((None, None, 1), name="radiograph")
     x = x_in
     for sub in ("encoder", "decoder"):
@@ -182,7 +188,11 @@ class Detector:
         if "thresholds" not in record:
             raise ValueError(f"{record_file}: has no calibrated 'thresholds' "
                              "(calibrate them with weldlab.residuals.calibrate_thresholds)")
-        return cls(load_model(folder / "autoencoder.keras"), record["thresholds"], record)
+        model = load_model(folder / "autoencoder.keras")
+        try:
+            return cls(model, record["thresholds"], record)
+        except ValueError as exc:
+            raise ValueError(f"{folder}: {exc}") from exc
 
 
 def flagged_regions(flags, mean, std, thresholds, kernel=KERNEL):
@@ -290,6 +300,11 @@ def compare_with_mask(regions, flags, mask, kernel=KERNEL):
         ``regions_on_defects`` (boxes holding a defect pixel) and ``false_alarm_regions``.
     """
     mask = np.asarray(mask, bool)
+    flags = np.asarray(flags)
+    expected = tuple(n - 2 * MARGIN - kernel + 1 for n in mask.shape)
+    if mask.ndim != 2 or flags.shape != expected:
+        raise ValueError(f"mask: shape {mask.shape} does not match the scan: flags of shape {flags.shape} "
+                         f"come from a radiograph of shape {tuple(n + 2 * MARGIN + kernel - 1 for n in flags.shape)}")
     cov = coverage(flags, mask.shape, kernel) > 0
     inner = np.zeros_like(mask)
     inner[MARGIN:-MARGIN, MARGIN:-MARGIN] = True

@@ -176,11 +176,19 @@ def _fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop
     """
     state_file, ckpt = out / "state.json", out / "checkpoint.keras"
     if state_file.is_file() and ckpt.is_file():
-        state = json.loads(state_file.read_text())
+        try:
+            state = json.loads(state_file.read_text())
+            state["epochs_done"], state["wait"]  # noqa: B018 (the keys resuming needs)
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{state_file}: corrupt training state ({type(exc).__name__}: {exc}); "
+                             f"delete {out} to train this model from the start") from exc
         if state["wait"] >= patience or state["epochs_done"] >= epochs:
             log(f"{out.name}: already trained ({state['epochs_done']} epochs)")
             return state
-        model = load_model(ckpt)
+        try:
+            model = load_model(ckpt)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; delete {out} to train this model from the start") from exc
         # Weights and optimizer state are restored; dropout's random stream restarts from
         # (seed, epoch), so a resumed run is reproducible but not bit-identical to an
         # uninterrupted one.
@@ -355,6 +363,41 @@ class LabelledBatches(_EpochBatches):
         return x, y
 
 
+#: Fraction of the real training-defect patches held out to validate the CNN.
+CNN_VALIDATION_DEFECTS = 0.1
+
+
+def split_defect_patches(defects, fraction=CNN_VALIDATION_DEFECTS):
+    """Split the real training-defect patches into CNN training and validation parts.
+
+    The split is a fixed random permutation (seed 0), the same for every model seed, so
+    the three seeds of a configuration are validated on the same patches. A CNN trained
+    on real defect patches must be validated on real defect patches: validating it on
+    defects pasted into okay patches (what the autoencoder is validated on) measures a
+    different task, and early stopping then fires before the CNN has learnt.
+
+    Parameters
+    ----------
+    defects : ndarray, shape (m, 192, 192), uint16
+    fraction : float
+        In (0, 1).
+
+    Returns
+    -------
+    train, val : ndarray, shapes (m - k, 192, 192) and (k, 192, 192)
+        ``k = max(1, round(fraction * m))``; rows in their original order.
+    """
+    m = len(defects)
+    if m < 2:
+        raise ValueError(f"defects: need at least 2 real defect patches to hold some out, got {m}")
+    if not 0.0 < float(fraction) < 1.0:
+        raise ValueError(f"fraction: expected a number in (0, 1), got {fraction!r}")
+    k = min(m - 1, max(1, round(float(fraction) * m)))
+    held = np.zeros(m, bool)
+    held[np.random.default_rng(0).permutation(m)[:k]] = True
+    return np.asarray(defects[np.flatnonzero(~held)]), np.asarray(defects[np.flatnonzero(held)])
+
+
 def train_cnn(datasets, training_set="D+sni", seed=0, out_dir=None, epochs=50, batch_size=32,
               patience=5, steps_per_epoch=None, val_steps=None, learning_rate=1e-3,
               verbose=1, cfg=None, stop_after=None, log=print):
@@ -366,8 +409,10 @@ def train_cnn(datasets, training_set="D+sni", seed=0, out_dir=None, epochs=50, b
     training_set : {"D", "D+circular", "D+circular+partial_circle", "D+sni"}
         Positive sources (paper: D, D+SC, D+SC+SPC, D+SNI).
     Other parameters as :func:`train_autoencoder`. Validation: the validation okay
-    patches and, as positives, the same sources pasted into validation okay patches
-    (D as its zero-referenced perturbations), with a fixed pairing.
+    patches and, as positives, the same sources as in training, with a fixed pairing:
+    for D, the real defect patches held out by :func:`split_defect_patches` (the same
+    kind of input the CNN is trained on); for SC, SPC and SNI, perturbations pasted into
+    validation okay patches.
 
     Returns
     -------
@@ -382,12 +427,12 @@ def train_cnn(datasets, training_set="D+sni", seed=0, out_dir=None, epochs=50, b
     out.mkdir(parents=True, exist_ok=True)
     names = training_set.split("+")
     sources = {n: (None if n == "D" else datasets.perturbation_set(n)) for n in names}
-    train = LabelledBatches(datasets.raw("train_okay"), datasets.raw("train_defect"), sources,
+    train_defects, val_defects = split_defect_patches(datasets.raw("train_defect"))
+    train = LabelledBatches(datasets.raw("train_okay"), train_defects, sources,
                             batch_size, seed, steps=steps_per_epoch, workers=2)
-    val_sources = {n: (datasets.perturbation_set("D") if n == "D" else p) for n, p in sources.items()}
     n_val = min(len(datasets.raw("val_okay")), MAX_VALIDATION_SAMPLES // 2)
     val_steps = val_steps or max(1, n_val // (batch_size // 2))
-    val = LabelledBatches(datasets.raw("val_okay"), None, val_sources, batch_size, seed + 10_000,
+    val = LabelledBatches(datasets.raw("val_okay"), val_defects, sources, batch_size, seed + 10_000,
                           steps=val_steps, fixed=True)
 
     def build():
