@@ -42,6 +42,19 @@ def test_cnn_shapes_and_parameter_count():
     assert cnn.get_layer("b4_pool").output.shape[1:] == (8, 8, 40)
 
 
+def test_cnn_standardises_each_patch(rng):
+    """weldlab's one addition to the CNN: each patch to zero mean and unit std, so the
+    output does not depend on a patch's overall brightness and contrast."""
+    cnn = build_cnn(seed=0)
+    x = rng.random((3, 192, 192, 1)).astype(np.float32) * 0.5
+    z = np.asarray(cnn.get_layer("standardise")(x))
+    assert np.allclose(z.mean(axis=(1, 2, 3)), 0, atol=1e-5) and np.allclose(z.std(axis=(1, 2, 3)), 1, atol=5e-3)
+    p = cnn.predict(x, verbose=0)
+    assert np.allclose(cnn.predict(0.9 * x + 0.05, verbose=0), p, atol=1e-4)
+    flat = cnn.predict(np.full((1, 192, 192, 1), 0.7, np.float32), verbose=0)
+    assert np.allclose(flat, cnn.predict(np.zeros((1, 192, 192, 1), np.float32), verbose=0))  # no NaN
+
+
 def test_output_geometry(ae):
     """With centre-tap kernels, output pixel r lies over input pixel r + 17; the loss
     compares with the centred crop (offset 18), a one-pixel shift the 3x3 kernels learn."""

@@ -376,6 +376,26 @@ def test_corrupt_training_state_is_named_and_kept(quick_datasets, tmp_path):
     assert train_autoencoder(ds, "D", seed=0, out_dir=out, **fast)["epochs"] == 2  # repaired: resumes
 
 
+def test_model_of_an_older_architecture_is_moved_aside_and_retrained(quick_datasets, tmp_path):
+    from weldlab.models import ARCHITECTURE_VERSION
+    from weldlab.training import train_cnn
+
+    _, ds = quick_datasets
+    fast = dict(epochs=1, steps_per_epoch=1, val_steps=1, batch_size=2, verbose=0)
+    out = tmp_path / "cnn" / "seed0"
+    assert train_cnn(ds, "D", seed=0, out_dir=out, log=lambda *a: None, **fast)["architecture"] == ARCHITECTURE_VERSION["cnn"]
+    state = json.loads((out / "state.json").read_text())
+    del state["architecture"]  # as written before architectures were versioned (v1)
+    (out / "state.json").write_text(json.dumps(state))
+    old_model = (out / "cnn.keras").read_bytes()
+    messages = []
+    rec = train_cnn(ds, "D", seed=0, out_dir=out, log=messages.append, **fast)
+    assert rec["architecture"] == ARCHITECTURE_VERSION["cnn"]
+    assert any("architecture v1" in m and "training afresh" in m for m in messages)
+    kept = tmp_path / "cnn" / "seed0.architecture-v1"
+    assert (kept / "cnn.keras").read_bytes() == old_model  # nothing is deleted
+
+
 def test_same_seed_trains_bit_identical_weights(quick_datasets, tmp_path):
     from weldlab.training import train_cnn
 

@@ -29,7 +29,7 @@ import numpy as np
 from . import losses as L
 from .config import TRAINING_PARAMETERS
 from .datasets import decode
-from .models import build_autoencoder, load_model
+from .models import ARCHITECTURE_VERSION, build_autoencoder, load_model
 from .patches import augment
 from .perturbations import apply_perturbation
 from .provenance import provenance, write_json
@@ -169,11 +169,38 @@ def _save_atomic(model, path):
     os.replace(tmp, path)
 
 
-def _fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop_after, log):
+def _supersede_if_stale(out, kind, log):
+    """Move a model folder trained with an older architecture aside (nothing is deleted).
+
+    Returns the new name of the moved folder, or None when ``out`` is current or empty.
+    """
+    state_file = out / "state.json"
+    if not state_file.is_file():
+        return None
+    try:
+        version = json.loads(state_file.read_text()).get("architecture", 1)
+    except (json.JSONDecodeError, AttributeError):
+        return None  # reported by _fit_resumable
+    if version == ARCHITECTURE_VERSION[kind]:
+        return None
+    moved = out.with_name(f"{out.name}.architecture-v{version}")
+    k = 1
+    while moved.exists():
+        moved, k = out.with_name(f"{out.name}.architecture-v{version}-{k}"), k + 1
+    out.rename(moved)
+    out.mkdir()
+    log(f"{out}: trained with {kind} architecture v{version}, now v{ARCHITECTURE_VERSION[kind]}; "
+        f"moved to {moved.name}, training afresh")
+    return moved
+
+
+def _fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop_after, log, kind):
     """Fit with per-epoch checkpoints, early stopping and resume; return the state dict.
 
     ``build()`` makes a fresh compiled model (called only when there is no checkpoint).
+    A folder trained with an older architecture of ``kind`` is moved aside first.
     """
+    _supersede_if_stale(out, kind, log)
     state_file, ckpt = out / "state.json", out / "checkpoint.keras"
     if state_file.is_file() and ckpt.is_file():
         try:
@@ -198,7 +225,7 @@ def _fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop
         keras.utils.set_random_seed(seed)
         model = build()
         state = {"epochs_done": 0, "best_val_loss": float("inf"), "best_epoch": 0, "wait": 0,
-                 "history": [], "seconds": 0.0}
+                 "history": [], "seconds": 0.0, "architecture": ARCHITECTURE_VERSION[kind]}
     done = state["epochs_done"]
     train.epoch = done
     callbacks = [_Checkpoint(out, state, patience, log)]
@@ -226,6 +253,7 @@ def _record(kind, training_set, seed, state, train, batch_size, datasets, cfg):
         "wall_seconds": round(state["seconds"], 2),
         "patches_per_second": round(samples / state["seconds"], 2) if state["seconds"] else None,
         "backend": keras.backend.backend(),
+        "architecture": state.get("architecture", 1),
         "dataset_key": datasets.manifest["dataset_key"],
         "data": datasets.manifest["data"],
         "preset": cfg.preset if cfg is not None else datasets.manifest.get("preset"),
@@ -288,7 +316,7 @@ def train_autoencoder(datasets, perturbation="sni", seed=0, out_dir=None, epochs
         return L.compile_training_model(L.build_training_model(build_autoencoder(seed), bool(psets)),
                                         learning_rate)
 
-    state = _fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop_after, log)
+    state = _fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop_after, log, "ae")
     _extract_autoencoder(load_model(out / "best.keras")).save(out / "autoencoder.keras")
     record = _record("autoencoder", perturbation, seed, state, train, batch_size, datasets, cfg)
     record["perturbation"] = perturbation
@@ -441,7 +469,7 @@ def train_cnn(datasets, training_set="D+sni", seed=0, out_dir=None, epochs=50, b
                       metrics=["accuracy"])
         return model
 
-    state = _fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop_after, log)
+    state = _fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop_after, log, "cnn")
     load_model(out / "best.keras").save(out / "cnn.keras")
     record = _record("cnn", training_set, seed, state, train, batch_size, datasets, cfg)
     write_json(out / "history.json", state["history"])
@@ -507,34 +535,48 @@ def train_models(cfg, datasets, kind, training_set, seeds=None, verbose=1, log=p
     return records
 
 
+def chapter_model_dir(cfg, kind, training_set, seed):
+    """Folder of the model a chapter uses: the shipped one where it fits, else ``model_dir``.
+
+    The shipped models (``weldlab/pretrained``) fit when the preset is not ``quick``, the
+    configuration is the one shipped (AE with SNI, CNN on D+SNI) and they were trained on
+    the same data source as ``cfg.data``.
+
+    Returns
+    -------
+    pathlib.Path
+        Holds the model, ``record.json`` and ``history.json`` (once trained).
+    """
+    from .models import PRETRAINED, pretrained_dir
+
+    if cfg.preset != "quick" and PRETRAINED.get(kind, (None,))[0] == training_set:
+        try:
+            folder = pretrained_dir(kind, seed)
+            if json.loads((folder / "record.json").read_text()).get("data") == cfg.data:
+                return folder
+        except FileNotFoundError:
+            pass
+    return model_dir(cfg, kind, training_set, seed)
+
+
 def chapter_models(cfg, datasets, kind, training_set, seeds=None, log=print):
     """The models a chapter uses: shipped ones where they fit, else trained (or reused).
 
-    The shipped models (``weldlab/pretrained``) are used when the preset is not ``quick``,
-    the configuration is the one shipped (AE with SNI, CNN on D+SNI) and they were trained
-    on the same data source as ``cfg.data``. Otherwise the models are trained with
-    :func:`train_models` (or reused from ``artifacts/`` if already trained).
+    See :func:`chapter_model_dir` for when the shipped models are used; otherwise the
+    models are trained with :func:`train_models` (or reused from ``artifacts/`` if already
+    trained).
 
     Returns
     -------
     list of (keras.Model, dict)
         Model and record per seed (default: the first ``cfg.chapter_seeds`` seeds).
     """
-    from .models import PRETRAINED, load_pretrained, pretrained_dir
-
     seeds = list(cfg.seeds[: cfg.chapter_seeds] if seeds is None else seeds)
+    name = "autoencoder.keras" if kind == "ae" else "cnn.keras"
     out = []
     for seed in seeds:
-        if cfg.preset != "quick" and PRETRAINED.get(kind, (None,))[0] == training_set:
-            try:
-                folder = pretrained_dir(kind, seed)
-                if json.loads((folder / "record.json").read_text()).get("data") == cfg.data:
-                    out.append(load_pretrained(kind, seed))
-                    continue
-            except FileNotFoundError:
-                pass
-        train_models(cfg, datasets, kind, training_set, seeds=[seed], verbose=0, log=log)
-        folder = model_dir(cfg, kind, training_set, seed)
-        name = "autoencoder.keras" if kind == "ae" else "cnn.keras"
+        folder = chapter_model_dir(cfg, kind, training_set, seed)
+        if folder == model_dir(cfg, kind, training_set, seed):
+            train_models(cfg, datasets, kind, training_set, seeds=[seed], verbose=0, log=log)
         out.append((load_model(folder / name), json.loads((folder / "record.json").read_text())))
     return out
