@@ -28,7 +28,7 @@ robustness: setup
 	$(PY) -m pytest -m robustness
 
 bench: setup
-	$(PY) scripts/bench.py --training
+	$(PY) scripts/bench.py --training --book-run
 
 clean:
 	rm -rf _build

@@ -7,10 +7,15 @@
 3. the arithmetic limit: FLOPs per patch and per pixel of both models (counted from the
    layer shapes), and the GFLOP/s achieved by batched inference, as a fraction of an
    estimated peak of this CPU (cores x clock x FLOPs per cycle from its SIMD flags);
-4. with ``--training``, scripts/bench_training.py (pipeline vs step);
-5. with ``--book LOG``, the per-chapter wall times parsed from a ``weldlab book`` log.
+4. with ``--training``, scripts/bench_training.py (input pipeline vs training step), in
+   float32 and, where a GPU is visible, also in mixed precision;
+5. with ``--book-run``, the quick book on simulated data, built into a temporary folder,
+   and its wall time per chapter (or, with ``--book LOG``, the times in a saved log).
 
-    python scripts/bench.py [--training] [--book LOG] [--out artifacts/bench/bench.json]
+The GPU targets (scan >= 500 Mpx/s and AE training >= 20,000 patches/s on an H100) are
+reported as not measured when no GPU is visible to the Keras backend.
+
+    python scripts/bench.py [--training] [--book-run | --book LOG] [--out artifacts/bench/bench.json]
 """
 
 import argparse
@@ -18,6 +23,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -26,7 +32,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from weldlab.models import build_autoencoder, build_cnn  # noqa: E402
-from weldlab.provenance import provenance, write_json  # noqa: E402
+from weldlab.provenance import machine_description, write_json  # noqa: E402
 from weldlab.residuals import kernel_statistics  # noqa: E402
 from weldlab.scan import fully_convolutional, scan_maps  # noqa: E402
 from weldlab.simulate import simulate_radiograph  # noqa: E402
@@ -86,9 +92,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--training", action="store_true", help="also run scripts/bench_training.py")
     ap.add_argument("--book", metavar="LOG", help="a `weldlab book` log to take per-chapter times from")
+    ap.add_argument("--book-run", action="store_true", help="build the quick book (simulated data) and time its chapters")
     ap.add_argument("--out", default="artifacts/bench/bench.json")
     args = ap.parse_args()
-    rows, out = [], {"machine": provenance(), "backend": keras.backend.backend()}
+    machine = machine_description()
+    gpu = bool(machine["accelerators"])
+    rows, out = [], {"machine": machine, "backend": keras.backend.backend()}
 
     # 1. kernel statistics
     r = np.random.default_rng(0).normal(0, 0.01, (32, 156, 156))
@@ -142,16 +151,52 @@ def main():
 
     # 4. training: pipeline vs step
     if args.training:
-        subprocess.run([sys.executable, "scripts/bench_training.py"], check=True)
+        out["training"] = {}
+        for precision in ("float32", "mixed") if gpu else ("float32",):
+            with tempfile.TemporaryDirectory() as tmp:
+                res = os.path.join(tmp, "training.json")
+                subprocess.run([sys.executable, "scripts/bench_training.py", "--precision", precision, "--out", res],
+                               check=True)
+                import json
+
+                out["training"][precision] = json.load(open(res))["rows"]
+            for r in out["training"][precision]:
+                keeps = r["pipeline_patches_per_s"] >= r["step_patches_per_s"]
+                rows.append((f"{r['model'].upper()} training {r['set']} ({precision})",
+                             f"pipeline {r['pipeline_patches_per_s']:.0f}/s", f"step {r['step_patches_per_s']:.1f}/s",
+                             "pipeline keeps up" if keeps else "PIPELINE BOUNDS TRAINING"))
 
     # 5. book chapter times
-    if args.book:
-        times = re.findall(r"\[\d+/\d+\] (\S+) done in ([\d.]+) s", open(args.book).read())
+    log_text = open(args.book).read() if args.book else None
+    if args.book_run:
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "weldlab"), "book", "--preset", "quick",
+                                   "--build-dir", tmp], capture_output=True, text=True)
+            log_text = proc.stdout + proc.stderr
+            if proc.returncode != 0:
+                raise SystemExit(f"book build failed:\n{log_text[-3000:]}")
+            out["book_total_s"] = time.perf_counter() - t0
+    if log_text is not None:
+        times = re.findall(r"\[\d+/\d+\] (\S+) done in ([\d.]+) s", log_text)
         out["book_chapters_s"] = {k: float(v) for k, v in times}
         for k, v in times:
-            rows.append((f"book chapter {k}", f"{float(v):.0f} s", "", ""))
+            rows.append((f"quick book: {k}", f"{float(v):.0f} s", "", ""))
+        if "book_total_s" in out:
+            rows.append(("quick book: all, with HTML", f"{out['book_total_s']:.0f} s", "", ""))
+
+    # 6. GPU targets
+    if not gpu:
+        out["gpu"] = {"measured": False, "why": f"no GPU visible to the {keras.backend.backend()} backend"}
+        rows.append(("GPU targets (H100: scan >= 500 Mpx/s, AE >= 20,000 patches/s)", "not measured",
+                     out["gpu"]["why"], ""))
+    else:
+        out["gpu"] = {"measured": True, "devices": machine["accelerators"], "scan_mpx_per_s": out["scan"]["scan_mpx_per_s"]}
 
     width = [max(len(r[i]) for r in rows) for i in range(4)]
+    print(f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, "
+          f"accelerators: {machine['accelerators'] or 'none'}; Keras {machine['keras']} on "
+          f"{machine['keras_backend']} {machine['backend_version']}")
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, width)))
     write_json(args.out, out)

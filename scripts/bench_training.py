@@ -10,11 +10,14 @@ Prints a table and writes it as JSON (with the machine, backend and versions) to
 ``--out`` (default ``artifacts/bench/training_<backend>.json``).
 
     python scripts/bench_training.py [--preset quick] [--batches 6] [--batch-size 16]
+                                     [--precision float32|mixed]
+
+``--precision mixed`` sets Keras' ``mixed_float16`` policy (float16 compute, float32
+weights): worth measuring on a GPU with tensor cores, slower on a CPU.
 """
 
 import argparse
 import os
-import platform
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -25,7 +28,7 @@ from weldlab import losses as L  # noqa: E402
 from weldlab.config import make_config  # noqa: E402
 from weldlab.datasets import build_or_load  # noqa: E402
 from weldlab.models import build_autoencoder, build_cnn  # noqa: E402
-from weldlab.provenance import provenance, write_json  # noqa: E402
+from weldlab.provenance import machine_description, write_json  # noqa: E402
 from weldlab.training import LabelledBatches, PerturbedPairs  # noqa: E402
 
 
@@ -41,8 +44,11 @@ def main():
     ap.add_argument("--preset", default="quick")
     ap.add_argument("--batches", type=int, default=6)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--precision", choices=("float32", "mixed"), default="float32")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    if args.precision == "mixed":
+        keras.config.set_dtype_policy("mixed_float16")
     cfg = make_config(args.preset, progress=False)
     ds = build_or_load(cfg)
     bs, n = args.batch_size, args.batches
@@ -73,10 +79,9 @@ def main():
     for r in rows:
         ok = "yes" if r["pipeline_patches_per_s"] >= r["step_patches_per_s"] else "NO"
         print(f"{r['model']:<5} {r['set']:<28} {r['pipeline_patches_per_s']:>11.1f} {r['step_patches_per_s']:>9.1f}  {ok}")
-    out = args.out or f"artifacts/bench/training_{keras.backend.backend()}.json"
+    out = args.out or f"artifacts/bench/training_{keras.backend.backend()}_{args.precision}.json"
     write_json(out, {"rows": rows, "batch_size": bs, "batches": n, "preset": args.preset,
-                     "backend": keras.backend.backend(), "cpu_count": os.cpu_count(),
-                     "processor": platform.processor() or platform.machine(), **provenance()})
+                     "precision": args.precision, "machine": machine_description()})
     print("written", out)
 
 

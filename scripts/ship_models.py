@@ -42,19 +42,24 @@ weldlab train cnn --set D+sni --preset {preset} --data {data} ...
 
 - **where**: {machine};
 - **data**: the `{preset}` preset's datasets built from GDXray (`{data}`; dataset key `{dataset_key}`);
-- **training parameters**: {params};
-- **code**: weldlab at commit `{commit}`;
+- **schedule**: at most *epochs* epochs of *steps* batches of *batch* patches (pairs for the AE),
+  early stopping after {patience} epochs without a better validation loss, Adam with learning
+  rate {learning_rate}; {schedule_note};
 - **thresholds**: calibrated at 0.1 % patch-level FPR on the {n_val} validation okay patches
   (the AE's two thresholds under the OR rule; the CNN's probability threshold).
 
-| model | training set | seed | epochs | best epoch | best val. loss | minutes | patches/s | thresholds |
-| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |
+| model | training set | seed | schedule (epochs x steps x batch) | epochs run | best epoch | best val. loss | minutes | patches/s | thresholds | commit |
+| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |
 {rows}
 
 Each folder holds the model (`.keras`, loads with `safe_mode=True`), `record.json` (the full
-training record with the thresholds) and `history.json` (losses per epoch). The schedule is
-shorter than the `standard` preset's: see the project README and the book's presets page.
+training record with the thresholds) and `history.json` (losses per epoch).
 """
+
+
+def _schedule(kind, tp):
+    return (f"{tp.get(kind + '_epochs')} x {tp.get(kind + '_steps_per_epoch')} x "
+            f"{tp.get(kind + '_batch_size')}")
 
 
 def main():
@@ -67,7 +72,7 @@ def main():
     cfg = make_config(args.preset, data=args.data, **dict(parse_override(t) for t in args.param))
     ds = build_or_load(cfg)
     val = ds["val_okay"]
-    rows = []
+    rows, schedules = [], set()
     for kind, (training_set, filename) in PRETRAINED.items():
         for seed in cfg.seeds:
             src = model_dir(cfg, kind, training_set, seed)
@@ -92,15 +97,21 @@ def main():
             write_json(dest / "record.json", record)
             print(f"{dest}: {record['epochs']} epochs, {record['wall_seconds']} s")
             th = record.get("thresholds") or record["threshold"]
-            rows.append(f"| {kind} | {training_set} | {seed} | {record['epochs']} | {record['best_epoch']} | "
+            tp = record.get("training_parameters") or {}
+            rows.append(f"| {kind} | {training_set} | {seed} | {_schedule(kind, tp)} | {record['epochs']} | "
+                        f"{record['best_epoch']} | "
                         f"{record['best_val_loss']:.4g} | {record['wall_seconds'] / 60:.1f} | "
                         f"{record['patches_per_second']} | "
                         + (f"t_mean {th['t_mean']:.4f}, t_std {th['t_std']:.4f}" if kind == "ae"
-                           else f"p {th['probability']:.4f}") + " |")
-    tp = record.get("training_parameters") or {}
+                           else f"p {th['probability']:.4f}") + f" | `{str(record.get('git_commit'))[:10]}` |")
+            schedules.add((kind, _schedule(kind, tp)))
+    preset = make_config(args.preset)
+    shorter = [f"the {k.upper()}'s {s} is shorter than the preset's {_schedule(k, vars(preset))}"
+               for k, s in sorted(schedules) if s != _schedule(k, vars(preset))]
     (PRETRAINED_DIR / "README.md").write_text(README.format(
         preset=cfg.preset, data=cfg.data, machine=args.machine, n_val=len(val),
-        params=", ".join(f"{k}={v}" for k, v in tp.items()), commit=record.get("git_commit"),
+        patience=cfg.patience, learning_rate=cfg.learning_rate,
+        schedule_note="; ".join(shorter) or f"the `{cfg.preset}` preset's own schedule",
         dataset_key=record.get("dataset_key"), rows="\n".join(rows)))
 
 

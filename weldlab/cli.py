@@ -52,7 +52,7 @@ def cmd_book(args):
     from .book import run_book
 
     run_book(args.preset, args.data, args.gdxray_root, _overrides(args), html=not args.no_html,
-             only=args.only)
+             only=args.only, build_dir=args.build_dir)
     return 0
 
 
@@ -164,6 +164,7 @@ def build_parser():
     _common(p)
     p.add_argument("--no-html", action="store_true", help="execute the chapters only")
     p.add_argument("--only", nargs="+", metavar="NAME", help="execute only these chapters (no HTML)")
+    p.add_argument("--build-dir", metavar="DIR", help="where <data>/<preset>/html goes (default: _build)")
     p.set_defaults(func=cmd_book)
 
     p = sub.add_parser("datasets", help="build or reuse the patch datasets")

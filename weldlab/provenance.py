@@ -45,6 +45,66 @@ def provenance():
     }
 
 
+def accelerators():
+    """GPUs visible to the active Keras backend, as short strings (empty on a CPU machine)."""
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            return [str(d) for d in jax.devices() if d.platform != "cpu"]
+        if backend == "torch":
+            import torch
+
+            return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return [d.name for d in tf.config.list_physical_devices("GPU")]
+    except Exception:  # a broken driver is reported as "no accelerator", not a crash
+        return []
+    return []
+
+
+def machine_description():
+    """The machine a benchmark ran on: CPU model, cores, memory, accelerators, backend.
+
+    Returns
+    -------
+    dict
+        ``cpu`` (model name), ``cores`` (usable by this process), ``memory_gib``,
+        ``accelerators`` (list), ``keras_backend``, ``keras`` and the backend's version,
+        plus :func:`provenance`.
+    """
+    import importlib.metadata as md
+
+    import keras
+
+    cpu, mem = platform.processor() or platform.machine(), None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = round(int(line.split()[1]) / 2**20, 1)
+                break
+    except OSError:
+        pass
+    backend = keras.backend.backend()
+    try:
+        backend_version = md.version({"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend, backend))
+    except md.PackageNotFoundError:
+        backend_version = "unknown"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cores": cores, "memory_gib": mem, "accelerators": accelerators(),
+            "keras_backend": backend, "keras": keras.__version__, "backend_version": backend_version,
+            **provenance()}
+
+
 def write_json(path, obj):
     """Write JSON atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
