@@ -62,11 +62,24 @@ def _schedule(kind, tp):
             f"{tp.get(kind + '_batch_size')}")
 
 
+def _row(kind, training_set, seed, record):
+    th = record.get("thresholds") or record["threshold"]
+    tp = record.get("training_parameters") or {}
+    return (f"| {kind} | {training_set} | {seed} | {_schedule(kind, tp)} | {record['epochs']} | "
+            f"{record['best_epoch']} | {record['best_val_loss']:.4g} | {record['wall_seconds'] / 60:.1f} | "
+            f"{record['patches_per_second']} | "
+            + (f"t_mean {th['t_mean']:.4f}, t_std {th['t_std']:.4f}" if kind == "ae" else f"p {th['probability']:.4f}")
+            + f" | `{str(record.get('git_commit'))[:10]}` |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="standard")
     ap.add_argument("--data", default="gdxray")
     ap.add_argument("--machine", default="the 2-core CPU machine (no GPU)", help="where they were trained")
+    ap.add_argument("--only", choices=tuple(PRETRAINED), help="ship only this kind; the other's rows are read "
+                    "from its shipped records")
+    ap.add_argument("--notes", metavar="FILE", help="markdown appended to the README (what the table cannot say)")
     ap.add_argument("-p", "--param", action="append", default=[])
     args = ap.parse_args()
     cfg = make_config(args.preset, data=args.data, **dict(parse_override(t) for t in args.param))
@@ -75,6 +88,12 @@ def main():
     rows, schedules = [], set()
     for kind, (training_set, filename) in PRETRAINED.items():
         for seed in cfg.seeds:
+            dest = PRETRAINED_DIR / kind / training_set / f"seed{seed}"
+            if args.only and kind != args.only:  # already shipped: keep it as it is
+                record = json.loads((dest / "record.json").read_text())
+                rows.append(_row(kind, training_set, seed, record))
+                schedules.add((kind, _schedule(kind, record.get("training_parameters") or {})))
+                continue
             src = model_dir(cfg, kind, training_set, seed)
             record = json.loads((src / "record.json").read_text())
             model = load_model(src / filename)
@@ -87,7 +106,6 @@ def main():
                 f"trained by `weldlab train {kind} --set {training_set} --preset {cfg.preset} --data {cfg.data}` "
                 f"with training parameters {record.get('training_parameters')} on {args.machine}; "
                 f"thresholds calibrated at 0.1 % FPR on the {len(val)} validation okay patches")
-            dest = PRETRAINED_DIR / kind / training_set / f"seed{seed}"
             dest.mkdir(parents=True, exist_ok=True)
             # a fresh, uncompiled copy: weights only, no optimizer state (a third of the size)
             fresh = (build_autoencoder if kind == "ae" else build_cnn)(seed)
@@ -96,14 +114,8 @@ def main():
             shutil.copyfile(src / "history.json", dest / "history.json")
             write_json(dest / "record.json", record)
             print(f"{dest}: {record['epochs']} epochs, {record['wall_seconds']} s")
-            th = record.get("thresholds") or record["threshold"]
             tp = record.get("training_parameters") or {}
-            rows.append(f"| {kind} | {training_set} | {seed} | {_schedule(kind, tp)} | {record['epochs']} | "
-                        f"{record['best_epoch']} | "
-                        f"{record['best_val_loss']:.4g} | {record['wall_seconds'] / 60:.1f} | "
-                        f"{record['patches_per_second']} | "
-                        + (f"t_mean {th['t_mean']:.4f}, t_std {th['t_std']:.4f}" if kind == "ae"
-                           else f"p {th['probability']:.4f}") + f" | `{str(record.get('git_commit'))[:10]}` |")
+            rows.append(_row(kind, training_set, seed, record))
             schedules.add((kind, _schedule(kind, tp)))
     preset = make_config(args.preset)
     shorter = [f"the {k.upper()}'s {s} is shorter than the preset's {_schedule(k, vars(preset))}"
@@ -112,7 +124,8 @@ def main():
         preset=cfg.preset, data=cfg.data, machine=args.machine, n_val=len(val),
         patience=cfg.patience, learning_rate=cfg.learning_rate,
         schedule_note="; ".join(shorter) or f"the `{cfg.preset}` preset's own schedule",
-        dataset_key=record.get("dataset_key"), rows="\n".join(rows)))
+        dataset_key=record.get("dataset_key"), rows="\n".join(rows))
+        + ("\n" + open(args.notes).read().strip() + "\n" if args.notes else ""))
 
 
 if __name__ == "__main__":

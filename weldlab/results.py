@@ -116,7 +116,7 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, fpr=0.001, tr
     scores : dict
         ``"<kind>/<configuration>/seed<k>/<set>"`` -> ndarray of per-patch scores.
     """
-    from .models import load_model
+    from .models import ARCHITECTURE_VERSION, load_model
     from .training import model_dir, train_models
 
     seeds = list(cfg.seeds if seeds is None else seeds)
@@ -131,9 +131,13 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, fpr=0.001, tr
             per_seed = []
             for seed in seeds:
                 folder = model_dir(cfg, kind, conf, seed)
-                if not (folder / "record.json").is_file():
+                current = ARCHITECTURE_VERSION[kind]
+                found = (json.loads((folder / "record.json").read_text()).get("architecture", 1)
+                         if (folder / "record.json").is_file() else None)
+                if found != current:
                     if not train:
-                        raise FileNotFoundError(f"{folder}: no trained model (run `weldlab train {kind} --set {conf}`)")
+                        why = "no trained model" if found is None else f"trained with architecture v{found}, now v{current}"
+                        raise FileNotFoundError(f"{folder}: {why} (run `weldlab train {kind} --set {conf}`)")
                     train_models(cfg, datasets, kind, conf, seeds=[seed], verbose=0, log=log)
                 record = json.loads((folder / "record.json").read_text())
                 model = load_model(folder / ("autoencoder.keras" if kind == "ae" else "cnn.keras"))
