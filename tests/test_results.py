@@ -52,6 +52,14 @@ def test_measure_write_load_and_render_a_cnn_table(quick_datasets, tmp_path):
     assert json.dumps(again["tables"], sort_keys=True) == json.dumps(result["tables"], sort_keys=True)
     with pytest.raises(FileNotFoundError, match="weldlab train"):
         R.measure_tables(cfg, ds, kinds=("cnn",), seeds=[5], confs=("D",), train=False)
+    # A model of an older architecture is not evaluated as if it were current.
+    rec_file = cfg.artifacts / "models" / "cnn" / "D" / "seed0" / "record.json"
+    rec = json.loads(rec_file.read_text())
+    rec_file.write_text(json.dumps({**rec, "architecture": 1}))
+    from weldlab.models import ARCHITECTURE_VERSION
+
+    with pytest.raises(FileNotFoundError, match=f"architecture v1, now v{ARCHITECTURE_VERSION['cnn']}"):
+        R.measure_tables(cfg, ds, kinds=("cnn",), seeds=[0], confs=("D",), train=False)
     with pytest.raises(FileNotFoundError, match="weldlab tables"):
         R.load_tables(tmp_path / "nothing.json")
 
