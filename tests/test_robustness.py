@@ -16,6 +16,7 @@ import json
 import os
 import warnings
 import zipfile
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -173,6 +174,25 @@ def test_accepted_variants_are_converted_and_say_so(detector, tmp_path):
     assert [r["verdict"] for r in res] == ["accept"] * 3
     assert any("grayscale" in w for w in res[2]["warnings"]) and not res[0]["warnings"]
     assert res[1]["max_score"] == pytest.approx(res[0]["max_score"], rel=1e-3)
+
+
+def test_interrupted_scan_leaves_no_half_written_overlay(detector, tmp_path, monkeypatch):
+    import weldlab.scan as scan_module
+
+    good = _good_png(tmp_path / "good.png")
+    out = tmp_path / "out"
+
+    def broken_writer(path, *a, **k):
+        Path(path).write_bytes(b"\x89PNG half")  # the disk fills up half way
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(scan_module, "overlay", lambda *a, **k: np.zeros((8, 8, 3), np.uint8))
+    import imageio.v3
+
+    monkeypatch.setattr(imageio.v3, "imwrite", broken_writer)
+    with pytest.raises(OSError, match="No space"):
+        scan_files([good], detector, out, log=lambda *a: None)
+    assert not (out / "good_overlay.png").exists() and not list(out.glob(".*partial*"))
 
 
 # --------------------------------------------------------------------------- arrays

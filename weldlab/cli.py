@@ -72,6 +72,7 @@ def cmd_simulate(args):
     import imageio.v3 as iio
     import numpy as np
 
+    from .provenance import atomic_file
     from .simulate import simulate_radiographs
 
     cfg = _config(args)
@@ -79,8 +80,10 @@ def cmd_simulate(args):
     out.mkdir(parents=True, exist_ok=True)
     rs = simulate_radiographs(args.n, cfg.seed, cfg.sim_height, cfg.sim_width, cfg.sim_defects_per_kpx)
     for r in rs:
-        iio.imwrite(out / f"{r.name}.png", np.round(r.image * 255).astype(np.uint8))
-        iio.imwrite(out / f"{r.name}_mask.png", (r.mask * 255).astype(np.uint8))
+        with atomic_file(out / f"{r.name}.png") as tmp:
+            iio.imwrite(tmp, np.round(r.image * 255).astype(np.uint8))
+        with atomic_file(out / f"{r.name}_mask.png") as tmp:
+            iio.imwrite(tmp, (r.mask * 255).astype(np.uint8))
         print(out / f"{r.name}.png")
     return 0
 

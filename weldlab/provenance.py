@@ -133,6 +133,23 @@ def _jsonable(obj):
 
 
 @contextmanager
+def atomic_file(final):
+    """A temporary path beside ``final``, renamed to ``final`` only if the block succeeds.
+
+    The temporary name keeps ``final``'s suffix, so writers that choose a format by the
+    extension (imageio, Keras) work unchanged.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.stem}.partial-{os.getpid()}{final.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
 def atomic_directory(final):
     """Build a folder under a temporary name and move it into place only on success.
 

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from .models import INPUT_SIZE, OUTPUT_OFFSET, load_model
-from .provenance import provenance, write_json
+from .provenance import atomic_file, provenance, write_json
 from .radiographs import check_image_array, load_image
 from .residuals import KERNEL, kernel_statistics, window_flags
 
@@ -391,7 +391,8 @@ def scan_files(paths, detector, out_dir, tile=2048, log=print):
         verdict.update(provenance())
         if maps is not None:
             png = out_dir / f"{stem}_overlay.png"
-            iio.imwrite(png, overlay(image, maps["flags"], verdict["regions"]))
+            with atomic_file(png) as tmp:
+                iio.imwrite(tmp, overlay(image, maps["flags"], verdict["regions"]))
             verdict["overlay"] = str(png)
         write_json(out_dir / f"{stem}.json", verdict)
         results.append(verdict)

@@ -317,7 +317,7 @@ def train_autoencoder(datasets, perturbation="sni", seed=0, out_dir=None, epochs
                                         learning_rate)
 
     state = _fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop_after, log, "ae")
-    _extract_autoencoder(load_model(out / "best.keras")).save(out / "autoencoder.keras")
+    _save_atomic(_extract_autoencoder(load_model(out / "best.keras")), out / "autoencoder.keras")
     record = _record("autoencoder", perturbation, seed, state, train, batch_size, datasets, cfg)
     record["perturbation"] = perturbation
     write_json(out / "history.json", state["history"])
@@ -470,7 +470,7 @@ def train_cnn(datasets, training_set="D+sni", seed=0, out_dir=None, epochs=50, b
         return model
 
     state = _fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop_after, log, "cnn")
-    load_model(out / "best.keras").save(out / "cnn.keras")
+    _save_atomic(load_model(out / "best.keras"), out / "cnn.keras")
     record = _record("cnn", training_set, seed, state, train, batch_size, datasets, cfg)
     write_json(out / "history.json", state["history"])
     write_json(out / "record.json", record)
