@@ -222,6 +222,9 @@ def grow_region(rng, n_pixels, elongation, bounds):
     slow = rng.integers(0, 2)
     pos = np.array([rng.integers(0, h), rng.integers(0, w)])
     seen = np.zeros(0, np.int64)
+    visited = np.zeros(h * w, bool)
+    never = np.iinfo(np.int64).max
+    first = np.full(h * w, never)  # per pixel: the step at which this chunk first visits it
     chunk = max(64, 4 * n_pixels)
     while seen.size < n_pixels:
         steps = rng.integers(-1, 2, size=(chunk, 2))
@@ -234,11 +237,15 @@ def grow_region(rng, n_pixels, elongation, bounds):
         # Clamping at a border must not let the walk escape: recompute from clamped steps.
         pos = path[-1]
         flat = path[:, 0] * w + path[:, 1]
-        # Keep the order of first visits so the region is the walk's first n pixels.
-        _, first = np.unique(flat, return_index=True)
-        new = flat[np.sort(first)]
-        new = new[~np.isin(new, seen)]
-        seen = np.concatenate([seen, new[: n_pixels - seen.size]])
+        # Keep the order of first visits so the region is the walk's first n pixels; O(n)
+        # with per-pixel arrays (a sort-based unique was 2x slower and dominated SNI).
+        k = np.arange(flat.size)
+        np.minimum.at(first, flat, k)
+        new = flat[first[flat] == k]
+        first[flat] = never
+        new = new[~visited[new]][: n_pixels - seen.size]
+        visited[new] = True
+        seen = np.concatenate([seen, new])
         chunk *= 2
     return np.stack([seen // w, seen % w], axis=1)
 
