@@ -9,8 +9,8 @@
    estimated peak of this CPU (cores x clock x FLOPs per cycle from its SIMD flags);
 4. with ``--training``, scripts/bench_training.py (input pipeline vs training step), in
    float32 and, where a GPU is visible, also in mixed precision;
-5. with ``--book-run``, the quick book on simulated data, built into a temporary folder,
-   and its wall time per chapter (or, with ``--book LOG``, the times in a saved log).
+5. with ``--book-run``, the quick book on simulated data, built from nothing (its datasets
+   and models too) in a temporary folder, and its wall time per chapter (or, with ``--book LOG``, the times in a saved log).
 
 The GPU targets (scan >= 500 Mpx/s and AE training >= 20,000 patches/s on an H100) are
 reported as not measured when no GPU is visible to the Keras backend.
@@ -172,7 +172,7 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "weldlab"), "book", "--preset", "quick",
-                                   "--build-dir", tmp], capture_output=True, text=True)
+                                   "--build-dir", tmp, "-p", f"artifacts_root={tmp}/artifacts"], capture_output=True, text=True)
             log_text = proc.stdout + proc.stderr
             if proc.returncode != 0:
                 raise SystemExit(f"book build failed:\n{log_text[-3000:]}")
