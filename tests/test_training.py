@@ -106,3 +106,21 @@ def test_use_case_2_trains_on_okay_and_defect_patches(quick_datasets, tmp_path):
     assert rec["steps_per_epoch"] == 2  # FAST; a full epoch would be ceil(6 n / 4)
     history = json.loads((tmp_path / "uc2" / "history.json").read_text())
     assert "per_loss" not in history[0] and n > len(ds.raw("train_okay"))
+
+
+def test_cnn_validation_defects_are_held_out_the_same_way_for_every_seed():
+    from weldlab.training import split_defect_patches
+
+    defects = np.arange(50 * 2 * 2, dtype=np.uint16).reshape(50, 2, 2)
+    train, val = split_defect_patches(defects)
+    assert len(val) == 5 and len(train) == 45
+    ids = lambda a: set(a[:, 0, 0].tolist())  # noqa: E731
+    assert not ids(train) & ids(val) and ids(train) | ids(val) == ids(defects)
+    train2, val2 = split_defect_patches(defects)
+    assert np.array_equal(val, val2) and np.array_equal(train, train2)
+    assert list(val[:, 0, 0]) == sorted(val[:, 0, 0])  # original order kept
+    assert len(split_defect_patches(defects[:2])[1]) == 1
+    with pytest.raises(ValueError, match="at least 2"):
+        split_defect_patches(defects[:1])
+    with pytest.raises(ValueError, match="fraction"):
+        split_defect_patches(defects, 1.0)

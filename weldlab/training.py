@@ -402,7 +402,8 @@ def split_defect_patches(defects, fraction=CNN_VALIDATION_DEFECTS):
     the three seeds of a configuration are validated on the same patches. A CNN trained
     on real defect patches must be validated on real defect patches: validating it on
     defects pasted into okay patches (what the autoencoder is validated on) measures a
-    different task, and early stopping then fires before the CNN has learnt.
+    different task: in a trial on GDXray its validation accuracy stayed at or below 0.5
+    while the training accuracy rose to 0.6.
 
     Parameters
     ----------
