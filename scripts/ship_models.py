@@ -43,12 +43,12 @@ weldlab train cnn --set D+sni --preset {preset} --data {data} ...
 - **where**: {machine};
 - **data**: the `{preset}` preset's datasets built from GDXray (`{data}`; dataset key `{dataset_key}`);
 - **schedule**: at most *epochs* epochs of *steps* batches of *batch* patches (pairs for the AE),
-  early stopping after {patience} epochs without a better validation loss, Adam with learning
+  early stopping after *patience* epochs without a better validation loss, Adam with learning
   rate {learning_rate}; {schedule_note};
 - **thresholds**: calibrated at 0.1 % patch-level FPR on the {n_val} validation okay patches
   (the AE's two thresholds under the OR rule; the CNN's probability threshold).
 
-| model | training set | seed | schedule (epochs x steps x batch) | epochs run | best epoch | best val. loss | minutes | patches/s | thresholds | commit |
+| model | training set | seed | schedule (epochs x steps x batch, patience) | epochs run | best epoch | best val. loss | minutes | patches/s | thresholds | commit |
 | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |
 {rows}
 
@@ -59,7 +59,7 @@ training record with the thresholds) and `history.json` (losses per epoch).
 
 def _schedule(kind, tp):
     return (f"{tp.get(kind + '_epochs')} x {tp.get(kind + '_steps_per_epoch')} x "
-            f"{tp.get(kind + '_batch_size')}")
+            f"{tp.get(kind + '_batch_size')}, patience {tp.get('patience')}")
 
 
 def _row(kind, training_set, seed, record):
@@ -118,11 +118,11 @@ def main():
             rows.append(_row(kind, training_set, seed, record))
             schedules.add((kind, _schedule(kind, tp)))
     preset = make_config(args.preset)
-    shorter = [f"the {k.upper()}'s {s} is shorter than the preset's {_schedule(k, vars(preset))}"
+    shorter = [f"the {k.upper()}'s {s} differs from the preset's {_schedule(k, vars(preset))}"
                for k, s in sorted(schedules) if s != _schedule(k, vars(preset))]
     (PRETRAINED_DIR / "README.md").write_text(README.format(
         preset=cfg.preset, data=cfg.data, machine=args.machine, n_val=len(val),
-        patience=cfg.patience, learning_rate=cfg.learning_rate,
+        learning_rate=cfg.learning_rate,
         schedule_note="; ".join(shorter) or f"the `{cfg.preset}` preset's own schedule",
         dataset_key=record.get("dataset_key"), rows="\n".join(rows))
         + ("\n" + open(args.notes).read().strip() + "\n" if args.notes else ""))
