@@ -46,26 +46,13 @@ def provenance():
 
 
 def accelerators():
-    """GPUs visible to the active Keras backend, as short strings (empty on a CPU machine)."""
+    """GPUs (or TPUs) visible to the active Keras backend, e.g. ``["gpu:0"]``; empty on a CPU."""
     import keras
 
-    backend = keras.backend.backend()
     try:
-        if backend == "jax":
-            import jax
-
-            return [str(d) for d in jax.devices() if d.platform != "cpu"]
-        if backend == "torch":
-            import torch
-
-            return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            return [d.name for d in tf.config.list_physical_devices("GPU")]
-    except Exception:  # a broken driver is reported as "no accelerator", not a crash
+        return [d for d in keras.distribution.list_devices() if not d.lower().startswith("cpu")]
+    except Exception:  # a backend without device listing, or a broken driver: report none
         return []
-    return []
 
 
 def machine_description():
