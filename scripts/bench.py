@@ -19,6 +19,7 @@ reported as not measured when no GPU is visible to the Keras backend.
 """
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -157,8 +158,6 @@ def main():
                 res = os.path.join(tmp, "training.json")
                 subprocess.run([sys.executable, "scripts/bench_training.py", "--precision", precision, "--out", res],
                                check=True)
-                import json
-
                 out["training"][precision] = json.load(open(res))["rows"]
             for r in out["training"][precision]:
                 keeps = r["pipeline_patches_per_s"] >= r["step_patches_per_s"]

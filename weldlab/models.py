@@ -34,9 +34,10 @@ CNN_DENSE = (60, 50)
 CNN_STANDARDISE_EPSILON = 1e-4
 
 
-#: Bumped when a change alters what a trained model computes, so that models trained
-#: before it are retrained rather than reused (``training`` moves them aside).
-#: ae 2: z bias starts at 0.5. cnn 2: each patch standardised before the first block.
+#: Bumped when a change alters what a model computes or how it trains from scratch, so
+#: that models made before it are retrained rather than reused (``training`` moves them
+#: aside). ae 2: the code layer's bias starts at 0.5 (same layers; a training change).
+#: cnn 2: each patch standardised before the first block (a change of the function).
 ARCHITECTURE_VERSION = {"ae": 2, "cnn": 2}
 
 #: Initial bias of the code layer (see :func:`build_encoder`).

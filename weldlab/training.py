@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from .datasets import decode
 from .models import ARCHITECTURE_VERSION, build_autoencoder, load_model
 from .patches import augment
 from .perturbations import apply_perturbation
-from .provenance import provenance, write_json
+from .provenance import atomic_file, provenance, write_json
 
 #: Validation: at most this many samples per epoch (the same ones every epoch, made once and
 #: kept in memory), so validation costs seconds, not minutes, at the larger presets.
@@ -164,9 +163,8 @@ class _Checkpoint(keras.callbacks.Callback):
 
 
 def _save_atomic(model, path):
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        model.save(tmp)
 
 
 def _supersede_if_stale(out, kind, log):
