@@ -138,7 +138,7 @@ def test_scan_files_reports_the_bad_file_and_scans_the_others(bad_file, detector
 
 
 @pytest.mark.parametrize("bad_file", ["corrupt", "too small", "missing"], indirect=True)
-def test_scan_cli_exits_1_and_writes_the_good_verdicts(bad_file, detector, tmp_path, capsys):
+def test_scan_cli_exits_1_and_writes_the_good_verdicts(bad_file, tmp_path, capsys):
     path, _ = bad_file
     model_dir = tmp_path / "model"
     model_dir.mkdir()
