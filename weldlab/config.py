@@ -21,7 +21,7 @@ PRESET_DIR = Path(__file__).resolve().parent / "presets"
 #: Parameters of training only: changing them never rebuilds the datasets.
 TRAINING_PARAMETERS = ("seeds", "ae_epochs", "ae_batch_size", "ae_steps_per_epoch", "cnn_epochs",
                        "cnn_batch_size", "cnn_steps_per_epoch", "patience", "learning_rate",
-                       "chapter_seeds")
+                       "ae_dropout_epochs", "lr_patience", "chapter_seeds")
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,13 @@ class Config:
     patience : int
         Epochs without validation improvement before early stopping.
     learning_rate : float
-        Adam's learning rate.
+        Adam's initial learning rate.
+    ae_dropout_epochs : int
+        Epochs the autoencoder trains with the paper's dropout before dropout is switched
+        off for the rest of its training (see :func:`weldlab.training.train_autoencoder`).
+    lr_patience : int
+        Halve the learning rate after this many epochs without a better validation loss
+        (0: constant).
     chapter_seeds : int
         How many of ``seeds`` the model chapters (4, 6) train or load.
     progress : bool
@@ -106,6 +112,8 @@ class Config:
     cnn_steps_per_epoch: int = 12
     patience: int = 5
     learning_rate: float = 1e-3
+    ae_dropout_epochs: int = 1
+    lr_patience: int = 2
     chapter_seeds: int = 1
     progress: bool = True
 
