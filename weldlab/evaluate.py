@@ -10,6 +10,12 @@ the training radiographs, and reports for every test set:
 * ``tpr_at_test_fpr``: the TPR at exactly ``fpr`` on the test okay patches, using the
   combined score (the paper's operating point);
 * ``auroc``.
+
+:func:`evaluate_baseline` does the same for the classical detector that shares Table 3 with
+the autoencoder: the "reconstruction" is a background estimated from the patch itself (a
+Gaussian blur), and its residual goes through exactly the same statistics, OR rule and
+calibration. :func:`reconstruction_quality` measures how close an autoencoder's residual on
+okay patches is to the film noise (the convergence criterion of the training records).
 """
 
 from __future__ import annotations
@@ -43,8 +49,56 @@ def residuals(model, patches, batch_size=64):
     return (crop(x) - recon).astype(np.float32)
 
 
+#: Scale (px) of the classical baseline's Gaussian background: the blur that chapter 1 uses
+#: to separate film noise from structure (``calibration.NOISE_BLUR_SIGMA``). Fixed, not
+#: tuned: the thresholds are then calibrated on validation okay patches like the AE's.
+BASELINE_SIGMA = 4.0
+
+
+def background_residuals(patches, sigma=BASELINE_SIGMA):
+    """Residuals of the classical baseline: ``crop(x) - crop(G_sigma * x)``.
+
+    The background is a Gaussian blur of the whole 192 x 192 patch, cropped to the same
+    central 156 x 156 region as the autoencoder's output, so both detectors are compared
+    on the same pixels.
+
+    Parameters
+    ----------
+    patches : ndarray, shape (n, 192, 192)
+    sigma : float
+        Standard deviation of the blur in px.
+
+    Returns
+    -------
+    ndarray, shape (n, 156, 156), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weldlab.evaluate import background_residuals
+    >>> flat = np.full((1, 192, 192), 0.4, np.float32)
+    >>> float(np.abs(background_residuals(flat)).max()) < 1e-6
+    True
+    """
+    from scipy import ndimage as ndi
+
+    x = np.asarray(patches, np.float32)
+    if x.ndim != 3 or x.shape[1:] != (192, 192):
+        raise ValueError(f"patches: expected shape (n, 192, 192), got {x.shape}")
+    if not float(sigma) > 0:
+        raise ValueError(f"sigma: expected a positive number of px, got {sigma!r}")
+    background = ndi.gaussian_filter(x, (0, float(sigma), float(sigma)), mode="reflect")
+    return (crop(x) - crop(background)).astype(np.float32)
+
+
 def residual_maxima(model, patches, batch_size=64, chunk=512):
     """Per-patch maxima of ``|<r>|`` and ``sigma(r)``, computed chunk by chunk.
+
+    Parameters
+    ----------
+    model : keras.Model or None
+        The autoencoder; None for the classical baseline (:func:`background_residuals`).
+    patches : ndarray, shape (n, 192, 192)
 
     Returns
     -------
@@ -53,8 +107,68 @@ def residual_maxima(model, patches, batch_size=64, chunk=512):
     n = len(patches)
     mm, ms = np.empty(n), np.empty(n)
     for i in range(0, n, chunk):
-        mm[i : i + chunk], ms[i : i + chunk] = patch_maxima(residuals(model, patches[i : i + chunk], batch_size))
+        part = patches[i : i + chunk]
+        r = background_residuals(part) if model is None else residuals(model, part, batch_size)
+        mm[i : i + chunk], ms[i : i + chunk] = patch_maxima(r)
     return mm, ms
+
+
+def evaluate_baseline(datasets, fpr=0.001):
+    """:func:`evaluate_autoencoder` for the classical blur-background detector.
+
+    Returns
+    -------
+    dict
+        As :func:`evaluate_autoencoder`, plus ``sigma``.
+    """
+    return {**evaluate_autoencoder(None, datasets, fpr), "sigma": BASELINE_SIGMA}
+
+
+def reconstruction_quality(model, okay, fpr=0.001, batch_size=64):
+    """How close an autoencoder's residual on okay patches is to the film noise.
+
+    The film noise of the same patches is measured as in chapter 1
+    (:func:`weldlab.calibration.noise_residual`: the patch minus its Gaussian blur,
+    sigma 4 px), over the same central 156 x 156 pixels. A converged autoencoder cannot
+    reconstruct the noise, so its residual's RMS approaches the noise's from above.
+
+    Parameters
+    ----------
+    model : keras.Model
+        The autoencoder.
+    okay : ndarray, shape (n, 192, 192)
+        Okay patches (the validation okay patches of the training radiographs).
+    fpr : float
+        The quantile ``1 - fpr`` of the per-patch maximum ``|<r>|`` is reported (the value
+        near which the threshold t_mean will be calibrated).
+
+    Returns
+    -------
+    dict
+        ``residual_rms``, ``residual_bias`` (mean residual), ``noise_std``,
+        ``rms_over_noise``, ``window_mean_quantile`` (of the AE) and
+        ``baseline_window_mean_quantile`` (of :func:`background_residuals`), all floats,
+        and ``n`` (patches).
+    """
+    x = np.asarray(okay, np.float32)
+    sq, total, count = 0.0, 0.0, 0
+    for i in range(0, len(x), 256):
+        r = residuals(model, x[i : i + 256], batch_size).astype(np.float64)
+        sq, total, count = sq + float((r * r).sum()), total + float(r.sum()), count + r.size
+    noise = background_residuals(x).astype(np.float64)
+    rms = float(np.sqrt(sq / count))
+    noise_std = float(noise.std())
+    q = 100 * (1 - fpr)
+    return {
+        "n": int(len(x)),
+        "residual_rms": rms,
+        "residual_bias": float(total / count),
+        "noise_std": noise_std,
+        "rms_over_noise": rms / noise_std,
+        "window_mean_quantile": float(np.percentile(residual_maxima(model, x, batch_size)[0], q)),
+        "baseline_window_mean_quantile": float(np.percentile(residual_maxima(None, x)[0], q)),
+        "quantile": 1 - fpr,
+    }
 
 
 def evaluate_autoencoder(model, datasets, fpr=0.001, batch_size=64):
@@ -62,7 +176,8 @@ def evaluate_autoencoder(model, datasets, fpr=0.001, batch_size=64):
 
     Parameters
     ----------
-    model : keras.Model
+    model : keras.Model or None
+        None evaluates the classical baseline (:func:`evaluate_baseline`).
     datasets : weldlab.datasets.PatchDatasets
     fpr : float
         Patch-level false positive rate (paper: 0.001).
