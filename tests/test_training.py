@@ -124,3 +124,84 @@ def test_cnn_validation_defects_are_held_out_the_same_way_for_every_seed():
         split_defect_patches(defects[:1])
     with pytest.raises(ValueError, match="fraction"):
         split_defect_patches(defects, 1.0)
+
+
+def test_dropout_phase_then_off_and_paper_settings_in_the_saved_model(quick_datasets, tmp_path):
+    import keras
+
+    _, ds = quick_datasets
+    out = tmp_path / "ae"
+    messages = []
+    rec = train_autoencoder(ds, "sni", seed=0, out_dir=out, dropout_epochs=1, lr_patience=1,
+                            **{**FAST, "epochs": 2, "log": messages.append})
+    state = json.loads((out / "state.json").read_text())
+    assert state["dropout_off_after"] == 1 and rec["dropout_off_after_epoch"] == 1
+    assert any("dropout off from epoch 2" in m for m in messages)
+
+    def rates(model):
+        return {layer.rate for layer in model._flatten_layers(recursive=True)
+                if isinstance(layer, keras.layers.Dropout)}
+
+    assert rates(load_model(out / "checkpoint.keras")) == {0.0}  # trained without dropout
+    assert rates(load_model(out / "autoencoder.keras")) == {0.12}  # the paper's layers, shipped
+    assert [h["learning_rate"] for h in state["history"]][0] == pytest.approx(1e-3)
+    conv = rec["convergence"]
+    assert conv["n"] == len(ds.raw("val_okay")) and conv["noise_std"] > 0
+    assert conv["rms_over_noise"] == pytest.approx(conv["residual_rms"] / conv["noise_std"])
+    assert conv["converged"] is False  # two epochs of two batches converge nothing
+
+
+def test_a_model_trained_on_other_datasets_is_moved_aside_and_retrained(tmp_path):
+    """Reuse is keyed on the datasets too: a run with other dataset sizes must not be
+    reported as 'already trained' (and its record rewritten) for the new datasets."""
+    from weldlab.config import make_config
+    from weldlab.datasets import build_or_load
+    from weldlab.training import stale_reason, train_models
+
+    small = dict(sim_train_radiographs=2, sim_test_radiographs=1, sim_height=400, sim_width=1200,
+                 n_val_okay=8, n_train_defect=12, n_test_okay=16, n_test_defect=12,
+                 n_synthetic_test=3, n_sni=10, n_sc=5, n_spc=5, progress=False, ae_epochs=1,
+                 ae_steps_per_epoch=1, ae_batch_size=2, seeds=[0])
+    cfg_a = make_config("quick", artifacts_root=str(tmp_path), n_train_okay=20, **small)
+    cfg_b = make_config("quick", artifacts_root=str(tmp_path), n_train_okay=24, **small)
+    ds_a = build_or_load(cfg_a)
+    (rec_a,) = train_models(cfg_a, ds_a, "ae", "none", verbose=0, log=lambda *a: None)
+    ds_b = build_or_load(cfg_b)
+    folder = tmp_path / "synthetic" / "quick" / "models" / "ae" / "none" / "seed0"
+    assert stale_reason(folder, "ae", ds_b.manifest["dataset_key"]).startswith("datasets ")
+    assert stale_reason(folder, "ae", ds_a.manifest["dataset_key"]) is None
+    messages = []
+    (rec_b,) = train_models(cfg_b, ds_b, "ae", "none", verbose=0, log=messages.append)
+    assert not any("already trained" in m for m in messages)
+    assert rec_b["dataset_key"] == ds_b.manifest["dataset_key"] != rec_a["dataset_key"]
+    kept = folder.with_name(f"seed0.datasets-{rec_a['dataset_key']}")
+    assert json.loads((kept / "record.json").read_text())["dataset_key"] == rec_a["dataset_key"]
+
+
+def test_training_steps_do_not_page_fault_their_tensors(quick_datasets):
+    """TensorFlow's generator dataset froze glibc's malloc thresholds at 128 KB, so each
+    step mapped and faulted in its tensors afresh (half the CPU time in the kernel)."""
+    import resource
+    import sys
+
+    import keras
+
+    from weldlab import losses as L
+    from weldlab.models import build_autoencoder
+    from weldlab.training import _KeepFreedMemory
+
+    if not sys.platform.startswith("linux") or keras.backend.backend() != "tensorflow":
+        pytest.skip("glibc malloc and TensorFlow's generator dataset only")
+    _, ds = quick_datasets
+    faults = []
+
+    class Count(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+
+    model = L.compile_training_model(L.build_training_model(build_autoencoder(0), True))
+    pairs = PerturbedPairs(ds.raw("train_okay"), [ds.perturbation_set("D")], batch_size=4, seed=0, steps=7)
+    model.fit(pairs, epochs=1, verbose=0, callbacks=[_KeepFreedMemory(), Count()])
+    per_step = (faults[-1] - faults[2]) / (len(faults) - 3)  # steady steps, after tracing
+    # One step of 4 pairs moves ~100 MB of tensors: ~25,000 faults a step when they are mapped afresh.
+    assert per_step < 2_000, per_step

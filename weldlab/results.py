@@ -38,9 +38,19 @@ PAPER_TABLE3 = {
     "sni": dict(zip(TABLE_ROWS, (94, 90, 26, 100, 100, 100, 100, 100))),
 }
 #: Column labels as the paper writes them.
-COLUMN_LABELS = {"none": "None", "D": "D", "sni": "SNI", "D+sni": "D+SNI", "D+circular": "D+SC",
+COLUMN_LABELS = {"blur": "blur baseline", "none": "None", "D": "D", "sni": "SNI", "D+sni": "D+SNI", "D+circular": "D+SC",
                  "D+circular+partial_circle": "D+SC+SPC"}
 ROW_LABELS = {"partial_circle": "partial circle"}
+
+
+#: Table 3's column of the classical detector (no training, no seeds): a Gaussian-blur
+#: background with the autoencoder's residual statistics (:func:`weldlab.evaluate.evaluate_baseline`).
+BASELINE = "blur"
+
+
+def table_columns(kind):
+    """The columns of ``kind``'s table: its configurations, and for "ae" the baseline first."""
+    return ((BASELINE,) if kind == "ae" else ()) + tuple(configurations(kind))
 
 
 def configurations(kind):
@@ -125,6 +135,19 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, fpr=0.001, tr
     for kind in kinds:
         tables[kind], records[kind], operating[kind] = {}, {}, {}
         wanted = confs.get(kind, ()) if isinstance(confs, dict) else confs
+        if kind == "ae" and (wanted is None or BASELINE in wanted):
+            from .evaluate import evaluate_baseline
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=Warning)
+                res = evaluate_baseline(datasets, fpr)
+            tables[kind][BASELINE] = summarise([res["sets"]])
+            operating[kind][BASELINE] = [{"seed": None, "thresholds": res["thresholds"], "sigma": res["sigma"],
+                                          "fpr_calibrated_on_test": res["fpr_calibrated_on_test"]}]
+            for name, sc in res["scores"].items():
+                scores[f"{kind}/{BASELINE}/{name}"] = np.asarray(sc, np.float32)
+            log(f"{kind} {BASELINE} baseline: " + ", ".join(
+                f"{n} {v['tpr_at_test_fpr']:.2f}" for n, v in res["sets"].items()))
         for conf in configurations(kind):
             if wanted is not None and conf not in wanted:
                 continue
@@ -242,7 +265,7 @@ def table_markdown(result, kind, metric="tpr_at_test_fpr"):
 
     Values are percentages for the TPRs and plain numbers for the AUROC.
     """
-    confs = [c for c in configurations(kind) if c in result["tables"][kind]]  # JSON sorts keys
+    confs = [c for c in table_columns(kind) if c in result["tables"][kind]]  # JSON sorts keys
     paper = result["paper"][kind]
     head = ["test set"]
     for c in confs:
