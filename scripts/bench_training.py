@@ -4,7 +4,13 @@ For each perturbation / training set, measures on this machine:
 
 * pipeline: patches per second that :class:`weldlab.training.PerturbedPairs` (AE) or
   :class:`weldlab.training.LabelledBatches` (CNN) produces, single-threaded;
-* step: patches per second of ``train_on_batch`` on ready-made batches (after warm-up).
+* step: patches per second of ``train_on_batch`` on ready-made batches (after warm-up);
+* fit (AE): pairs per second of the real training path, ``fit`` on the batch generator with
+  two worker threads, in steady state (after tracing), with weldlab's
+  ``_KeepFreedMemory`` callback and, for comparison, without it (TensorFlow's generator
+  dataset then freezes glibc's malloc thresholds and every step faults its tensors in
+  afresh); with the achieved GFLOP/s (3 x the forward FLOPs per patch, two patches per
+  pair) as a fraction of the CPU's estimated peak (scripts/bench.py).
 
 Prints a table and writes it as JSON (with the machine, backend and versions) to
 ``--out`` (default ``artifacts/bench/training_<backend>.json``).
@@ -18,6 +24,7 @@ weights): worth measuring on a GPU with tensor cores, slower on a CPU.
 
 import argparse
 import os
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -29,7 +36,10 @@ from weldlab.config import make_config  # noqa: E402
 from weldlab.datasets import build_or_load  # noqa: E402
 from weldlab.models import build_autoencoder, build_cnn  # noqa: E402
 from weldlab.provenance import machine_description, write_json  # noqa: E402
-from weldlab.training import LabelledBatches, PerturbedPairs  # noqa: E402
+from weldlab.training import LabelledBatches, PerturbedPairs, _KeepFreedMemory  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import cpu_peak_gflops, model_flops  # noqa: E402
 
 
 def rate(fn, n):
@@ -37,6 +47,18 @@ def rate(fn, n):
     for i in range(n):
         fn(i)
     return time.perf_counter() - t
+
+
+def fit_rate(model, data, callbacks, warm=3):
+    """Steady pairs/s of ``model.fit(data)`` (the first ``warm`` steps excluded)."""
+    marks = []
+
+    class Mark(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            marks.append(time.perf_counter())
+
+    model.fit(data, epochs=1, verbose=0, callbacks=[*callbacks, Mark()])
+    return (len(marks) - warm) * data.batch_size / (marks[-1] - marks[warm - 1])
 
 
 def main():
@@ -63,7 +85,18 @@ def main():
         model.train_on_batch(*batches[0])
         model.train_on_batch(*batches[1])
         step = n * bs / rate(lambda i: model.train_on_batch(*batches[i + 2]), n)
-        rows.append({"model": "ae", "set": name, "pipeline_patches_per_s": pipe, "step_patches_per_s": step})
+        row = {"model": "ae", "set": name, "pipeline_patches_per_s": pipe, "step_patches_per_s": step}
+        if name in ("sni", "none"):
+            fresh = PerturbedPairs(ds.raw("train_okay"), psets, bs, seed=1, steps=n + 3, workers=2)
+            row["fit_pairs_per_s"] = fit_rate(model, fresh, [_KeepFreedMemory()])
+            if keras.backend.backend() == "tensorflow":
+                fresh = PerturbedPairs(ds.raw("train_okay"), psets, bs, seed=2, steps=n + 3, workers=2)
+                row["fit_pairs_per_s_without_keep_freed_memory"] = fit_rate(model, fresh, [])
+            flops = model_flops(ae) * 3 * (2 if psets else 1)  # forward + backward (~2x), per pair
+            peak, _ = cpu_peak_gflops()
+            row["fit_gflops"] = row["fit_pairs_per_s"] * flops / 1e9
+            row["fit_fraction_of_peak"] = row["fit_gflops"] / peak if peak else None
+        rows.append(row)
     cnn = build_cnn(seed=0)
     cnn.compile(optimizer="adam", loss="binary_crossentropy")
     for name in ("D", "D+circular", "D+circular+partial_circle", "D+sni"):
@@ -79,6 +112,11 @@ def main():
     for r in rows:
         ok = "yes" if r["pipeline_patches_per_s"] >= r["step_patches_per_s"] else "NO"
         print(f"{r['model']:<5} {r['set']:<28} {r['pipeline_patches_per_s']:>11.1f} {r['step_patches_per_s']:>9.1f}  {ok}")
+        if "fit_pairs_per_s" in r:
+            print(f"      fit: {r['fit_pairs_per_s']:.2f} pairs/s = {r['fit_gflops']:.1f} GFLOP/s"
+                  + (f" ({100 * r['fit_fraction_of_peak']:.0f} % of peak)" if r["fit_fraction_of_peak"] else "")
+                  + (f"; without _KeepFreedMemory {r['fit_pairs_per_s_without_keep_freed_memory']:.2f} pairs/s"
+                     if "fit_pairs_per_s_without_keep_freed_memory" in r else ""))
     out = args.out or f"artifacts/bench/training_{keras.backend.backend()}_{args.precision}.json"
     write_json(out, {"rows": rows, "batch_size": bs, "batches": n, "preset": args.preset,
                      "precision": args.precision, "machine": machine_description()})
