@@ -48,8 +48,8 @@ weldlab train cnn --set D+sni --preset {preset} --data {data} ...
 - **thresholds**: calibrated at 0.1 % patch-level FPR on the {n_val} validation okay patches
   (the AE's two thresholds under the OR rule; the CNN's probability threshold).
 
-| model | training set | seed | schedule (epochs x steps x batch, patience) | epochs run | best epoch | best val. loss | minutes | patches/s | thresholds | commit |
-| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |
+| model | training set | seed | schedule (epochs x steps x batch, patience) | epochs run | best epoch | best val. loss | minutes | patches/s | thresholds | converged (AE: residual RMS / film noise) | commit |
+| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |
 {rows}
 
 Each folder holds the model (`.keras`, loads with `safe_mode=True`), `record.json` (the full
@@ -69,7 +69,16 @@ def _row(kind, training_set, seed, record):
             f"{record['best_epoch']} | {record['best_val_loss']:.4g} | {record['wall_seconds'] / 60:.1f} | "
             f"{record['patches_per_second']} | "
             + (f"t_mean {th['t_mean']:.4f}, t_std {th['t_std']:.4f}" if kind == "ae" else f"p {th['probability']:.4f}")
-            + f" | `{str(record.get('git_commit'))[:10]}` |")
+            + f" | {_converged(kind, record)} | `{str(record.get('git_commit'))[:10]}` |")
+
+
+def _converged(kind, record):
+    if kind != "ae":
+        return "–"
+    conv = record.get("convergence")
+    if conv is None:
+        return "not measured (older record)"
+    return f"{'yes' if conv['converged'] else 'no'} ({conv['rms_over_noise']:.2f})"
 
 
 def main():
@@ -79,6 +88,8 @@ def main():
     ap.add_argument("--machine", default="the 2-core CPU machine (no GPU)", help="where they were trained")
     ap.add_argument("--only", choices=tuple(PRETRAINED), help="ship only this kind; the other's rows are read "
                     "from its shipped records")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="ship only these seeds (default: the preset's); the others' rows are read from their shipped records")
     ap.add_argument("--notes", metavar="FILE", help="markdown appended to the README (what the table cannot say)")
     ap.add_argument("-p", "--param", action="append", default=[])
     args = ap.parse_args()
@@ -89,7 +100,8 @@ def main():
     for kind, (training_set, filename) in PRETRAINED.items():
         for seed in cfg.seeds:
             dest = PRETRAINED_DIR / kind / training_set / f"seed{seed}"
-            if args.only and kind != args.only:  # already shipped: keep it as it is
+            if (args.only and kind != args.only) or (args.seeds is not None and seed not in args.seeds):
+                # already shipped: keep it as it is
                 record = json.loads((dest / "record.json").read_text())
                 rows.append(_row(kind, training_set, seed, record))
                 schedules.add((kind, _schedule(kind, record.get("training_parameters") or {})))

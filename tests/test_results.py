@@ -60,6 +60,10 @@ def test_measure_write_load_and_render_a_cnn_table(quick_datasets, tmp_path):
 
     with pytest.raises(FileNotFoundError, match=f"architecture v1, now v{ARCHITECTURE_VERSION['cnn']}"):
         R.measure_tables(cfg, ds, kinds=("cnn",), seeds=[0], confs=("D",), train=False)
+    # Nor a model trained on other datasets.
+    rec_file.write_text(json.dumps({**rec, "dataset_key": "0123456789abcdef"}))
+    with pytest.raises(FileNotFoundError, match="datasets 0123456789abcdef"):
+        R.measure_tables(cfg, ds, kinds=("cnn",), seeds=[0], confs=("D",), train=False)
     with pytest.raises(FileNotFoundError, match="weldlab tables"):
         R.load_tables(tmp_path / "nothing.json")
 

@@ -127,7 +127,7 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, fpr=0.001, tr
         ``"<kind>/<configuration>/seed<k>/<set>"`` -> ndarray of per-patch scores.
     """
     from .models import ARCHITECTURE_VERSION, load_model
-    from .training import model_dir, train_models
+    from .training import model_dir, stale_reason, train_models
 
     seeds = list(cfg.seeds if seeds is None else seeds)
     t0 = time.perf_counter()
@@ -157,9 +157,12 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, fpr=0.001, tr
                 current = ARCHITECTURE_VERSION[kind]
                 found = (json.loads((folder / "record.json").read_text()).get("architecture", 1)
                          if (folder / "record.json").is_file() else None)
-                if found != current:
+                stale = stale_reason(folder, kind, datasets.manifest["dataset_key"])
+                if found is not None and found != current:
+                    stale = f"architecture v{found}, now v{current}"
+                if found is None or stale is not None:
                     if not train:
-                        why = "no trained model" if found is None else f"trained with architecture v{found}, now v{current}"
+                        why = "no trained model" if found is None else f"trained with {stale}"
                         raise FileNotFoundError(f"{folder}: {why} (run `weldlab train {kind} --set {conf}`)")
                     train_models(cfg, datasets, kind, conf, seeds=[seed], verbose=0, log=log)
                 record = json.loads((folder / "record.json").read_text())

@@ -180,7 +180,7 @@ def stale_reason(out, kind, origin=None):
 
     A folder is stale when it was trained with an older architecture of ``kind``
     (:data:`weldlab.models.ARCHITECTURE_VERSION`) or, when ``origin`` is given, from other
-    datasets (its state's ``origin``, else its record's ``dataset_key``, differs).
+    datasets (its state's ``origin`` or its record's ``dataset_key`` differs).
 
     Returns
     -------
@@ -198,14 +198,15 @@ def stale_reason(out, kind, origin=None):
         return None  # reported by _fit_resumable
     if version != ARCHITECTURE_VERSION[kind]:
         return f"architecture v{version}"
-    stored = state.get("origin")
-    if stored is None and (out / "record.json").is_file():
+    stored = [state.get("origin")]
+    if (out / "record.json").is_file():
         try:
-            stored = json.loads((out / "record.json").read_text()).get("dataset_key")
+            stored.append(json.loads((out / "record.json").read_text()).get("dataset_key"))
         except (json.JSONDecodeError, AttributeError):
-            stored = None
-    if origin is not None and stored is not None and stored != origin:
-        return f"datasets {stored} (now {origin})"
+            pass
+    for key in stored:
+        if origin is not None and key is not None and key != origin:
+            return f"datasets {key} (now {origin})"
     return None
 
 
