@@ -199,7 +199,7 @@ def generate_all(gen, workers=None, progress=False):
     chunks = [(gen, lo, min(lo + GENERATION_CHUNK, n)) for lo in range(0, n, GENERATION_CHUNK)]
     workers = min(workers or os.cpu_count() or 1, len(chunks))
     bar = tqdm(total=n, desc=f"{gen.kind} perturbations", unit="patch", disable=not progress)
-    delta = np.empty((n, *gen[0][0].shape[1:]), np.float32)
+    delta = np.empty((n, pert.PATCH, pert.PATCH), np.float32)
     support = np.empty(delta.shape, bool)
 
     def store(chunk, result):
