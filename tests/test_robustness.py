@@ -13,6 +13,7 @@ live beside the code they exercise carry the ``robustness`` marker too, so
 """
 
 import json
+import re
 import os
 import warnings
 import zipfile
@@ -27,7 +28,7 @@ import keras  # noqa: E402
 
 from weldlab import patches, residuals  # noqa: E402
 from weldlab.cli import main  # noqa: E402
-from weldlab.models import build_autoencoder, build_cnn, load_model  # noqa: E402
+from weldlab.models import ARCHITECTURE_VERSION, build_autoencoder, build_cnn, load_model  # noqa: E402
 from weldlab.radiographs import (  # noqa: E402
     MIN_SIDE, Radiograph, RadiographError, check_image_array, check_mask, load_image, load_mask,
 )
@@ -36,6 +37,8 @@ from weldlab.scan import Detector, compare_with_mask, scan_files, scan_image  # 
 pytestmark = pytest.mark.robustness
 
 GOOD_SHAPE = (240, 330)
+#: What a weldlab autoencoder's record.json says about the model (checked by Detector.load).
+AE_RECORD = {"model": "autoencoder", "architecture": ARCHITECTURE_VERSION["ae"]}
 
 
 # --------------------------------------------------------------------------- image files
@@ -132,8 +135,8 @@ def test_scan_files_reports_the_bad_file_and_scans_the_others(bad_file, detector
     res = scan_files([path, good], detector, out, log=lambda *a: None)
     assert [r["verdict"] for r in res] == ["error", "accept"]
     assert path.name in res[0]["error"]
-    assert json.loads((out / f"{path.stem}.json").read_text())["verdict"] == "error"
-    assert (out / "good_overlay.png").is_file() and json.loads((out / "good.json").read_text())["verdict"] == "accept"
+    assert json.loads((out / f"{path.stem}_{path.suffix[1:]}.json").read_text())["verdict"] == "error"
+    assert (out / "good_png_overlay.png").is_file() and json.loads((out / "good_png.json").read_text())["verdict"] == "accept"
     assert earlier.read_text() == '{"verdict": "accept"}'
 
 
@@ -144,12 +147,12 @@ def test_scan_cli_exits_1_and_writes_the_good_verdicts(bad_file, tmp_path, capsy
     model_dir.mkdir()
     detector_model = build_autoencoder(seed=0)
     detector_model.save(model_dir / "autoencoder.keras")
-    (model_dir / "record.json").write_text(json.dumps({"thresholds": {"t_mean": 1e6, "t_std": 1e6}}))
+    (model_dir / "record.json").write_text(json.dumps({**AE_RECORD, "thresholds": {"t_mean": 1e6, "t_std": 1e6}}))
     good = _good_png(tmp_path / "good.png")
     out = tmp_path / "out"
     assert main(["scan", str(path), str(good), "--model", str(model_dir), "--out", str(out)]) == 1
     assert path.name in capsys.readouterr().out
-    assert json.loads((out / "good.json").read_text())["verdict"] == "accept"
+    assert json.loads((out / "good_png.json").read_text())["verdict"] == "accept"
 
 
 def test_accepted_variants_are_converted_and_say_so(detector, tmp_path):
@@ -192,7 +195,7 @@ def test_interrupted_scan_leaves_no_half_written_overlay(detector, tmp_path, mon
     monkeypatch.setattr(imageio.v3, "imwrite", broken_writer)
     with pytest.raises(OSError, match="No space"):
         scan_files([good], detector, out, log=lambda *a: None)
-    assert not (out / "good_overlay.png").exists() and not list(out.glob(".*partial*"))
+    assert not (out / "good_png_overlay.png").exists() and not list(out.glob(".*partial*"))
 
 
 # --------------------------------------------------------------------------- arrays
@@ -311,7 +314,7 @@ BAD_MODELS = {
     "random bytes": (_random_bytes, "cannot be loaded"),
     "truncated": (_truncated_model, "cannot be loaded"),
     "zip, not a model": (_zip_not_model, "cannot be loaded"),
-    "Lambda layer (unsafe)": (_lambda_model, "cannot be loaded.*safe_mode"),
+    "Lambda layer (unsafe)": (_lambda_model, "refused.*Python code.*safe mode"),
 }
 
 
@@ -323,7 +326,7 @@ def bad_model(request, tmp_path):
     path = folder / "autoencoder.keras"
     if writer is not None:
         writer(path)
-    (folder / "record.json").write_text(json.dumps({"thresholds": {"t_mean": 0.1, "t_std": 0.1}}))
+    (folder / "record.json").write_text(json.dumps({**AE_RECORD, "thresholds": {"t_mean": 0.1, "t_std": 0.1}}))
     return path, pattern
 
 
@@ -338,7 +341,7 @@ def test_bad_model_files(bad_model, tmp_path, capsys):
     good = _good_png(tmp_path / "good.png")
     assert main(["scan", str(good), "--model", str(path.parent), "--out", str(tmp_path / "out")]) == 2
     assert "autoencoder.keras" in capsys.readouterr().err
-    assert not (tmp_path / "out" / "good.json").exists()  # nothing scanned with a bad model
+    assert not (tmp_path / "out" / "good_png.json").exists()  # nothing scanned with a bad model
     if before is not None:
         assert path.read_bytes() == before  # the bad file is left for the user to inspect
 
@@ -350,8 +353,8 @@ def test_wrong_suffix_and_wrong_network(tmp_path):
     folder = tmp_path / "cnn_in_disguise"
     folder.mkdir()
     build_cnn(seed=0).save(folder / "autoencoder.keras")
-    (folder / "record.json").write_text(json.dumps({"thresholds": {"t_mean": 0.1, "t_std": 0.1}}))
-    with pytest.raises(ValueError, match="expected a weldlab autoencoder.*'cnn'"):
+    (folder / "record.json").write_text(json.dumps({**AE_RECORD, "thresholds": {"t_mean": 0.1, "t_std": 0.1}}))
+    with pytest.raises(ValueError, match="cnn_in_disguise: not a weldlab autoencoder: sub-models"):
         Detector.load(folder)
 
 
@@ -359,8 +362,8 @@ def test_wrong_suffix_and_wrong_network(tmp_path):
     (None, "no record.json"),
     ("{not json", "record.json: not valid JSON"),
     ("{}", "no calibrated 'thresholds'"),
-    ('{"thresholds": {"t_mean": -1, "t_std": 0.1}}', "t_mean"),
-    ('{"thresholds": {"t_mean": 0.1, "t_std": NaN}}', "t_std"),
+    (json.dumps({**AE_RECORD, "thresholds": {"t_mean": -1, "t_std": 0.1}}), "t_mean"),
+    (json.dumps({**AE_RECORD, "thresholds": {"t_mean": 0.1}})[:-2] + ', "t_std": NaN}}', "t_std"),
 ])
 def test_bad_model_records(record, pattern, tmp_path):
     folder = tmp_path / "model"
@@ -439,3 +442,266 @@ def test_bad_chapter_parameter_under_papermill_names_it(tmp_path):
         book.execute_chapter(nb, tmp_path / nb.name, params)
     assert nb.stem in str(exc.value)
     assert (tmp_path / nb.name).is_file()  # the partly executed notebook is kept to inspect
+
+
+# --------------------------------------------------------------------------- safe outputs
+# Nothing weldlab did not write is deleted or overwritten without --overwrite; outputs are
+# unique per input; temporary files are unpredictable and never follow links; user errors
+# are one line with exit 2.
+def _model_folder(folder, record=None):
+    folder.mkdir(parents=True)
+    build_autoencoder(seed=0).save(folder / "autoencoder.keras")
+    (folder / "record.json").write_text(json.dumps(record or {**AE_RECORD, "thresholds": {"t_mean": 1e6, "t_std": 1e6}}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory):
+    return _model_folder(tmp_path_factory.mktemp("m") / "model")
+
+
+def test_datasets_out_never_replaces_a_folder_holding_other_files(tmp_path, capsys):
+    folder = tmp_path / "thesis"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("years of work")
+    (folder / "results.csv").write_text("a,b\n1,2\n")
+    assert main(["datasets", "--out", str(folder), "-p", "progress=false"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(folder) in err and "--overwrite" in err
+    assert sorted(p.name for p in folder.iterdir()) == ["results.csv", "thesis.tex"]
+    (tmp_path / "a_file").write_text("x")
+    assert main(["datasets", "--out", str(tmp_path / "a_file")]) == 2
+    assert "is a file" in capsys.readouterr().err and (tmp_path / "a_file").read_text() == "x"
+
+
+def test_a_weldlab_dataset_folder_is_recognised_and_a_polluted_one_is_not(quick_datasets, tmp_path):
+    import shutil
+
+    from weldlab.datasets import is_dataset_folder
+
+    _, ds = quick_datasets
+    copy = tmp_path / "datasets"
+    shutil.copytree(ds.path, copy)
+    assert is_dataset_folder(copy)  # a rebuild may replace it
+    (copy / "my_notes.txt").write_text("keep me")
+    assert not is_dataset_folder(copy)  # now it holds something weldlab did not write
+
+
+def test_scan_outputs_are_unique_per_input_and_duplicates_are_reported(model_folder, tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    files = []
+    for rel in ("x.png", "x.tif", "a/x.png", "b/x.png"):
+        path = tmp_path / "in" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        iio.imwrite(path, (rng.random(GOOD_SHAPE) * 255).astype(np.uint8))
+        files.append(path)
+    out = tmp_path / "out"
+    args = [str(p) for p in files] + [str(files[0]), str(files[0])]  # the first one three times
+    assert main(["scan", *args, "--model", str(model_folder), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "4 images" in printed and "2 given more than once" in printed
+    verdicts = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    assert sorted(v["source"] for v in verdicts) == sorted(str(p.resolve()) for p in files)
+    assert len(list(out.glob("*_overlay.png"))) == 4
+    # a rescan of the same files replaces their own outputs: still four of each
+    assert main(["scan", *map(str, files), "--model", str(model_folder), "--out", str(out)]) == 0
+    assert len(list(out.glob("*.json"))) == 4 and len(list(out.glob("*_overlay.png"))) == 4
+
+
+def test_scan_never_overwrites_outputs_it_did_not_write_for_that_input(detector, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "good_png.json").write_text('{"mine": true}')  # the user's file, same name
+    (out / "good_png_overlay.png").write_bytes(b"my drawing")
+    good = _good_png(tmp_path / "good.png")
+    r = scan_files([good], detector, out, log=lambda *a: None)[0]
+    assert (out / "good_png.json").read_text() == '{"mine": true}'
+    assert (out / "good_png_overlay.png").read_bytes() == b"my drawing"
+    assert Path(r["json"]).name.startswith("good_png-") and Path(r["json"]).is_file()
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    _good_png(other / "good.png")
+    r2 = scan_files([other / "good.png"], detector, out, log=lambda *a: None)[0]  # another file, same name
+    assert r2["json"] != r["json"] and json.loads(Path(r["json"]).read_text())["source"] == str(good.resolve())
+    r3 = scan_files([good], detector, out, log=lambda *a: None, overwrite=True)[0]
+    assert Path(r3["json"]).name == "good_png.json"  # asked for explicitly
+
+
+def test_a_failed_rescan_replaces_all_of_the_inputs_outputs(detector, tmp_path):
+    good = _good_png(tmp_path / "film.png")
+    out = tmp_path / "out"
+    scan_files([good], detector, out, log=lambda *a: None)
+    assert (out / "film_png_overlay.png").is_file()
+    _corrupt(good)  # the same file, now unreadable
+    r = scan_files([good], detector, out, log=lambda *a: None)[0]
+    assert r["verdict"] == "error" and json.loads((out / "film_png.json").read_text())["verdict"] == "error"
+    assert not (out / "film_png_overlay.png").exists()  # no overlay of the old picture beside the error
+
+
+def _not_our_autoencoder(kind):
+    """Models with sub-models named encoder and decoder that are not weldlab's."""
+    x = keras.Input((192, 192, 1))
+    if kind == "geometry":  # 192 -> 192 (same padding), a few parameters
+        enc = keras.Model(x, keras.layers.Conv2D(1, 3, padding="same")(x), name="encoder")
+        z = keras.Input((192, 192, 1))
+        dec = keras.Model(z, keras.layers.Conv2D(1, 3, padding="same")(z), name="decoder")
+    else:  # right geometry, wider layers: 156 px out, many more parameters
+        enc = keras.Model(x, keras.layers.Conv2D(1, 3, strides=4, padding="valid")(
+            keras.layers.Conv2D(64, 17, padding="valid")(x)), name="encoder")
+        z = keras.Input((44, 44, 1))
+        up = keras.layers.Conv2DTranspose(64, 3, strides=4, padding="valid")(z)
+        dec = keras.Model(z, keras.layers.Conv2D(1, 1)(keras.layers.Cropping2D(((6, 15), (6, 15)))(up)), name="decoder")
+    return keras.Model(x, dec(enc(x)), name="autoencoder")
+
+
+@pytest.mark.parametrize("kind, pattern", [("geometry", r"output: expected \(156, 156, 1\), got \(192, 192, 1\)"),
+                                           ("size", "parameters: expected 41,186")])
+def test_scan_refuses_a_wrong_autoencoder_naming_what_differs(kind, pattern, tmp_path, capsys):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    _not_our_autoencoder(kind).save(folder / "autoencoder.keras")
+    (folder / "record.json").write_text(json.dumps({**AE_RECORD, "thresholds": {"t_mean": 0.1, "t_std": 0.1}}))
+    with pytest.raises(ValueError, match=f"model: not a weldlab autoencoder: .*{pattern}"):
+        Detector.load(folder)
+    good = _good_png(tmp_path / "good.png")
+    assert main(["scan", str(good), "--model", str(folder), "--out", str(tmp_path / "out")]) == 2
+    assert "not a weldlab autoencoder" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_scan_refuses_a_model_whose_record_is_of_another_architecture(tmp_path):
+    folder = _model_folder(tmp_path / "model", {"model": "autoencoder", "architecture": 1,
+                                                "thresholds": {"t_mean": 0.1, "t_std": 0.1}})
+    with pytest.raises(ValueError, match="expected architecture 2, got 1"):
+        Detector.load(folder)
+
+
+def test_temporary_files_never_follow_a_planted_link(detector, tmp_path):
+    from weldlab.provenance import atomic_file
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    # the names the temporary files used to have (predictable from the pid)
+    for name in (f".good_overlay.partial-{os.getpid()}.png", f".good_png_overlay.partial-{os.getpid()}.png"):
+        (out / name).symlink_to(victim)
+    scan_files([_good_png(tmp_path / "good.png")], detector, out, log=lambda *a: None)
+    assert victim.read_text() == "precious"
+    names = set()
+    for _ in range(3):
+        with atomic_file(out / "x.json") as tmp:
+            assert not tmp.is_symlink() and tmp.parent == out
+            names.add(tmp.name)
+            tmp.write_text("{}")
+    assert len(names) == 3  # unpredictable: a new name every time
+    (out / "link.json").symlink_to(victim)
+    with atomic_file(out / "link.json") as tmp:
+        tmp.write_text("{}")
+    assert victim.read_text() == "precious" and not (out / "link.json").is_symlink()
+
+
+def test_outputs_get_the_same_permissions(detector, tmp_path):
+    good = _good_png(tmp_path / "good.png")
+    old = os.umask(0o022)
+    try:
+        r = scan_files([good], detector, tmp_path / "out", log=lambda *a: None)[0]
+    finally:
+        os.umask(old)
+    assert os.stat(r["json"]).st_mode & 0o777 == os.stat(r["overlay"]).st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("argv, pattern", [
+    (["train", "ae", "--set", "none", "-p", "seeds=0"], r"seeds: expected a list such as \[0, 1, 2\], got 0"),
+    (["datasets", "-p", "cnr_cutoffs=5"], "cnr_cutoffs: expected a list"),
+    (["datasets", "-p", "gdxray_test=W0001_0004"], "gdxray_test: expected a list"),
+    (["scan", "x.png", "--tile", "-1"], "--tile: expected an integer from 32"),
+    (["scan", "x.png", "--tile", "7"], "--tile: expected an integer from 32"),
+])
+def test_user_errors_are_one_line_with_exit_2(argv, pattern, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(pattern, err) and "Traceback" not in err
+
+
+def test_out_naming_an_existing_file_is_a_one_line_error(model_folder, tmp_path, capsys):
+    good = _good_png(tmp_path / "good.png")
+    (tmp_path / "taken").write_text("mine")
+    for argv in (["scan", str(good), "--model", str(model_folder), "--out", str(tmp_path / "taken")],
+                 ["simulate", "--n", "1", "--out", str(tmp_path / "taken")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "taken: is a file" in err
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_simulate_does_not_overwrite_existing_images(tmp_path, capsys):
+    out = tmp_path / "sim"
+    out.mkdir()
+    assert main(["simulate", "--n", "1", "--out", str(out)]) == 0
+    name = next(out.glob("*_mask.png"))
+    name.write_bytes(b"edited by hand")
+    assert main(["simulate", "--n", "1", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and name.read_bytes() == b"edited by hand"
+    assert main(["simulate", "--n", "1", "--out", str(out), "--overwrite"]) == 0
+    assert name.read_bytes() != b"edited by hand"
+
+
+def test_ctrl_c_is_one_line_and_leaves_nothing_half_written(detector, tmp_path, monkeypatch, capsys):
+    import weldlab.scan as scan_module
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scan_module.Detector, "load", classmethod(lambda cls, *a, **k: detector))
+    monkeypatch.setattr(scan_module, "overlay", interrupted)
+    good = _good_png(tmp_path / "good.png")
+    out = tmp_path / "out"
+    assert main(["scan", str(good), "--out", str(out)]) == 130
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "interrupted" in err
+    assert list(out.iterdir()) == []  # neither a verdict, an overlay nor a temporary file
+
+
+def test_scan_errors_are_one_line_without_terminal_codes(detector, tmp_path, monkeypatch):
+    import weldlab.scan as scan_module
+
+    def failing(*a, **k):
+        raise RuntimeError("\x1b[31mbackend exploded\x1b[0m\n  at some frame\n  at another")
+
+    monkeypatch.setattr(scan_module, "scan_image", failing)
+    r = scan_files([_good_png(tmp_path / "good.png")], detector, tmp_path / "out", log=lambda *a: None)[0]
+    assert r["error"] == "RuntimeError: backend exploded"
+
+
+def test_a_folder_given_as_an_image_is_named_as_a_folder(detector, tmp_path):
+    (tmp_path / "films").mkdir()
+    with pytest.raises(IsADirectoryError, match="films: is a folder"):
+        load_image(tmp_path / "films")
+    r = scan_files([tmp_path / "films"], detector, tmp_path / "out", log=lambda *a: None)[0]
+    assert "is a folder" in r["error"]
+
+
+def test_large_images_scan_in_memory_bounded_by_the_tile(detector, tmp_path, monkeypatch):
+    """Beyond the image and its 1-byte flag map, a file scan holds only a tile's worth."""
+    import tracemalloc
+
+    import weldlab.scan as scan_module
+
+    image = np.random.default_rng(0).random((1200, 1600)).astype(np.float32)
+    scan_image(detector, image[:300, :300], tile=256)  # warm-up
+    tracemalloc.start()
+    verdict, maps = scan_image(detector, image, tile=256, keep_maps=False)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert set(maps) == {"flags", "flagged", "max_abs_mean", "max_std"} and maps["flags"].dtype == np.int8
+    assert peak < 1.5 * image.size + 40e6, f"{peak / image.size:.1f} bytes per image pixel"
+    ref, full = scan_image(detector, image, tile=4096)  # one tile, full maps: the same verdict
+    assert verdict["max_score"] == pytest.approx(ref["max_score"], rel=1e-5)
+    assert np.array_equal(maps["flags"], full["flags"])
+    logs = []
+    iio.imwrite(tmp_path / "big.png", np.round(image * 255).astype(np.uint8))
+    scan_files([tmp_path / "big.png"], detector, tmp_path / "out", tile=256, log=logs.append)
+    assert any("tiles" in line for line in logs) and logs[0].startswith("[1/1]")
+    monkeypatch.setattr(scan_module, "MAX_PIXELS", 1_000_000)
+    with pytest.raises(RadiographError, match=r"1200 x 1600 px is more than the 1 megapixels"):
+        scan_image(detector, image)

@@ -6,7 +6,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 
-from weldlab.models import build_autoencoder  # noqa: E402
+from weldlab.models import ARCHITECTURE_VERSION, build_autoencoder  # noqa: E402
 from weldlab.scan import fully_convolutional, reconstruct, residual_map, scan_maps  # noqa: E402
 
 
@@ -53,7 +53,7 @@ def test_residual_and_flag_maps(models, rng):
 
 
 def test_flagged_regions_boxes_tests_and_coverage():
-    from weldlab.scan import coverage, flagged_regions, overlay
+    from weldlab.scan import coverage, flagged_regions, flagged_values, overlay
 
     flags = np.zeros((50, 60), np.int8)
     flags[10:13, 20:22] = 1
@@ -63,7 +63,7 @@ def test_flagged_regions_boxes_tests_and_coverage():
     std = np.zeros(flags.shape)
     mean[11, 20], std[30, 40] = -0.5, 0.2
     th = {"t_mean": 0.25, "t_std": 0.05}
-    regions = flagged_regions(flags, mean, std, th)
+    regions = flagged_regions(flags, flagged_values(flags, mean, std), th)
     assert [r["box"] for r in regions] == [[48, 58, 57, 67], [28, 38, 39, 48]]  # score 4 first, then 2
     assert regions[1]["windows"] == 6 and regions[1]["tests"] == {"mean": 5, "std": 0, "both": 1}
     assert regions[1]["max_abs_mean"] == 0.5 and regions[1]["score"] == pytest.approx(2.0)
@@ -76,7 +76,8 @@ def test_flagged_regions_boxes_tests_and_coverage():
     rgb = overlay(np.full(cov.shape, 0.5, np.float32), flags, regions)
     assert rgb.shape == cov.shape + (3,) and rgb.dtype == np.uint8
     assert (rgb[30, 40] != rgb[5, 5]).any() and (rgb[5, 5] == 128).all()
-    assert flagged_regions(np.zeros((5, 5), np.int8), np.zeros((5, 5)), np.zeros((5, 5)), th) == []
+    empty = np.zeros((5, 5), np.int8)
+    assert flagged_regions(empty, flagged_values(empty, empty, empty), th) == []
 
 
 def _write_images(folder, rng):
@@ -112,9 +113,9 @@ def test_scan_files_survives_bad_files_and_writes_verdicts(models, tmp_path, rng
     assert "too small" in verdicts["small.png"]["error"] and "missing.png" in verdicts["missing.png"]["error"]
     assert any("colour" in w for w in verdicts["colour.png"]["warnings"])
     assert verdicts["gray8.png"]["shape"] == [240, 330] and verdicts["gray8.png"]["model"]["seed"] == 3
-    saved = json.loads((tmp_path / "out" / "gray16.json").read_text())
-    assert saved["verdict"] == "accept" and (tmp_path / "out" / "gray16_overlay.png").is_file()
-    assert json.loads((tmp_path / "out" / "corrupt.json").read_text())["verdict"] == "error"
+    saved = json.loads((tmp_path / "out" / "gray16_tif.json").read_text())
+    assert saved["verdict"] == "accept" and (tmp_path / "out" / "gray16_tif_overlay.png").is_file()
+    assert json.loads((tmp_path / "out" / "corrupt_png.json").read_text())["verdict"] == "error"
     # 8- and 16-bit versions of the same picture give the same scan
     assert verdicts["gray8.png"]["max_score"] == pytest.approx(verdicts["gray16.tif"]["max_score"], rel=0.02)
     strict = Detector(ae, {"t_mean": 1e-6, "t_std": 1e-6})
@@ -136,10 +137,10 @@ def test_scan_cli(models, tmp_path, rng):
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     ae.save(model_dir / "autoencoder.keras")
-    (model_dir / "record.json").write_text(json.dumps({"model": "autoencoder", "thresholds": {"t_mean": 1.0, "t_std": 1.0}}))
+    (model_dir / "record.json").write_text(json.dumps({"model": "autoencoder", "architecture": ARCHITECTURE_VERSION["ae"], "thresholds": {"t_mean": 1.0, "t_std": 1.0}}))
     out = tmp_path / "verdicts"
     assert main(["scan", str(paths[0]), str(paths[1]), "--model", str(model_dir), "--out", str(out)]) == 1
-    assert json.loads((out / "gray8.json").read_text())["verdict"] == "accept"
+    assert json.loads((out / "gray8_png.json").read_text())["verdict"] == "accept"
     (model_dir / "record.json").write_text("{}")
     assert main(["scan", str(paths[0]), "--model", str(model_dir), "--out", str(out)]) == 2
     (model_dir / "record.json").unlink()
@@ -147,7 +148,7 @@ def test_scan_cli(models, tmp_path, rng):
 
 
 def test_compare_with_mask_counts_found_defects_and_false_alarms():
-    from weldlab.scan import compare_with_mask, flagged_regions
+    from weldlab.scan import compare_with_mask, flagged_regions, flagged_values
 
     flags = np.zeros((100, 100), np.int8)
     flags[10, 10] = 1  # window over image pixels [28, 37) x [28, 37)
@@ -156,6 +157,7 @@ def test_compare_with_mask_counts_found_defects_and_false_alarms():
     mask[30:33, 30:33] = True  # found
     mask[100:105, 20:25] = True  # missed
     mask[0:5, 0:5] = True  # in the unanalysed border: not counted
-    regions = flagged_regions(flags, flags.astype(float), flags.astype(float), {"t_mean": 0.5, "t_std": 0.5})
+    values = flagged_values(flags, flags.astype(float), flags.astype(float))
+    regions = flagged_regions(flags, values, {"t_mean": 0.5, "t_std": 0.5})
     c = compare_with_mask(regions, flags, mask)
     assert c == {"defects": 2, "defects_found": 1, "regions": 2, "regions_on_defects": 1, "false_alarm_regions": 1}

@@ -200,8 +200,9 @@ def test_training_steps_do_not_page_fault_their_tensors(quick_datasets):
             faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
 
     model = L.compile_training_model(L.build_training_model(build_autoencoder(0), True))
-    pairs = PerturbedPairs(ds.raw("train_okay"), [ds.perturbation_set("D")], batch_size=4, seed=0, steps=7)
+    pairs = PerturbedPairs(ds.raw("train_okay"), [ds.perturbation_set("D")], batch_size=4, seed=0, steps=12)
     model.fit(pairs, epochs=1, verbose=0, callbacks=[_KeepFreedMemory(), Count()])
-    per_step = (faults[-1] - faults[2]) / (len(faults) - 3)  # steady steps, after tracing
-    # One step of 4 pairs moves ~100 MB of tensors: ~25,000 faults a step when they are mapped afresh.
+    per_step = np.median(np.diff(faults[2:]))  # steady steps, after tracing; robust to a stray spike
+    # One step of 4 pairs moves ~100 MB of tensors: 40,000-80,000 faults a step when they are
+    # mapped afresh (measured without the callback, and with only M_TRIM_THRESHOLD raised).
     assert per_step < 2_000, per_step

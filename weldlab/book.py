@@ -167,8 +167,34 @@ def execute_chapter(notebook, output, parameters, cwd=None):
     return output
 
 
+#: Marks a folder as a weldlab book build, which later builds may replace.
+BUILD_MARKER = ".weldlab-book"
+#: What a build writes into ``<build_dir>/<data>/<preset>``.
+BUILD_ENTRIES = {BUILD_MARKER, "html", "executed", "src.partial"}
+
+
+def claim_build_folder(out_root, overwrite=False):
+    """Make ``out_root`` a book build folder, refusing one that holds anything else.
+
+    A build replaces ``html``, ``executed`` and ``src.partial`` in it; that is safe only
+    if the folder holds nothing but a previous build's entries. Raises
+    :class:`~weldlab.provenance.OutputExistsError` (before any chapter runs) otherwise.
+    """
+    from .provenance import check_replaceable
+
+    out_root = Path(out_root)
+
+    def own(folder):
+        names = {p.name for p in folder.iterdir()}
+        return names <= BUILD_ENTRIES
+
+    check_replaceable(out_root, own, "--build-dir folder", overwrite)
+    out_root.mkdir(parents=True, exist_ok=True)
+    (out_root / BUILD_MARKER).write_text("written by weldlab book; the next build replaces this folder's contents\n")
+
+
 def run_book(preset="quick", data=None, gdxray_root=None, overrides=None, root=None,
-             html=True, only=None, build_dir=None, log=print):
+             html=True, only=None, build_dir=None, log=print, overwrite=False):
     """Execute all chapters and render the book.
 
     Parameters
@@ -183,6 +209,9 @@ def run_book(preset="quick", data=None, gdxray_root=None, overrides=None, root=N
         Execute only chapters whose file name contains one of these strings (no HTML).
     build_dir : path, optional
         Where ``<data>/<preset>/{html,executed}`` go (default ``<root>/_build``).
+    overwrite : bool
+        Build into ``<build_dir>/<data>/<preset>`` even if it holds files that are not a
+        weldlab build (:func:`claim_build_folder`).
 
     Returns
     -------
@@ -197,6 +226,7 @@ def run_book(preset="quick", data=None, gdxray_root=None, overrides=None, root=N
                                 artifacts_root=(overrides or {}).get("artifacts_root", root / "artifacts"))
     data = params["data"]
     out_root = Path(build_dir or root / "_build") / data / preset
+    claim_build_folder(out_root, overwrite)
     stage = out_root / "src.partial"
     if stage.exists():
         shutil.rmtree(stage)

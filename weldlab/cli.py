@@ -52,7 +52,7 @@ def cmd_book(args):
     from .book import run_book
 
     run_book(args.preset, args.data, args.gdxray_root, _overrides(args), html=not args.no_html,
-             only=args.only, build_dir=args.build_dir)
+             only=args.only, build_dir=args.build_dir, overwrite=args.overwrite)
     return 0
 
 
@@ -60,7 +60,7 @@ def cmd_datasets(args):
     from .datasets import build_or_load
 
     cfg = _config(args)
-    ds = build_or_load(cfg, out_dir=args.out, rebuild=args.rebuild)
+    ds = build_or_load(cfg, out_dir=args.out, rebuild=args.rebuild, overwrite=args.overwrite)
     print(f"datasets in {ds.path} (built in {ds.manifest['build_seconds']} s)")
     width = max(map(len, ds.counts))
     for k, v in ds.counts.items():
@@ -72,19 +72,24 @@ def cmd_simulate(args):
     import imageio.v3 as iio
     import numpy as np
 
-    from .provenance import atomic_file
+    from .provenance import atomic_file, check_replaceable
     from .simulate import simulate_radiographs
 
     cfg = _config(args)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out}: is a file; expected a folder for the images")
     rs = simulate_radiographs(args.n, cfg.seed, cfg.sim_height, cfg.sim_width, cfg.sim_defects_per_kpx)
-    for r in rs:
-        with atomic_file(out / f"{r.name}.png") as tmp:
+    targets = [(out / f"{r.name}.png", out / f"{r.name}_mask.png") for r in rs]
+    for path in (p for pair in targets for p in pair):  # all checked before anything is written
+        check_replaceable(path, lambda _: False, "--out file", args.overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    for r, (image_file, mask_file) in zip(rs, targets):
+        with atomic_file(image_file) as tmp:
             iio.imwrite(tmp, np.round(r.image * 255).astype(np.uint8))
-        with atomic_file(out / f"{r.name}_mask.png") as tmp:
+        with atomic_file(mask_file) as tmp:
             iio.imwrite(tmp, (r.mask * 255).astype(np.uint8))
-        print(out / f"{r.name}.png")
+        print(image_file)
     return 0
 
 
@@ -120,9 +125,13 @@ def cmd_train(args):
 
 def cmd_tables(args):
     from .datasets import build_or_load
-    from .results import measure_tables, table_markdown, write_tables
+    from .provenance import check_replaceable
+    from .results import is_table_run, measure_tables, results_name, table_markdown, write_tables
 
     cfg = _config(args)
+    for suffix in (".json", ".npz"):  # before hours of work, not after
+        check_replaceable(Path(args.out) / f"{results_name(cfg.preset, cfg.data)}{suffix}", is_table_run,
+                          "--out file", args.overwrite)
     confs = None
     if args.sets:  # "ae:sni" restricts one kind; a plain "D+sni" applies to every kind that has it
         confs = {k: [] for k in args.models}
@@ -135,7 +144,7 @@ def cmd_tables(args):
     ds = build_or_load(cfg)
     result, scores = measure_tables(cfg, ds, kinds=args.models, seeds=args.seeds, fpr=args.fpr,
                                     train=not args.no_train, confs=confs)
-    path = write_tables(result, scores, args.out)
+    path = write_tables(result, scores, args.out, overwrite=args.overwrite)
     for kind in args.models:
         print(f"\n{'Table 3 (autoencoder)' if kind == 'ae' else 'Table 2 (CNN)'}: TPR (%) at {args.fpr:g} FPR")
         print(table_markdown(result, kind))
@@ -147,14 +156,16 @@ def cmd_tables(args):
 
 
 def cmd_scan(args):
-    from .scan import Detector, scan_files
+    from .scan import Detector, check_tile, scan_files
 
+    check_tile(args.tile)  # before the model loads
     detector = Detector.load(args.model, seed=args.seed)
-    results = scan_files(args.images, detector, args.out, tile=args.tile)
+    results = scan_files(args.images, detector, args.out, tile=args.tile, overwrite=args.overwrite)
     n_err = sum(r["verdict"] == "error" for r in results)
     n_rev = sum(r["verdict"] == "review" for r in results)
-    print(f"{len(results)} images: {len(results) - n_rev - n_err} accept, {n_rev} review, {n_err} errors; "
-          f"verdicts and overlays in {args.out}")
+    n_dup = len(args.images) - len(results)
+    print(f"{len(results)} images: {len(results) - n_rev - n_err} accept, {n_rev} review, {n_err} errors"
+          f"{f' ({n_dup} given more than once, scanned once)' if n_dup else ''}; verdicts and overlays in {args.out}")
     return 1 if n_err else 0
 
 
@@ -168,12 +179,16 @@ def build_parser():
     p.add_argument("--no-html", action="store_true", help="execute the chapters only")
     p.add_argument("--only", nargs="+", metavar="NAME", help="execute only these chapters (no HTML)")
     p.add_argument("--build-dir", metavar="DIR", help="where <data>/<preset>/html goes (default: _build)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="build into <build-dir>/<data>/<preset> even if it holds files weldlab did not write")
     p.set_defaults(func=cmd_book)
 
     p = sub.add_parser("datasets", help="build or reuse the patch datasets")
     _common(p)
     p.add_argument("--out", default=None, help="dataset folder (default: artifacts/<data>/<preset>/datasets)")
     p.add_argument("--rebuild", action="store_true", help="rebuild even if a matching dataset exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out even if it holds files that are not a weldlab dataset")
     p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("train", help="train the autoencoder or the CNN (resumes if interrupted)")
@@ -193,6 +208,8 @@ def build_parser():
     p.add_argument("--sets", nargs="+", default=None, metavar="SET",
                    help="only these configurations, e.g. ae:sni cnn:D+sni (default: every column of both tables)")
     p.add_argument("--out", default="book/results", help="folder for the JSON and .npz (default: book/results)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files of the same names in --out that are not weldlab table runs")
     p.set_defaults(func=cmd_tables)
 
     p = sub.add_parser("scan", help="scan whole radiographs: overlay PNG and JSON verdict per image")
@@ -202,13 +219,17 @@ def build_parser():
                         "(default: the shipped autoencoder trained with SNI)")
     p.add_argument("--seed", type=int, default=0, help="which shipped model (default 0)")
     p.add_argument("--out", default="scan-results", help="output folder (default: scan-results)")
-    p.add_argument("--tile", type=int, default=2048, help="output tile side in px (default 2048)")
+    p.add_argument("--tile", type=int, default=2048,
+                   help="output tile side in px, 32 to 8192 (default 2048); memory grows with its square")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace outputs of the same name even if weldlab did not write them for this image")
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("simulate", help="write simulated radiographs and masks as PNG")
     _common(p)
     p.add_argument("--n", type=int, default=4, help="number of radiographs")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace images of the same names in --out")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("calibrate", help="simulator vs GDXray statistics as JSON")
@@ -219,6 +240,13 @@ def build_parser():
 
 
 def main(argv=None):
+    """Run a subcommand; user errors end in one line on stderr.
+
+    Exit status: 0 success, 1 a chapter or the book build failed (or ``scan`` met
+    unreadable images), 2 a user error (bad parameter, file or folder; the message names
+    it), 130 interrupted (Ctrl-C; outputs are written atomically, so nothing is left
+    half-written).
+    """
     from .book import BookBuildError, ChapterError
 
     parser = build_parser()
@@ -228,9 +256,15 @@ def main(argv=None):
     except (ChapterError, BookBuildError) as exc:
         print(f"weldlab: error: {exc}", file=sys.stderr)
         return 1
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        print(f"weldlab: error: {exc}", file=sys.stderr)
+    except (ValueError, KeyError, OSError) as exc:  # OSError: not found, exists, permission, ...
+        message = str(exc) if not isinstance(exc, OSError) or not exc.filename else (
+            f"{exc.filename}: {exc.strerror or exc}")
+        print(f"weldlab: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"weldlab {args.command}: interrupted; finished outputs are kept, unfinished ones were removed",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

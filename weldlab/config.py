@@ -138,10 +138,17 @@ class Config:
             )
         if not (isinstance(self.sim_defects_per_kpx, (int, float)) and self.sim_defects_per_kpx >= 0):
             raise ValueError(f"sim_defects_per_kpx: expected a number >= 0, got {self.sim_defects_per_kpx!r}")
+        examples = {"cnr_cutoffs": "[3.0, 7.0]", "seeds": "[0, 1, 2]", "gdxray_test": "[W0001_0004, W0001_0005]"}
+        for name, example in examples.items():
+            if not isinstance(getattr(self, name), (list, tuple)):
+                raise ValueError(f"{name}: expected a list such as {example}, got {getattr(self, name)!r}")
         cut = tuple(self.cnr_cutoffs)
-        if len(cut) != 2 or not 0 <= cut[0] < cut[1]:
+        if (len(cut) != 2 or any(isinstance(c, bool) or not isinstance(c, (int, float)) for c in cut)
+                or not 0 <= cut[0] < cut[1]):
             raise ValueError(f"cnr_cutoffs: expected (low_mid, mid_high) with 0 <= a < b, got {self.cnr_cutoffs!r}")
         object.__setattr__(self, "cnr_cutoffs", tuple(float(c) for c in cut))
+        if not all(isinstance(name, str) for name in self.gdxray_test):
+            raise ValueError(f"gdxray_test: expected radiograph names such as W0001_0004, got {self.gdxray_test!r}")
         object.__setattr__(self, "gdxray_test", tuple(self.gdxray_test))
         seeds = tuple(self.seeds)
         if not seeds or any(isinstance(v, bool) or not isinstance(v, int) for v in seeds):

@@ -39,7 +39,7 @@ import numpy as np
 from . import perturbations as pert
 from .config import Config
 from .patches import CONTRAST_CLASSES, contrast_class, contrast_to_noise, crop, sample_patches
-from .provenance import atomic_directory, provenance, write_json
+from .provenance import atomic_directory, check_replaceable, provenance, write_json
 from .radiographs import load_gdxray
 from .simulate import simulate_radiographs
 
@@ -219,7 +219,25 @@ def generate_all(gen, workers=None, progress=False):
     return delta, support
 
 
-def build_datasets(cfg: Config, out_dir=None):
+def is_dataset_folder(path):
+    """True if ``path`` holds a weldlab dataset and nothing else.
+
+    That is a ``manifest.json`` and only the ``.npy`` arrays it lists (or, if the manifest
+    is unreadable, only ``train_*``, ``val_*`` and ``test_*`` arrays): a folder with any
+    other file is not weldlab's to replace.
+    """
+    path = Path(path)
+    names = {p.name for p in path.iterdir()}
+    if "manifest.json" not in names:
+        return False
+    names.discard("manifest.json")
+    try:
+        return names <= {f"{name}.npy" for name in json.loads((path / "manifest.json").read_text())["arrays"]}
+    except (OSError, ValueError, KeyError, TypeError):  # corrupt manifest: judge by the names
+        return all(n.endswith(".npy") and n.startswith(("train_", "val_", "test_")) for n in names)
+
+
+def build_datasets(cfg: Config, out_dir=None, overwrite=False):
     """Build all patch datasets of a configuration and write them atomically.
 
     Parameters
@@ -227,12 +245,23 @@ def build_datasets(cfg: Config, out_dir=None):
     cfg : Config
     out_dir : str or Path, optional
         Destination (default ``cfg.artifacts / "datasets"``).
+    overwrite : bool
+        Replace ``out_dir`` even if it holds files that are not a weldlab dataset.
 
     Returns
     -------
     PatchDatasets
+
+    Raises
+    ------
+    OutputExistsError
+        If ``out_dir`` holds anything but a weldlab dataset and ``overwrite`` is False
+        (checked before any work).
     """
     out_dir = Path(out_dir) if out_dir is not None else cfg.artifacts / "datasets"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"--out {out_dir}: is a file; expected a folder for the datasets")
+    check_replaceable(out_dir, is_dataset_folder, "--out", overwrite)
     t0 = time.perf_counter()
     train_r, test_r = load_radiographs(cfg)
     seed = cfg.seed
@@ -355,7 +384,7 @@ def build_datasets(cfg: Config, out_dir=None):
     return PatchDatasets(out_dir)
 
 
-def build_or_load(cfg: Config, out_dir=None, rebuild=False):
+def build_or_load(cfg: Config, out_dir=None, rebuild=False, overwrite=False):
     """Load the datasets of ``cfg`` if already built with the same parameters, else build.
 
     Parameters
@@ -364,6 +393,8 @@ def build_or_load(cfg: Config, out_dir=None, rebuild=False):
     out_dir : str or Path, optional
     rebuild : bool
         Build even if a matching folder exists.
+    overwrite : bool
+        Allow replacing a folder that holds files other than a weldlab dataset.
 
     Returns
     -------
@@ -378,7 +409,7 @@ def build_or_load(cfg: Config, out_dir=None, rebuild=False):
             ds = None  # unreadable: rebuild below
         if ds is not None and ds.manifest.get("dataset_key") == cfg.dataset_key():
             return ds
-    return build_datasets(cfg, out_dir)
+    return build_datasets(cfg, out_dir, overwrite)
 
 
 class PatchDatasets:

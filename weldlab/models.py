@@ -187,7 +187,8 @@ def load_model(path):
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is not a loadable Keras model (corrupt, truncated, not a model).
+        If the file is not a loadable Keras model (corrupt, truncated, not a model), or
+        holds code that safe mode refuses to run (a different message).
     """
     from pathlib import Path
 
@@ -201,10 +202,76 @@ def load_model(path):
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as exc:  # zipfile, json, h5 and Keras errors all mean "not a model"
+        if "safe_mode" in str(exc):
+            raise ValueError(
+                f"{path}: refused: the model contains Python code (e.g. a Lambda layer), which safe "
+                "mode does not run; weldlab loads only models made of standard Keras layers"
+            ) from exc
         raise ValueError(
             f"{path}: cannot be loaded as a Keras model ({type(exc).__name__}: {exc}); "
             "the file may be corrupt or truncated"
         ) from exc
+
+
+def check_autoencoder(model, record=None, where="model"):
+    """Refuse a model that is not a weldlab autoencoder of the current architecture.
+
+    Checked: the ``encoder`` and ``decoder`` sub-models, the input and output geometry
+    (192 -> 156 px, one channel), the 42 x 42 code, the parameter count
+    (:data:`AE_PARAMETERS`) and, when a training record is given, that it records an
+    autoencoder of the current :data:`ARCHITECTURE_VERSION`.
+
+    Parameters
+    ----------
+    model : keras.Model
+    record : dict, optional
+        The model's ``record.json``.
+    where : str
+        How to name the model in the error (its folder).
+
+    Raises
+    ------
+    ValueError
+        Listing every property that differs, with the expected and the found value.
+
+    Examples
+    --------
+    >>> from weldlab.models import build_autoencoder, build_cnn, check_autoencoder
+    >>> check_autoencoder(build_autoencoder())
+    >>> check_autoencoder(build_cnn(), where="cnn/")
+    Traceback (most recent call last):
+    ...
+    ValueError: cnn/: not a weldlab autoencoder: sub-models: expected 'encoder' and 'decoder', got none; ...
+    """
+    def shape(x):
+        return tuple(getattr(x, "shape", ()))[1:]
+
+    problems = []
+    names = {layer.name for layer in getattr(model, "layers", [])}
+    if not {"encoder", "decoder"} <= names:
+        problems.append(f"sub-models: expected 'encoder' and 'decoder', got {sorted(names & {'encoder', 'decoder'}) or 'none'}")
+    else:
+        code = shape(model.get_layer("encoder").outputs[0])
+        if code != (CODE_SIZE, CODE_SIZE, 1):
+            problems.append(f"code: expected {(CODE_SIZE, CODE_SIZE, 1)}, got {code}")
+    inputs, outputs = getattr(model, "inputs", None) or [], getattr(model, "outputs", None) or []
+    found_in = shape(inputs[0]) if len(inputs) == 1 else f"{len(inputs)} inputs"
+    found_out = shape(outputs[0]) if len(outputs) == 1 else f"{len(outputs)} outputs"
+    if found_in != (INPUT_SIZE, INPUT_SIZE, 1):
+        problems.append(f"input: expected {(INPUT_SIZE, INPUT_SIZE, 1)}, got {found_in}")
+    if found_out != (OUTPUT_SIZE, OUTPUT_SIZE, 1):
+        problems.append(f"output: expected {(OUTPUT_SIZE, OUTPUT_SIZE, 1)}, got {found_out}")
+    n = model.count_params() if hasattr(model, "count_params") else None
+    if n != AE_PARAMETERS:
+        problems.append(f"parameters: expected {AE_PARAMETERS:,}, got {n:,}" if n is not None else "parameters: none")
+    if record is not None:
+        if record.get("model") != "autoencoder":
+            problems.append(f"record: expected model 'autoencoder', got {record.get('model')!r}")
+        if record.get("architecture") != ARCHITECTURE_VERSION["ae"]:
+            problems.append(f"record: expected architecture {ARCHITECTURE_VERSION['ae']}, "
+                            f"got {record.get('architecture')!r} (retrain it with this weldlab)")
+    if problems:
+        raise ValueError(f"{where}: not a weldlab autoencoder: " + "; ".join(problems))
 
 
 def layer_table(model):

@@ -92,19 +92,34 @@ def machine_description():
             **provenance()}
 
 
+def _mode(base=0o666):
+    """The mode a new file (``base`` 0o666) or folder (0o777) gets under the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return base & ~umask
+
+
+def _temporary_file(final):
+    """Create an empty, unpredictably named file beside ``final``; return its path.
+
+    ``mkstemp`` opens with ``O_CREAT | O_EXCL``, so a planted file or symbolic link at the
+    name is never followed or reused. The name keeps ``final``'s suffix (writers that
+    choose a format by the extension, imageio and Keras, work unchanged), and the file
+    gets the mode a plain ``open`` would give, not ``mkstemp``'s private 0600.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=f".partial{final.suffix}")
+    os.fchmod(fd, _mode())
+    os.close(fd)
+    return Path(tmp)
+
+
 def write_json(path, obj):
     """Write JSON atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True, default=_jsonable)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp, open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True, default=_jsonable)
+        fh.write("\n")
 
 
 def _jsonable(obj):
@@ -123,12 +138,12 @@ def _jsonable(obj):
 def atomic_file(final):
     """A temporary path beside ``final``, renamed to ``final`` only if the block succeeds.
 
-    The temporary name keeps ``final``'s suffix, so writers that choose a format by the
-    extension (imageio, Keras) work unchanged.
+    The temporary file is created safely (:func:`_temporary_file`); an interrupted or
+    failed block removes it and leaves ``final`` as it was. The rename replaces ``final``
+    itself, never the target of a link at that name.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.stem}.partial-{os.getpid()}{final.suffix}")
+    tmp = _temporary_file(final)
     try:
         yield tmp
         os.replace(tmp, final)
@@ -140,24 +155,76 @@ def atomic_file(final):
 def atomic_directory(final):
     """Build a folder under a temporary name and move it into place only on success.
 
-    An interrupted build leaves no half-written folder at ``final`` (only a hidden
-    ``.partial`` folder beside it, removed on the next attempt).
+    An interrupted build leaves nothing at ``final``; the temporary folder (created with
+    ``mkdtemp``: unpredictable name, private until filled) is removed. Replacing an
+    existing ``final`` is the caller's decision (:func:`check_replaceable`).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.partial-{os.getpid()}"
-    for stale in final.parent.glob(f".{final.name}.partial-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp.mkdir()
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial"))
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if final.exists():
-        old = final.parent / f".{final.name}.old-{os.getpid()}"
-        os.replace(final, old)
+    os.chmod(tmp, _mode(0o777))
+    if final.exists() or final.is_symlink():
+        old = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".old"))
+        os.replace(final, old / "replaced")
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
+
+
+class OutputExistsError(ValueError):
+    """An output would replace something weldlab did not write (pass ``overwrite``)."""
+
+
+def check_replaceable(path, own, what, overwrite=False, flag="--overwrite"):
+    """Refuse to replace ``path`` unless it is absent, empty, or weldlab's own.
+
+    Parameters
+    ----------
+    path : path
+        A file or folder about to be replaced.
+    own : callable
+        ``own(path) -> bool``: True if ``path`` holds exactly what weldlab writes there
+        (for a folder: nothing but weldlab's files).
+    what : str
+        How to name ``path`` in the error, e.g. ``"--out"``.
+    overwrite : bool
+        Replace anyway (the user asked for it explicitly).
+
+    Raises
+    ------
+    OutputExistsError
+        Naming ``path``, an entry weldlab did not write, and the way out.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> check_replaceable(d / "new", own=lambda p: False, what="--out")  # absent: fine
+    >>> (d / "thesis.pdf").write_text("years of work")
+    13
+    >>> check_replaceable(d, own=lambda p: False, what="--out")
+    Traceback (most recent call last):
+    ...
+    weldlab.provenance.OutputExistsError: --out ...: exists and holds files weldlab did not write (thesis.pdf); ...
+    """
+    path = Path(path)
+    if overwrite or not (path.exists() or path.is_symlink()):
+        return
+    if path.is_dir() and not path.is_symlink():
+        entries = sorted(p.name for p in path.iterdir())
+        if not entries or own(path):
+            return
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise OutputExistsError(
+            f"{what} {path}: exists and holds files weldlab did not write ({shown}); "
+            f"choose a new or empty folder, or pass {flag} to replace it")
+    if own(path):
+        return
+    raise OutputExistsError(f"{what} {path}: exists and was not written by weldlab for this input; "
+                            f"choose another name, or pass {flag} to replace it")

@@ -130,6 +130,8 @@ def _read_raw(path: Path) -> np.ndarray:
     """Read an image file into a NumPy array without conversion."""
     import imageio.v3 as iio
 
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder; expected a PNG or TIFF radiograph file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found; expected a PNG or TIFF radiograph")
     data = path.read_bytes()  # decoding from memory leaves no file handle open on failure
@@ -142,6 +144,18 @@ def _read_raw(path: Path) -> np.ndarray:
             f"{path}: cannot be decoded as an image ({type(exc).__name__}: {exc}); "
             "expected a PNG or TIFF radiograph"
         ) from exc
+
+
+def _to_float32(raw, scale, rows=1024):
+    """``raw / scale`` as float32, computed in float64 a block of rows at a time.
+
+    The same bits as ``(raw / scale).astype(np.float32)``, without a float64 copy of a
+    whole (possibly very large) image.
+    """
+    out = np.empty(raw.shape, np.float32)
+    for i in range(0, raw.shape[0], rows):
+        out[i : i + rows] = raw[i : i + rows] / scale
+    return out
 
 
 def load_image(path, *, allow_16bit=True, allow_rgb=True, min_side=MIN_SIDE):
@@ -184,15 +198,15 @@ def load_image(path, *, allow_16bit=True, allow_rgb=True, min_side=MIN_SIDE):
         image = rgb2gray(raw[..., :3].astype(np.float64) / scale)
     elif raw.ndim == 2:
         if raw.dtype == bool:
-            image = raw.astype(np.float64)
+            image = _to_float32(raw, 1.0)
         elif raw.dtype == np.uint8:
-            image = raw / 255.0
+            image = _to_float32(raw, 255.0)
         elif raw.dtype == np.uint16:
             if not allow_16bit:
                 raise RadiographError(f"{path}: is a 16-bit image; expected 8-bit grayscale")
-            image = raw / 65535.0
+            image = _to_float32(raw, 65535.0)
         elif np.issubdtype(raw.dtype, np.floating):
-            image = raw.astype(np.float64)
+            image = _to_float32(raw, 1.0)
         else:
             raise RadiographError(
                 f"{path}: pixel type {raw.dtype} is not supported; expected 8- or 16-bit grayscale"

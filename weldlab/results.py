@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics
-from .provenance import provenance, write_json
+from .provenance import atomic_file, check_replaceable, provenance, write_json
 
 #: Rows of both tables: the three contrast classes of real defects, then the five synthetic
 #: indication types (paper Tables 2 and 3).
@@ -199,8 +199,21 @@ def results_name(preset, data):
     return f"tables_{data}_{preset}"
 
 
-def write_tables(result, scores, folder):
+def is_table_run(path):
+    """True if ``path`` (``.json`` or ``.npz``) is a table run written by :func:`write_tables`."""
+    path = Path(path)
+    try:
+        record = json.loads(path.with_suffix(".json").read_text())
+        return isinstance(record, dict) and {"tables", "preset", "data"} <= set(record)
+    except (OSError, ValueError):
+        return False
+
+
+def write_tables(result, scores, folder, overwrite=False):
     """Write ``tables_<data>_<preset>.json`` and ``.npz`` (scores) into ``folder``.
+
+    A previous table run of the same name is replaced; any other file of that name is
+    refused (:class:`~weldlab.provenance.OutputExistsError`) unless ``overwrite``.
 
     Returns
     -------
@@ -208,11 +221,11 @@ def write_tables(result, scores, folder):
         The JSON file.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     stem = results_name(result["preset"], result["data"])
-    tmp = folder / f".{stem}.tmp.npz"
-    np.savez_compressed(tmp, **scores)
-    tmp.replace(folder / f"{stem}.npz")
+    for suffix in (".json", ".npz"):
+        check_replaceable(folder / f"{stem}{suffix}", is_table_run, "--out file", overwrite)
+    with atomic_file(folder / f"{stem}.npz") as tmp:
+        np.savez_compressed(tmp, **scores)
     write_json(folder / f"{stem}.json", result)
     return folder / f"{stem}.json"
 

@@ -16,7 +16,9 @@ band). This makes the whole-image pass the better of the two, not merely the fas
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import time
 import warnings
 from pathlib import Path
@@ -25,9 +27,9 @@ import keras
 import numpy as np
 from scipy import ndimage
 
-from .models import INPUT_SIZE, OUTPUT_OFFSET, load_model
+from .models import INPUT_SIZE, OUTPUT_OFFSET, check_autoencoder, load_model
 from .provenance import atomic_file, provenance, write_json
-from .radiographs import check_image_array, load_image
+from .radiographs import RadiographError, check_image_array, load_image
 from .residuals import KERNEL, kernel_statistics, window_flags
 
 MARGIN = OUTPUT_OFFSET  # 18 px lost on every side
@@ -69,6 +71,54 @@ def _fit_size(n):
     return INPUT_SIZE + STRIDE * int(np.ceil(max(n - INPUT_SIZE, 0) / STRIDE))
 
 
+#: Smallest and largest accepted tile side (px). Below the minimum the per-tile overhead
+#: (the 2 x 18 px margins and the 8 px edges) dominates; above the maximum one tile's
+#: activations alone need tens of GB.
+TILE_RANGE = (32, 8192)
+
+
+def check_tile(tile):
+    """Validate an output tile side; return it rounded down to a multiple of 4.
+
+    Raises
+    ------
+    ValueError
+        Naming ``--tile`` and the accepted range.
+    """
+    lo, hi = TILE_RANGE
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or not lo <= tile <= hi:
+        raise ValueError(f"--tile: expected an integer from {lo} to {hi} px, got {tile!r}")
+    return int(tile) // STRIDE * STRIDE
+
+
+def _reflect_indices(start, stop, n):
+    """Indices ``start..stop-1`` into an axis of length ``n``, mirrored past its end as
+    ``np.pad(..., mode="reflect")`` does."""
+    idx = np.arange(start, stop)
+    if stop <= n:
+        return idx
+    return np.pad(np.arange(n), (0, stop - n), mode="reflect")[idx]
+
+
+def _reconstruct_block(model_fc, image, top, left, th, tw):
+    """Reconstruction of output pixels ``[top, top + th) x [left, left + tw)``.
+
+    The input window reaches :data:`EDGE` px beyond the block on every inner side; the
+    outputs there, touched by the transposed convolutions' edges, are discarded. Past the
+    image's bottom and right the window is the image mirrored (``mode="reflect"``).
+    """
+    h, w = image.shape
+    pre_y, pre_x = (EDGE if top else 0), (EDGE if left else 0)
+    ih = _fit_size(pre_y + th + 2 * MARGIN + EDGE)
+    iw = _fit_size(pre_x + tw + 2 * MARGIN + EDGE)
+    rows = _reflect_indices(top - pre_y, top - pre_y + ih, h)
+    cols = _reflect_indices(left - pre_x, left - pre_x + iw, w)
+    window = image[np.ix_(rows, cols)]
+    # a direct call, not predict(): blocks differ in shape, and predict would retrace
+    out = keras.ops.convert_to_numpy(model_fc(window[None, ..., None], training=False))[0, ..., 0]
+    return out[pre_y : pre_y + th, pre_x : pre_x + tw]
+
+
 def reconstruct(model_fc, image, tile=2048):
     """Reconstruct a whole radiograph.
 
@@ -79,10 +129,11 @@ def reconstruct(model_fc, image, tile=2048):
     image : ndarray, shape (H, W), float32 in [0, 1]
         At least 192 px per side.
     tile : int
-        Output tile side (rounded to a multiple of 4). Each tile is computed from an input
-        window that reaches :data:`EDGE` px further on every inner side; the outputs there,
-        touched by the transposed convolutions' edges, are discarded, so the tiling is
-        seamless (the result equals a single pass over the whole image).
+        Output tile side (:data:`TILE_RANGE`, rounded down to a multiple of 4). Each tile
+        is computed from an input window that reaches :data:`EDGE` px further on every
+        inner side; the outputs there, touched by the transposed convolutions' edges, are
+        discarded, so the tiling is seamless (the result equals a single pass over the
+        whole image) and the memory the network needs is bounded by the tile.
 
     Returns
     -------
@@ -90,22 +141,14 @@ def reconstruct(model_fc, image, tile=2048):
         Reconstruction of ``image[18:-18, 18:-18]``.
     """
     image = check_image_array(np.asarray(image, np.float32), what="image", min_side=INPUT_SIZE)
+    tile = check_tile(tile)
     h, w = image.shape
-    tile = max(STRIDE, int(tile) // STRIDE * STRIDE)
     out_h, out_w = h - 2 * MARGIN, w - 2 * MARGIN
-    padded = np.pad(image, ((0, _fit_size(h) - h + tile + 2 * EDGE), (0, _fit_size(w) - w + tile + 2 * EDGE)),
-                    mode="reflect")
     recon = np.empty((out_h, out_w), np.float32)
     for top in range(0, out_h, tile):
         for left in range(0, out_w, tile):
             th, tw = min(tile, out_h - top), min(tile, out_w - left)
-            pre_y, pre_x = (EDGE if top else 0), (EDGE if left else 0)
-            ih = _fit_size(pre_y + th + 2 * MARGIN + EDGE)
-            iw = _fit_size(pre_x + tw + 2 * MARGIN + EDGE)
-            window = padded[top - pre_y : top - pre_y + ih, left - pre_x : left - pre_x + iw]
-            # a direct call, not predict(): tiles differ in shape, and predict would retrace
-            out = keras.ops.convert_to_numpy(model_fc(window[None, ..., None], training=False))[0, ..., 0]
-            recon[top : top + th, left : left + tw] = out[pre_y : pre_y + th, pre_x : pre_x + tw]
+            recon[top : top + th, left : left + tw] = _reconstruct_block(model_fc, image, top, left, th, tw)
     return recon
 
 
@@ -120,19 +163,66 @@ def residual_map(model_fc, image, tile=2048):
     return image[MARGIN:-MARGIN, MARGIN:-MARGIN] - reconstruct(model_fc, image, tile)
 
 
-def scan_maps(model_fc, image, thresholds, tile=2048, kernel=9):
-    """Residual, window statistics and flagged windows of a whole radiograph.
+def scan_maps(model_fc, image, thresholds, tile=2048, kernel=KERNEL, keep_maps=True, progress=None):
+    """Window statistics and flagged windows of a whole radiograph, tile by tile.
+
+    Each tile of windows is reconstructed with the ``kernel - 1`` residual rows and
+    columns its windows reach beyond it, so the statistics equal those of the whole
+    residual map; the residual itself is never held for the whole image.
+
+    Parameters
+    ----------
+    model_fc : keras.Model
+        From :func:`fully_convolutional`.
+    image : ndarray, shape (H, W), float32 in [0, 1]
+    thresholds : dict
+        ``t_mean`` and ``t_std``.
+    tile : int
+        Tile side in windows (see :func:`check_tile`).
+    keep_maps : bool
+        Return the full ``mean`` and ``std`` maps (8 bytes per window; for figures).
+        Without them the memory beyond the image and the flag map is bounded by the tile.
+    progress : callable, optional
+        ``progress(done, total)`` after each tile.
 
     Returns
     -------
     dict
-        ``residual`` (H - 36, W - 36); ``mean``, ``std`` and ``flags`` (0 none, 1 mean,
-        2 std, 3 both) of shape (H - 36 - k + 1, W - 36 - k + 1); window ``(i, j)``
-        covers image pixels ``[i + 18, i + 18 + k)`` x ``[j + 18, j + 18 + k)``.
+        ``flags`` (0 none, 1 mean, 2 std, 3 both), int8, shape
+        (H - 36 - k + 1, W - 36 - k + 1): window ``(i, j)`` covers image pixels
+        ``[i + 18, i + 18 + k)`` x ``[j + 18, j + 18 + k)``; ``flagged`` (flat indices
+        of the flagged windows, and their ``abs_mean`` and ``std``); ``max_abs_mean`` and
+        ``max_std`` over all windows; with ``keep_maps``, ``mean`` and ``std`` (float32).
     """
-    r = residual_map(model_fc, image, tile)
-    m, s = kernel_statistics(r, kernel)
-    return {"residual": r, "mean": m, "std": s, "flags": window_flags(m, s, thresholds)}
+    image = check_image_array(np.asarray(image, np.float32), what="image", min_side=INPUT_SIZE)
+    tile = check_tile(tile)
+    k = int(kernel)
+    h, w = image.shape
+    wh, ww = h - 2 * MARGIN - k + 1, w - 2 * MARGIN - k + 1
+    flags = np.zeros((wh, ww), np.int8)
+    maps = {"mean": np.empty((wh, ww), np.float32), "std": np.empty((wh, ww), np.float32)} if keep_maps else {}
+    index, abs_means, stds = [], [], []
+    max_mean = max_std = 0.0
+    blocks = [(top, left) for top in range(0, wh, tile) for left in range(0, ww, tile)]
+    for done, (top, left) in enumerate(blocks, 1):
+        th, tw = min(tile, wh - top), min(tile, ww - left)
+        recon = _reconstruct_block(model_fc, image, top, left, th + k - 1, tw + k - 1)
+        r = image[MARGIN + top : MARGIN + top + th + k - 1, MARGIN + left : MARGIN + left + tw + k - 1] - recon
+        m, s = kernel_statistics(r, k)
+        f = window_flags(m, s, thresholds)
+        flags[top : top + th, left : left + tw] = f
+        if keep_maps:
+            maps["mean"][top : top + th, left : left + tw] = m
+            maps["std"][top : top + th, left : left + tw] = s
+        ii, jj = np.nonzero(f)
+        index.append((top + ii) * ww + (left + jj))
+        abs_means.append(np.abs(m[ii, jj]))
+        stds.append(s[ii, jj])
+        max_mean, max_std = max(max_mean, float(np.abs(m).max())), max(max_std, float(s.max()))
+        if progress is not None:
+            progress(done, len(blocks))
+    flagged = {"index": np.concatenate(index), "abs_mean": np.concatenate(abs_means), "std": np.concatenate(stds)}
+    return {"flags": flags, "flagged": flagged, "max_abs_mean": max_mean, "max_std": max_std, **maps}
 
 
 # --- the detector applied to files: verdicts, regions and overlays -------------------------
@@ -150,7 +240,8 @@ class Detector:
     Parameters
     ----------
     autoencoder : keras.Model
-        The 192 px autoencoder (converted with :func:`fully_convolutional`).
+        The 192 px autoencoder (converted with :func:`fully_convolutional`); a model of
+        another geometry or size is refused (:func:`weldlab.models.check_autoencoder`).
     thresholds : dict
         ``t_mean`` and ``t_std`` (from :func:`weldlab.residuals.calibrate_thresholds`).
     record : dict, optional
@@ -162,6 +253,7 @@ class Detector:
             value = thresholds.get(key) if isinstance(thresholds, dict) else None
             if not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
                 raise ValueError(f"thresholds: expected a positive finite {key!r}, got {value!r}")
+        check_autoencoder(autoencoder, where="autoencoder")
         self.model_fc = fully_convolutional(autoencoder)
         self.thresholds = dict(thresholds)
         self.record = record or {}
@@ -174,6 +266,12 @@ class Detector:
         ----------
         model_dir : path, optional
             Default: the shipped autoencoder (trained with SNI perturbations) of ``seed``.
+
+        Raises
+        ------
+        ValueError
+            If the model or its record is not a weldlab autoencoder of this version
+            (naming what differs), or the thresholds are missing or invalid.
         """
         from .models import pretrained_dir
 
@@ -189,19 +287,39 @@ class Detector:
             raise ValueError(f"{record_file}: has no calibrated 'thresholds' "
                              "(calibrate them with weldlab.residuals.calibrate_thresholds)")
         model = load_model(folder / "autoencoder.keras")
+        check_autoencoder(model, record, where=str(folder))
         try:
             return cls(model, record["thresholds"], record)
         except ValueError as exc:
             raise ValueError(f"{folder}: {exc}") from exc
 
 
-def flagged_regions(flags, mean, std, thresholds, kernel=KERNEL):
-    """Connected groups of flagged windows, as boxes in image pixels.
+def flagged_values(flags, mean, std):
+    """The ``flagged`` entry of :func:`scan_maps`, from full ``mean`` and ``std`` maps.
 
     Parameters
     ----------
     flags, mean, std : ndarray, shape (h, w)
+
+    Returns
+    -------
+    dict
+        ``index`` (flat indices of the windows with ``flags > 0``), ``abs_mean``, ``std``.
+    """
+    index = np.flatnonzero(np.asarray(flags) > 0)
+    return {"index": index, "abs_mean": np.abs(np.ravel(mean)[index]), "std": np.ravel(std)[index]}
+
+
+def flagged_regions(flags, flagged, thresholds, kernel=KERNEL):
+    """Connected groups of flagged windows, as boxes in image pixels.
+
+    Parameters
+    ----------
+    flags : ndarray, shape (h, w)
         From :func:`scan_maps`; window ``(i, j)`` covers image pixels from ``(i + 18, j + 18)``.
+    flagged : dict
+        From :func:`scan_maps`: ``index`` (flat indices of the flagged windows),
+        ``abs_mean`` and ``std`` (their statistics).
 
     Returns
     -------
@@ -213,12 +331,13 @@ def flagged_regions(flags, mean, std, thresholds, kernel=KERNEL):
     labels, n = ndimage.label(flags > 0, structure=np.ones((3, 3), bool))
     if n == 0:
         return []
-    index = np.arange(1, n + 1)
     slices = ndimage.find_objects(labels)
-    abs_mean = np.abs(mean)
-    max_mean = ndimage.maximum(abs_mean, labels, index)
-    max_std = ndimage.maximum(std, labels, index)
-    counts = [np.bincount(labels[flags == code], minlength=n + 1)[1:] for code in (1, 2, 3)]
+    region = labels.ravel()[flagged["index"]] - 1  # 0-based region of each flagged window
+    max_mean, max_std = np.zeros(n), np.zeros(n)
+    np.maximum.at(max_mean, region, flagged["abs_mean"])
+    np.maximum.at(max_std, region, flagged["std"])
+    codes = flags.ravel()[flagged["index"]]
+    counts = [np.bincount(region[codes == code], minlength=n) for code in (1, 2, 3)]
     out = []
     for k, sl in enumerate(slices):
         out.append({
@@ -315,16 +434,25 @@ def compare_with_mask(regions, flags, mask, kernel=KERNEL):
             "regions_on_defects": int(on), "false_alarm_regions": len(regions) - int(on)}
 
 
-def scan_image(detector, image, tile=2048, name="image"):
+#: Largest image accepted by :func:`scan_image` (pixels). A scan holds the image
+#: (4 bytes per pixel), the flag map (1) and, for the overlay, its RGB picture (3) and
+#: coverage (1), plus per-tile working memory (about 1.5 GB at the default 2048 px tile);
+#: at the limit that is about 4 GB. Larger films: scan them in parts.
+MAX_PIXELS = 300_000_000
+
+
+def scan_image(detector, image, tile=2048, name="image", keep_maps=True, progress=None):
     """Scan one radiograph: verdict, flagged regions and the maps.
 
     Parameters
     ----------
     detector : Detector
     image : ndarray, shape (H, W), float32 in [0, 1]
-        At least 192 px per side.
+        At least 192 px per side, at most :data:`MAX_PIXELS` pixels.
     tile : int
         See :func:`reconstruct`.
+    keep_maps, progress
+        See :func:`scan_maps`.
 
     Returns
     -------
@@ -336,11 +464,14 @@ def scan_image(detector, image, tile=2048, name="image"):
         From :func:`scan_maps`.
     """
     image = check_image_array(np.asarray(image, np.float32), what=name, min_side=INPUT_SIZE)
+    if image.size > MAX_PIXELS:
+        raise RadiographError(f"{name}: {image.shape[0]} x {image.shape[1]} px is more than the "
+                              f"{MAX_PIXELS / 1e6:.0f} megapixels weldlab scans at once; scan it in parts")
     t0 = time.perf_counter()
-    maps = scan_maps(detector.model_fc, image, detector.thresholds, tile)
-    regions = flagged_regions(maps["flags"], maps["mean"], maps["std"], detector.thresholds)
-    score = float(max(np.abs(maps["mean"]).max() / detector.thresholds["t_mean"],
-                      maps["std"].max() / detector.thresholds["t_std"]))
+    maps = scan_maps(detector.model_fc, image, detector.thresholds, tile, keep_maps=keep_maps, progress=progress)
+    regions = flagged_regions(maps["flags"], maps["flagged"], detector.thresholds)
+    score = float(max(maps["max_abs_mean"] / detector.thresholds["t_mean"],
+                      maps["max_std"] / detector.thresholds["t_std"]))
     h, w = image.shape
     return {
         "image": name, "shape": [h, w], "verdict": "review" if regions else "accept",
@@ -351,11 +482,97 @@ def scan_image(detector, image, tile=2048, name="image"):
     }, maps
 
 
-def scan_files(paths, detector, out_dir, tile=2048, log=print):
-    """Scan image files, writing ``<stem>_overlay.png`` and ``<stem>.json`` for each.
+def _path_hash(path):
+    return hashlib.sha256(str(path).encode()).hexdigest()[:8]
 
-    A file that cannot be read (missing, corrupt, too small, unsupported) is reported in
-    its JSON and in the returned list, and the other files are still scanned.
+
+def _base_name(path):
+    """``dir/x.png`` -> ``x_png``: inputs that differ only by their suffix stay apart."""
+    return path.stem + (f"_{path.suffix[1:]}" if path.suffix else "")
+
+
+def _outputs(out_dir, base):
+    return out_dir / f"{base}.json", out_dir / f"{base}_overlay.png"
+
+
+def _written_for(json_file, source):
+    """True if ``json_file`` is a weldlab verdict for the image file ``source``."""
+    try:
+        return json.loads(Path(json_file).read_text()).get("source") == str(source)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def output_names(paths, out_dir, overwrite=False):
+    """Choose each input's output name, unique in the batch and in ``out_dir``.
+
+    An input ``dir/x.png`` writes ``x_png.json`` and ``x_png_overlay.png``. Where two
+    different files of the batch would share that name (``a/x.png`` and ``b/x.png``), or
+    ``out_dir`` already holds outputs of that name that are not this file's (another
+    file's verdict, or files weldlab did not write), an 8-hex hash of the file's absolute
+    path is added: ``x_png-1a2b3c4d``. A file given twice is scanned once.
+
+    Parameters
+    ----------
+    paths : sequence of path
+    out_dir : path
+    overwrite : bool
+        Take the plain name even if outputs of that name are not this file's.
+
+    Returns
+    -------
+    names : list of (Path, str)
+        Each distinct input with its output base name, in the order given.
+    duplicates : list of Path
+        Inputs given more than once (after the first).
+    """
+    out_dir = Path(out_dir)
+    seen, unique, duplicates = set(), [], []
+    for path in map(Path, paths):
+        source = path.resolve()
+        if source in seen:
+            duplicates.append(path)
+            continue
+        seen.add(source)
+        unique.append((path, source))
+    bases = [_base_name(p) for p, _ in unique]
+    shared = {b for b in bases if bases.count(b) > 1}
+    names = []
+    for (path, source), base in zip(unique, bases):
+        if base in shared or not (overwrite or _free_for(out_dir, base, source)):
+            base = f"{base}-{_path_hash(source)}"
+        names.append((path, base))
+    return names, duplicates
+
+
+def _free_for(out_dir, base, source):
+    """No outputs named ``base`` yet, or they are ``source``'s own (a rescan)."""
+    json_file, png = _outputs(out_dir, base)
+    if json_file.exists() or json_file.is_symlink():
+        return not json_file.is_symlink() and _written_for(json_file, source)
+    return not (png.exists() or png.is_symlink())
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _error_message(exc):
+    """One line, without terminal colour codes, for a verdict's ``error``."""
+    text = _ANSI.sub("", str(exc)).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first}"
+
+
+def scan_files(paths, detector, out_dir, tile=2048, log=print, overwrite=False):
+    """Scan image files, writing a JSON verdict and an overlay PNG for each.
+
+    Outputs are named by :func:`output_names` (unique per input; nothing weldlab did not
+    write for the same input is replaced unless ``overwrite``). Each input's outputs are
+    written to temporary files first and then moved into place together; a rescan that
+    fails replaces the old verdict by the error and removes the old overlay, so no
+    verdict sits beside an overlay of another image. A file that cannot be read
+    (missing, a folder, corrupt, too small or too large, unsupported) is reported in its
+    JSON and in the returned list, and the other files are still scanned.
 
     Parameters
     ----------
@@ -363,43 +580,66 @@ def scan_files(paths, detector, out_dir, tile=2048, log=print):
         PNG or TIFF radiographs, 8- or 16-bit grayscale (RGB is converted with a warning).
     detector : Detector
     out_dir : path
+        Created if missing; an existing file there is an error.
+    tile : int
+        See :func:`reconstruct` (checked before any file is read).
+    log : callable
+        Receives one line per file as it starts and as it ends.
 
     Returns
     -------
     list of dict
-        One verdict per file; failed files have ``verdict`` "error" and an ``error`` message.
+        One verdict per distinct file; failed files have ``verdict`` "error" and an
+        ``error`` message. Each verdict names its outputs (``json``, ``overlay``).
     """
     import imageio.v3 as iio
 
+    tile = check_tile(tile)
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"--out {out_dir}: is a file; expected a folder for the verdicts and overlays")
     out_dir.mkdir(parents=True, exist_ok=True)
     model = {k: detector.record.get(k) for k in ("model", "training_set", "seed", "preset", "data", "epochs",
                                                  "dataset_key", "git_commit", "weldlab_version", "source")}
+    names, duplicates = output_names(paths, out_dir, overwrite)
+    for path in duplicates:
+        log(f"{path}: given more than once; scanned once")
     results = []
-    for path in map(Path, paths):
-        stem = path.stem
+    for i, (path, base) in enumerate(names, 1):
+        json_file, png = _outputs(out_dir, base)
+        log(f"[{i}/{len(names)}] {path} ...")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 image = load_image(path, min_side=INPUT_SIZE)
-                verdict, maps = scan_image(detector, image, tile, name=str(path))
+
+                def progress(done, total, head=f"[{i}/{len(names)}] {path}"):
+                    if total > 1 and (done == total or done % max(1, total // 10) == 0):
+                        log(f"{head}: {done}/{total} tiles")
+
+                verdict, maps = scan_image(detector, image, tile, name=str(path), keep_maps=False,
+                                           progress=progress)
             except Exception as exc:  # one bad file must not stop the others
-                verdict = {"image": str(path), "verdict": "error", "error": f"{type(exc).__name__}: {exc}"}
+                verdict = {"image": str(path), "verdict": "error", "error": _error_message(exc)}
                 maps = None
+        verdict["source"] = str(path.resolve())
         verdict["warnings"] = [str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning)]
         verdict["model"] = model
         verdict.update(provenance())
+        verdict["json"] = str(json_file)
         if maps is not None:
-            png = out_dir / f"{stem}_overlay.png"
-            with atomic_file(png) as tmp:
-                iio.imwrite(tmp, overlay(image, maps["flags"], verdict["regions"]))
             verdict["overlay"] = str(png)
-        write_json(out_dir / f"{stem}.json", verdict)
+            with atomic_file(png) as tmp_png:
+                iio.imwrite(tmp_png, overlay(image, maps["flags"], verdict["regions"]))
+                write_json(json_file, verdict)
+        else:
+            write_json(json_file, verdict)
+            png.unlink(missing_ok=True)  # the old overlay (of this input: the name was checked) goes too
         results.append(verdict)
         if verdict["verdict"] == "error":
-            log(f"{path}: ERROR {verdict['error']}")
+            log(f"[{i}/{len(names)}] {path}: ERROR {verdict['error']}")
         else:
-            log(f"{path}: {verdict['verdict']} ({len(verdict['regions'])} regions, max score "
+            log(f"[{i}/{len(names)}] {path}: {verdict['verdict']} ({len(verdict['regions'])} regions, max score "
                 f"{verdict['max_score']:.2f}, {verdict['seconds']} s)")
         for w in verdict["warnings"]:
             log(f"{path}: warning: {w}")
