@@ -219,8 +219,8 @@ def build_parser():
                         "(default: the shipped autoencoder trained with SNI)")
     p.add_argument("--seed", type=int, default=0, help="which shipped model (default 0)")
     p.add_argument("--out", default="scan-results", help="output folder (default: scan-results)")
-    p.add_argument("--tile", type=int, default=2048,
-                   help="output tile side in px, 32 to 8192 (default 2048); memory grows with its square")
+    p.add_argument("--tile", type=int, default=1024,
+                   help="output tile side in px, 32 to 8192 (default 1024); memory grows with its square")
     p.add_argument("--overwrite", action="store_true",
                    help="replace outputs of the same name even if weldlab did not write them for this image")
     p.set_defaults(func=cmd_scan)

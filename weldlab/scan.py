@@ -71,6 +71,9 @@ def _fit_size(n):
     return INPUT_SIZE + STRIDE * int(np.ceil(max(n - INPUT_SIZE, 0) / STRIDE))
 
 
+#: Default output tile side (px). Measured on the 2-core CPU, a 6000 x 6000 px film:
+#: 109 s and 1.8 GB peak memory at 1024 px, 127 s and 3.6 GB at 2048 px.
+TILE = 1024
 #: Smallest and largest accepted tile side (px). Below the minimum the per-tile overhead
 #: (the 2 x 18 px margins and the 8 px edges) dominates; above the maximum one tile's
 #: activations alone need tens of GB.
@@ -119,7 +122,7 @@ def _reconstruct_block(model_fc, image, top, left, th, tw):
     return out[pre_y : pre_y + th, pre_x : pre_x + tw]
 
 
-def reconstruct(model_fc, image, tile=2048):
+def reconstruct(model_fc, image, tile=TILE):
     """Reconstruct a whole radiograph.
 
     Parameters
@@ -152,7 +155,7 @@ def reconstruct(model_fc, image, tile=2048):
     return recon
 
 
-def residual_map(model_fc, image, tile=2048):
+def residual_map(model_fc, image, tile=TILE):
     """Residual ``image[18:-18, 18:-18] - reconstruction`` of a whole radiograph.
 
     Returns
@@ -163,7 +166,7 @@ def residual_map(model_fc, image, tile=2048):
     return image[MARGIN:-MARGIN, MARGIN:-MARGIN] - reconstruct(model_fc, image, tile)
 
 
-def scan_maps(model_fc, image, thresholds, tile=2048, kernel=KERNEL, keep_maps=True, progress=None):
+def scan_maps(model_fc, image, thresholds, tile=TILE, kernel=KERNEL, keep_maps=True, progress=None):
     """Window statistics and flagged windows of a whole radiograph, tile by tile.
 
     Each tile of windows is reconstructed with the ``kernel - 1`` residual rows and
@@ -434,14 +437,15 @@ def compare_with_mask(regions, flags, mask, kernel=KERNEL):
             "regions_on_defects": int(on), "false_alarm_regions": len(regions) - int(on)}
 
 
-#: Largest image accepted by :func:`scan_image` (pixels). A scan holds the image
-#: (4 bytes per pixel), the flag map (1) and, for the overlay, its RGB picture (3) and
-#: coverage (1), plus per-tile working memory (about 1.5 GB at the default 2048 px tile);
-#: at the limit that is about 4 GB. Larger films: scan them in parts.
+#: Largest image accepted by :func:`scan_image` (pixels). A file scan holds the image
+#: (4 bytes per pixel, plus its decoded file while loading), the flag map (1), the region
+#: labels (4, briefly) and the overlay's RGB picture (3): about 10 bytes per pixel measured,
+#: plus the network's per-tile working memory (about 1.5 GB at the default 1024 px tile,
+#: 3.3 GB at 2048). At the limit that is about 4.5 GB. Larger films: scan them in parts.
 MAX_PIXELS = 300_000_000
 
 
-def scan_image(detector, image, tile=2048, name="image", keep_maps=True, progress=None):
+def scan_image(detector, image, tile=TILE, name="image", keep_maps=True, progress=None):
     """Scan one radiograph: verdict, flagged regions and the maps.
 
     Parameters
@@ -563,7 +567,7 @@ def _error_message(exc):
     return f"{type(exc).__name__}: {first}"
 
 
-def scan_files(paths, detector, out_dir, tile=2048, log=print, overwrite=False):
+def scan_files(paths, detector, out_dir, tile=TILE, log=print, overwrite=False):
     """Scan image files, writing a JSON verdict and an overlay PNG for each.
 
     Outputs are named by :func:`output_names` (unique per input; nothing weldlab did not
