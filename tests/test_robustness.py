@@ -705,3 +705,21 @@ def test_large_images_scan_in_memory_bounded_by_the_tile(detector, tmp_path, mon
     monkeypatch.setattr(scan_module, "MAX_PIXELS", 1_000_000)
     with pytest.raises(RadiographError, match=r"1200 x 1600 px is more than the 1 megapixels"):
         scan_image(detector, image)
+
+
+def test_book_builds_only_into_its_own_folder(tmp_path):
+    from weldlab.book import BUILD_MARKER, claim_build_folder
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    build = tmp_path / "site" / "synthetic" / "quick"
+    claim_build_folder(build)  # new: fine, and marked
+    assert (build / BUILD_MARKER).is_file()
+    (build / BUILD_MARKER).unlink()
+    (build / BUILD_MARKER).symlink_to(victim)  # a planted link is replaced, not written through
+    claim_build_folder(build)
+    assert victim.read_text() == "keep" and not (build / BUILD_MARKER).is_symlink()
+    (build / "thesis.tex").write_text("mine")
+    with pytest.raises(ValueError, match="holds files weldlab did not write.*thesis.tex.*--overwrite"):
+        claim_build_folder(build)
+    assert (build / "thesis.tex").read_text() == "mine"

@@ -180,7 +180,7 @@ def claim_build_folder(out_root, overwrite=False):
     if the folder holds nothing but a previous build's entries. Raises
     :class:`~weldlab.provenance.OutputExistsError` (before any chapter runs) otherwise.
     """
-    from .provenance import check_replaceable
+    from .provenance import atomic_file, check_replaceable
 
     out_root = Path(out_root)
 
@@ -190,7 +190,8 @@ def claim_build_folder(out_root, overwrite=False):
 
     check_replaceable(out_root, own, "--build-dir folder", overwrite)
     out_root.mkdir(parents=True, exist_ok=True)
-    (out_root / BUILD_MARKER).write_text("written by weldlab book; the next build replaces this folder's contents\n")
+    with atomic_file(out_root / BUILD_MARKER) as tmp:  # replaces a planted link, never writes through it
+        tmp.write_text("written by weldlab book; the next build replaces this folder's contents\n")
 
 
 def run_book(preset="quick", data=None, gdxray_root=None, overrides=None, root=None,
