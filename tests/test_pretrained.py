@@ -66,5 +66,5 @@ def test_scan_cli_defaults_to_the_shipped_detector(tmp_path):
     r = simulate_radiograph(np.random.default_rng(0), 300, 500)
     iio.imwrite(tmp_path / "film.png", np.round(r.image * 255).astype(np.uint8))
     assert main(["scan", str(tmp_path / "film.png"), "--out", str(tmp_path / "out")]) == 0
-    v = json.loads((tmp_path / "out" / "film.json").read_text())
+    v = json.loads((tmp_path / "out" / "film_png.json").read_text())
     assert v["verdict"] in ("accept", "review") and v["model"]["training_set"] == "sni" and v["model"]["seed"] == 0
