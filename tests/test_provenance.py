@@ -25,3 +25,16 @@ def test_atomic_file_replaces_only_on_success(tmp_path):
     with atomic_file(target) as tmp:
         tmp.write_bytes(b"new")
     assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+def test_atomic_directory_removes_what_a_killed_build_left_only(tmp_path):
+    from weldlab.provenance import atomic_directory
+
+    dead = tmp_path / ".datasets.4194303.x1y2.partial"  # above any pid the kernel hands out
+    live = tmp_path / ".datasets.1.a3b4.partial"  # pid 1 is always running
+    for d in (dead, live):
+        d.mkdir()
+        (d / "train_okay.npy").write_bytes(b"half")
+    with atomic_directory(tmp_path / "datasets") as tmp:
+        (tmp / "manifest.json").write_text("{}")
+    assert not dead.exists() and live.exists() and (tmp_path / "datasets" / "manifest.json").is_file()

@@ -125,13 +125,10 @@ def cmd_train(args):
 
 def cmd_tables(args):
     from .datasets import build_or_load
-    from .provenance import check_replaceable
-    from .results import is_table_run, measure_tables, results_name, table_markdown, write_tables
+    from .results import check_tables_writable, measure_tables, table_markdown, write_tables
 
     cfg = _config(args)
-    for suffix in (".json", ".npz"):  # before hours of work, not after
-        check_replaceable(Path(args.out) / f"{results_name(cfg.preset, cfg.data)}{suffix}", is_table_run,
-                          "--out file", args.overwrite)
+    check_tables_writable(args.out, cfg.preset, cfg.data, args.overwrite)  # before hours of work, not after
     confs = None
     if args.sets:  # "ae:sni" restricts one kind; a plain "D+sni" applies to every kind that has it
         confs = {k: [] for k in args.models}

@@ -156,12 +156,17 @@ def atomic_directory(final):
     """Build a folder under a temporary name and move it into place only on success.
 
     An interrupted build leaves nothing at ``final``; the temporary folder (created with
-    ``mkdtemp``: unpredictable name, private until filled) is removed. Replacing an
+    ``mkdtemp``: unpredictable name, private until filled) is removed, and one left by a
+    killed process (its pid is in the name) is removed by the next build. Replacing an
     existing ``final`` is the caller's decision (:func:`check_replaceable`).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial"))
+    for stale in final.parent.glob(f".{final.name}.*.*.partial"):  # left by a killed process
+        pid = stale.name[len(final.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)) and stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.{os.getpid()}.", suffix=".partial"))
     try:
         yield tmp
     except BaseException:
@@ -175,6 +180,17 @@ def atomic_directory(final):
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
+
+
+def _alive(pid):
+    """True if a process ``pid`` exists (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class OutputExistsError(ValueError):

@@ -209,6 +209,13 @@ def is_table_run(path):
         return False
 
 
+def check_tables_writable(folder, preset, data, overwrite=False):
+    """Refuse (before any work) to replace files in ``folder`` that are not table runs."""
+    for suffix in (".json", ".npz"):
+        check_replaceable(Path(folder) / f"{results_name(preset, data)}{suffix}", is_table_run, "--out file",
+                          overwrite)
+
+
 def write_tables(result, scores, folder, overwrite=False):
     """Write ``tables_<data>_<preset>.json`` and ``.npz`` (scores) into ``folder``.
 
@@ -222,8 +229,7 @@ def write_tables(result, scores, folder, overwrite=False):
     """
     folder = Path(folder)
     stem = results_name(result["preset"], result["data"])
-    for suffix in (".json", ".npz"):
-        check_replaceable(folder / f"{stem}{suffix}", is_table_run, "--out file", overwrite)
+    check_tables_writable(folder, result["preset"], result["data"], overwrite)
     with atomic_file(folder / f"{stem}.npz") as tmp:
         np.savez_compressed(tmp, **scores)
     write_json(folder / f"{stem}.json", result)

@@ -166,7 +166,7 @@ def residual_map(model_fc, image, tile=TILE):
     return image[MARGIN:-MARGIN, MARGIN:-MARGIN] - reconstruct(model_fc, image, tile)
 
 
-def scan_maps(model_fc, image, thresholds, tile=TILE, kernel=KERNEL, keep_maps=True, progress=None):
+def scan_maps(model_fc, image, thresholds, tile=TILE, kernel=KERNEL, keep_maps=True, progress=None, name="image"):
     """Window statistics and flagged windows of a whole radiograph, tile by tile.
 
     Each tile of windows is reconstructed with the ``kernel - 1`` residual rows and
@@ -187,6 +187,8 @@ def scan_maps(model_fc, image, thresholds, tile=TILE, kernel=KERNEL, keep_maps=T
         Without them the memory beyond the image and the flag map is bounded by the tile.
     progress : callable, optional
         ``progress(done, total)`` after each tile.
+    name : str
+        How to name the image in errors (too small, not finite, over :data:`MAX_PIXELS`).
 
     Returns
     -------
@@ -197,7 +199,10 @@ def scan_maps(model_fc, image, thresholds, tile=TILE, kernel=KERNEL, keep_maps=T
         of the flagged windows, and their ``abs_mean`` and ``std``); ``max_abs_mean`` and
         ``max_std`` over all windows; with ``keep_maps``, ``mean`` and ``std`` (float32).
     """
-    image = check_image_array(np.asarray(image, np.float32), what="image", min_side=INPUT_SIZE)
+    image = check_image_array(np.asarray(image, np.float32), what=name, min_side=INPUT_SIZE)
+    if image.size > MAX_PIXELS:
+        raise RadiographError(f"{name}: {image.shape[0]} x {image.shape[1]} px is more than the "
+                              f"{MAX_PIXELS / 1e6:.0f} megapixels weldlab scans at once; scan it in parts")
     tile = check_tile(tile)
     k = int(kernel)
     h, w = image.shape
@@ -217,11 +222,12 @@ def scan_maps(model_fc, image, thresholds, tile=TILE, kernel=KERNEL, keep_maps=T
         if keep_maps:
             maps["mean"][top : top + th, left : left + tw] = m
             maps["std"][top : top + th, left : left + tw] = s
+        abs_m = np.abs(m)
         ii, jj = np.nonzero(f)
         index.append((top + ii) * ww + (left + jj))
-        abs_means.append(np.abs(m[ii, jj]))
+        abs_means.append(abs_m[ii, jj])
         stds.append(s[ii, jj])
-        max_mean, max_std = max(max_mean, float(np.abs(m).max())), max(max_std, float(s.max()))
+        max_mean, max_std = max(max_mean, float(abs_m.max())), max(max_std, float(s.max()))
         if progress is not None:
             progress(done, len(blocks))
     flagged = {"index": np.concatenate(index), "abs_mean": np.concatenate(abs_means), "std": np.concatenate(stds)}
@@ -467,12 +473,10 @@ def scan_image(detector, image, tile=TILE, name="image", keep_maps=True, progres
     maps : dict
         From :func:`scan_maps`.
     """
-    image = check_image_array(np.asarray(image, np.float32), what=name, min_side=INPUT_SIZE)
-    if image.size > MAX_PIXELS:
-        raise RadiographError(f"{name}: {image.shape[0]} x {image.shape[1]} px is more than the "
-                              f"{MAX_PIXELS / 1e6:.0f} megapixels weldlab scans at once; scan it in parts")
+    image = np.asarray(image, np.float32)
     t0 = time.perf_counter()
-    maps = scan_maps(detector.model_fc, image, detector.thresholds, tile, keep_maps=keep_maps, progress=progress)
+    maps = scan_maps(detector.model_fc, image, detector.thresholds, tile, keep_maps=keep_maps, progress=progress,
+                     name=name)  # validates the image (once)
     regions = flagged_regions(maps["flags"], maps["flagged"], detector.thresholds)
     score = float(max(maps["max_abs_mean"] / detector.thresholds["t_mean"],
                       maps["max_std"] / detector.thresholds["t_std"]))
