@@ -23,11 +23,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from weldlab import metrics  # noqa: E402
 from weldlab.config import make_config, parse_override  # noqa: E402
-from weldlab.datasets import build_or_load  # noqa: E402
-from weldlab.evaluate import cnn_scores, residual_maxima  # noqa: E402
+from weldlab.datasets import build_or_load, load_radiographs  # noqa: E402
+from weldlab.evaluate import cnn_scores  # noqa: E402
 from weldlab.models import PRETRAINED, PRETRAINED_DIR, build_autoencoder, build_cnn, load_model  # noqa: E402
 from weldlab.provenance import write_json  # noqa: E402
-from weldlab.residuals import calibrate_thresholds  # noqa: E402
+from weldlab.scan import calibrate_detector  # noqa: E402
 from weldlab.training import model_dir  # noqa: E402
 
 
@@ -46,7 +46,11 @@ weldlab train cnn --set D+sni --preset {preset} --data {data} ...
   early stopping after *patience* epochs without a better validation loss, Adam with learning
   rate {learning_rate}; {schedule_note};
 - **thresholds**: calibrated at 0.1 % patch-level FPR on the {n_val} validation okay patches
-  (the AE's two thresholds under the OR rule; the CNN's probability threshold).
+  (the AE's two thresholds under the OR rule; the CNN's probability threshold). Each AE record
+  also holds `two_sided_thresholds` (the same pair plus `t_quiet`, the too-quiet residual test,
+  within the same budget) and `input_ranges` (the input checks' ranges: `film` from the
+  training films, `patch` from the okay training patches; `weldlab.screening`), written by
+  `scripts/ship_models.py --recalibrate` without retraining.
 
 | model | training set | seed | schedule (epochs x steps x batch, patience) | epochs run | best epoch | best val. loss | minutes | patches/s | thresholds | converged (AE: residual RMS / film noise) | commit |
 | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |
@@ -81,6 +85,23 @@ def _converged(kind, record):
     return f"{'yes' if conv['converged'] else 'no'} ({conv['rms_over_noise']:.2f})"
 
 
+def _ae_calibration(model, ds, cfg):
+    films = [r.image for r in load_radiographs(cfg)[0]]
+    return calibrate_detector(model, ds["val_okay"], ds["train_okay"], films, fpr=0.001,
+                              films_source=f"{cfg.data} training films")
+
+
+def recalibrate(cfg, seeds):
+    """Recalibrate the shipped autoencoders' records in place (thresholds and input ranges)."""
+    ds = build_or_load(cfg)
+    for seed in seeds:
+        dest = PRETRAINED_DIR / "ae" / PRETRAINED["ae"][0] / f"seed{seed}"
+        record = json.loads((dest / "record.json").read_text())
+        record.update(_ae_calibration(load_model(dest / PRETRAINED["ae"][1]), ds, cfg))
+        write_json(dest / "record.json", record)
+        print(f"{dest}: thresholds {record['thresholds']}, two-sided {record['two_sided_thresholds']}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="standard")
@@ -92,8 +113,12 @@ def main():
                     help="ship only these seeds (default: the preset's); the others' rows are read from their shipped records")
     ap.add_argument("--notes", metavar="FILE", help="markdown appended to the README (what the table cannot say)")
     ap.add_argument("-p", "--param", action="append", default=[])
+    ap.add_argument("--recalibrate", action="store_true",
+                    help="only recalibrate the shipped autoencoders' thresholds and input ranges in place")
     args = ap.parse_args()
     cfg = make_config(args.preset, data=args.data, **dict(parse_override(t) for t in args.param))
+    if args.recalibrate:
+        return recalibrate(cfg, args.seeds if args.seeds is not None else cfg.seeds)
     ds = build_or_load(cfg)
     val = ds["val_okay"]
     rows, schedules = [], set()
@@ -110,7 +135,7 @@ def main():
             record = json.loads((src / "record.json").read_text())
             model = load_model(src / filename)
             if kind == "ae":
-                record["thresholds"] = calibrate_thresholds(*residual_maxima(model, val), fpr=0.001)
+                record.update(_ae_calibration(model, ds, cfg))
             else:
                 t, realised = metrics.threshold_at_fpr(cnn_scores(model, val), 0.001)
                 record["threshold"] = {"probability": t, "fpr_calibration": realised, "n_okay": len(val)}

@@ -54,7 +54,9 @@ def test_shipped_detector_flags_defects_on_an_unseen_gdxray_film(gdxray):
     verdict, maps = scan_image(detector, film.image, name=film.name)
     c = compare_with_mask(verdict["regions"], maps["flags"], film.mask)
     assert verdict["verdict"] == "review" and c["defects_found"] >= 1
-    assert verdict["thresholds"] == {k: detector.record["thresholds"][k] for k in ("t_mean", "t_std")}
+    assert verdict["rule"] == "two-sided"
+    assert verdict["thresholds"] == {k: detector.record["two_sided_thresholds"][k] for k in ("t_mean", "t_std", "t_quiet")}
+    assert not verdict["input"]["outside"]  # a film of the training series is within the training films' ranges
 
 
 def test_scan_cli_defaults_to_the_shipped_detector(tmp_path):

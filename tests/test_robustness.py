@@ -41,6 +41,16 @@ GOOD_SHAPE = (240, 330)
 AE_RECORD = {"model": "autoencoder", "architecture": ARCHITECTURE_VERSION["ae"]}
 
 
+def _record(t_mean, t_std, **fields):
+    """A record with the calibration ``weldlab scan`` needs: thresholds for both rules and
+    input ranges that let every image through."""
+    from weldlab.screening import STATISTICS
+
+    th = {"t_mean": t_mean, "t_std": t_std}
+    return {**AE_RECORD, "thresholds": th, "two_sided_thresholds": {**th, "t_quiet": 1e-12},
+            "input_ranges": {"film": {"ranges": {k: [None, None] for k in STATISTICS}, "source": "tests"}}, **fields}
+
+
 # --------------------------------------------------------------------------- image files
 def _good_png(path):
     iio.imwrite(path, (np.random.default_rng(0).random(GOOD_SHAPE) * 255).astype(np.uint8))
@@ -147,7 +157,7 @@ def test_scan_cli_exits_1_and_writes_the_good_verdicts(bad_file, tmp_path, capsy
     model_dir.mkdir()
     detector_model = build_autoencoder(seed=0)
     detector_model.save(model_dir / "autoencoder.keras")
-    (model_dir / "record.json").write_text(json.dumps({**AE_RECORD, "thresholds": {"t_mean": 1e6, "t_std": 1e6}}))
+    (model_dir / "record.json").write_text(json.dumps(_record(1e6, 1e6)))
     good = _good_png(tmp_path / "good.png")
     out = tmp_path / "out"
     assert main(["scan", str(path), str(good), "--model", str(model_dir), "--out", str(out)]) == 1
@@ -326,7 +336,7 @@ def bad_model(request, tmp_path):
     path = folder / "autoencoder.keras"
     if writer is not None:
         writer(path)
-    (folder / "record.json").write_text(json.dumps({**AE_RECORD, "thresholds": {"t_mean": 0.1, "t_std": 0.1}}))
+    (folder / "record.json").write_text(json.dumps(_record(0.1, 0.1)))
     return path, pattern
 
 
@@ -353,7 +363,7 @@ def test_wrong_suffix_and_wrong_network(tmp_path):
     folder = tmp_path / "cnn_in_disguise"
     folder.mkdir()
     build_cnn(seed=0).save(folder / "autoencoder.keras")
-    (folder / "record.json").write_text(json.dumps({**AE_RECORD, "thresholds": {"t_mean": 0.1, "t_std": 0.1}}))
+    (folder / "record.json").write_text(json.dumps(_record(0.1, 0.1)))
     with pytest.raises(ValueError, match="cnn_in_disguise: not a weldlab autoencoder: sub-models"):
         Detector.load(folder)
 
@@ -361,9 +371,10 @@ def test_wrong_suffix_and_wrong_network(tmp_path):
 @pytest.mark.parametrize("record, pattern", [
     (None, "no record.json"),
     ("{not json", "record.json: not valid JSON"),
-    ("{}", "no calibrated 'thresholds'"),
-    (json.dumps({**AE_RECORD, "thresholds": {"t_mean": -1, "t_std": 0.1}}), "t_mean"),
-    (json.dumps({**AE_RECORD, "thresholds": {"t_mean": 0.1}})[:-2] + ', "t_std": NaN}}', "t_std"),
+    ("{}", "no calibrated 'two_sided_thresholds'"),
+    (json.dumps(_record(-1, 0.1)), "t_mean"),
+    (json.dumps(_record(0.1, float("nan"))), "t_std"),
+    (json.dumps({**_record(0.1, 0.1), "input_ranges": {}}), "no 'input_ranges'"),
 ])
 def test_bad_model_records(record, pattern, tmp_path):
     folder = tmp_path / "model"
@@ -451,7 +462,7 @@ def test_bad_chapter_parameter_under_papermill_names_it(tmp_path):
 def _model_folder(folder, record=None):
     folder.mkdir(parents=True)
     build_autoencoder(seed=0).save(folder / "autoencoder.keras")
-    (folder / "record.json").write_text(json.dumps(record or {**AE_RECORD, "thresholds": {"t_mean": 1e6, "t_std": 1e6}}))
+    (folder / "record.json").write_text(json.dumps(record or _record(1e6, 1e6)))
     return folder
 
 
@@ -560,7 +571,7 @@ def test_scan_refuses_a_wrong_autoencoder_naming_what_differs(kind, pattern, tmp
     folder = tmp_path / "model"
     folder.mkdir()
     _not_our_autoencoder(kind).save(folder / "autoencoder.keras")
-    (folder / "record.json").write_text(json.dumps({**AE_RECORD, "thresholds": {"t_mean": 0.1, "t_std": 0.1}}))
+    (folder / "record.json").write_text(json.dumps(_record(0.1, 0.1)))
     with pytest.raises(ValueError, match=f"model: not a weldlab autoencoder: .*{pattern}"):
         Detector.load(folder)
     good = _good_png(tmp_path / "good.png")
@@ -569,8 +580,7 @@ def test_scan_refuses_a_wrong_autoencoder_naming_what_differs(kind, pattern, tmp
 
 
 def test_scan_refuses_a_model_whose_record_is_of_another_architecture(tmp_path):
-    folder = _model_folder(tmp_path / "model", {"model": "autoencoder", "architecture": 1,
-                                                "thresholds": {"t_mean": 0.1, "t_std": 0.1}})
+    folder = _model_folder(tmp_path / "model", _record(0.1, 0.1, architecture=1))
     with pytest.raises(ValueError, match="expected architecture 2, got 1"):
         Detector.load(folder)
 

@@ -127,7 +127,7 @@ def test_scan_files_survives_bad_files_and_writes_verdicts(models, tmp_path, rng
         Detector(ae, {"t_mean": 0.1, "t_std": float("nan")})
 
 
-def test_scan_cli(models, tmp_path, rng):
+def test_scan_cli(models, tmp_path, rng, capsys):
     import json
 
     from weldlab.cli import main
@@ -139,7 +139,10 @@ def test_scan_cli(models, tmp_path, rng):
     ae.save(model_dir / "autoencoder.keras")
     (model_dir / "record.json").write_text(json.dumps({"model": "autoencoder", "architecture": ARCHITECTURE_VERSION["ae"], "thresholds": {"t_mean": 1.0, "t_std": 1.0}}))
     out = tmp_path / "verdicts"
-    assert main(["scan", str(paths[0]), str(paths[1]), "--model", str(model_dir), "--out", str(out)]) == 1
+    assert main(["scan", str(paths[0]), str(paths[1]), "--model", str(model_dir), "--out", str(out)]) == 2
+    assert "two_sided_thresholds" in capsys.readouterr().err  # this record holds the paper's pair only
+    assert main(["scan", str(paths[0]), str(paths[1]), "--model", str(model_dir), "--out", str(out),
+                 "--rule", "paper"]) == 1
     assert json.loads((out / "gray8_png.json").read_text())["verdict"] == "accept"
     (model_dir / "record.json").write_text("{}")
     assert main(["scan", str(paths[0]), "--model", str(model_dir), "--out", str(out)]) == 2

@@ -32,5 +32,5 @@ def test_held_out_images_are_not_sni_sources():
 
 def test_detection_rates_counts_scores_above_one():
     inputs = {"a": np.zeros((4, 192, 192)), "b": np.ones((2, 192, 192))}
-    rates = detection_rates(inputs, ae_score=lambda x: x.mean(axis=(1, 2)) * 3, cnn_score=None)
-    assert rates == {"a": {"n": 4, "ae": 0.0, "cnn": None}, "b": {"n": 2, "ae": 1.0, "cnn": None}}
+    rates = detection_rates(inputs, {"ae": lambda x: x.mean(axis=(1, 2)) * 3})
+    assert rates == {"a": {"n": 4, "ae": 0.0}, "b": {"n": 2, "ae": 1.0}}

@@ -156,7 +156,7 @@ def cmd_scan(args):
     from .scan import Detector, check_tile, scan_files
 
     check_tile(args.tile)  # before the model loads
-    detector = Detector.load(args.model, seed=args.seed)
+    detector = Detector.load(args.model, seed=args.seed, rule=args.rule)
     results = scan_files(args.images, detector, args.out, tile=args.tile, overwrite=args.overwrite)
     n_err = sum(r["verdict"] == "error" for r in results)
     n_rev = sum(r["verdict"] == "review" for r in results)
@@ -218,6 +218,9 @@ def build_parser():
     p.add_argument("--out", default="scan-results", help="output folder (default: scan-results)")
     p.add_argument("--tile", type=int, default=1024,
                    help="output tile side in px, 32 to 8192 (default 1024); memory grows with its square")
+    p.add_argument("--rule", choices=("two-sided", "paper"), default="two-sided",
+                   help="two-sided (default): too-quiet residuals and images unlike the training films go to "
+                        "review too; paper: the paper's OR rule alone (too-large residuals)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace outputs of the same name even if weldlab did not write them for this image")
     p.set_defaults(func=cmd_scan)

@@ -91,7 +91,7 @@ def background_residuals(patches, sigma=BASELINE_SIGMA):
     return (crop(x) - crop(background)).astype(np.float32)
 
 
-def residual_maxima(model, patches, batch_size=64, chunk=512):
+def residual_maxima(model, patches, batch_size=64, chunk=512, quiet=False):
     """Per-patch maxima of ``|<r>|`` and ``sigma(r)``, computed chunk by chunk.
 
     Parameters
@@ -99,18 +99,22 @@ def residual_maxima(model, patches, batch_size=64, chunk=512):
     model : keras.Model or None
         The autoencoder; None for the classical baseline (:func:`background_residuals`).
     patches : ndarray, shape (n, 192, 192)
+    quiet : bool
+        Also return the per-patch minimum of ``sigma(r)`` (the two-sided rule).
 
     Returns
     -------
     max_mean, max_std : ndarray, shape (n,)
+    min_std : ndarray, shape (n,)
+        Only with ``quiet``.
     """
     n = len(patches)
-    mm, ms = np.empty(n), np.empty(n)
+    out = np.empty((3, n))
     for i in range(0, n, chunk):
         part = patches[i : i + chunk]
         r = background_residuals(part) if model is None else residuals(model, part, batch_size)
-        mm[i : i + chunk], ms[i : i + chunk] = patch_maxima(r)
-    return mm, ms
+        out[:, i : i + chunk] = patch_maxima(r, quiet=True)
+    return (out[0], out[1], out[2]) if quiet else (out[0], out[1])
 
 
 def evaluate_baseline(datasets, fpr=0.001):

@@ -90,6 +90,33 @@ def show_radiograph(ax, image, mask=None, title=None):
 
 #: Colours of flagged windows, as in the paper's Fig. 5-8: orange = mean test only,
 #: green = standard-deviation test only, blue = both.
+def text_mask(text, height):
+    """A boolean raster of ``text`` in matplotlib's default font, ``height`` px tall.
+
+    Parameters
+    ----------
+    text : str
+    height : int
+        Height of the raster (px); the text's outline is scaled to fill it.
+
+    Returns
+    -------
+    ndarray, shape (height, width), bool
+        True inside the letters; ``width`` follows from the text.
+    """
+    from matplotlib.textpath import TextPath
+
+    path = TextPath((0, 0), "Ag" if not text else text, size=height)  # "Ag": a line's full height
+    full = TextPath((0, 0), "Ag", size=height).get_extents()
+    ext = path.get_extents()
+    scale = (height - 1) / max(full.height, 1e-9)
+    width = max(1, int(np.ceil(ext.x1 * scale)) + 1)
+    yy, xx = np.mgrid[0:height, 0:width]
+    pts = np.column_stack([xx.ravel() / scale, (height - 1 - yy).ravel() / scale + full.y0])
+    mask = path.contains_points(pts).reshape(height, width)
+    return mask if text else np.zeros((height, 1), bool)
+
+
 FLAG_COLOURS = {1: "tab:orange", 2: "tab:green", 3: "tab:blue"}
 
 

@@ -30,7 +30,7 @@ from scipy import ndimage
 from .models import INPUT_SIZE, OUTPUT_OFFSET, check_autoencoder, load_model
 from .provenance import atomic_file, provenance, write_json
 from .radiographs import RadiographError, check_image_array, load_image
-from .residuals import KERNEL, kernel_statistics, window_flags
+from .residuals import KERNEL, QUIET_KERNEL, kernel_statistics, window_flags
 
 MARGIN = OUTPUT_OFFSET  # 18 px lost on every side
 STRIDE = 4
@@ -179,7 +179,8 @@ def scan_maps(model_fc, image, thresholds, tile=TILE, kernel=KERNEL, keep_maps=T
         From :func:`fully_convolutional`.
     image : ndarray, shape (H, W), float32 in [0, 1]
     thresholds : dict
-        ``t_mean`` and ``t_std``.
+        ``t_mean`` and ``t_std``; with ``t_quiet``, the two-sided rule (windows whose
+        :data:`~weldlab.residuals.QUIET_KERNEL` neighbourhood is too quiet are flagged too).
     tile : int
         Tile side in windows (see :func:`check_tile`).
     keep_maps : bool
@@ -193,11 +194,13 @@ def scan_maps(model_fc, image, thresholds, tile=TILE, kernel=KERNEL, keep_maps=T
     Returns
     -------
     dict
-        ``flags`` (0 none, 1 mean, 2 std, 3 both), int8, shape
+        ``flags`` (0 none, 1 mean, 2 std, 3 both, plus 4 too quiet; see
+        :func:`weldlab.residuals.window_flags`), int8, shape
         (H - 36 - k + 1, W - 36 - k + 1): window ``(i, j)`` covers image pixels
         ``[i + 18, i + 18 + k)`` x ``[j + 18, j + 18 + k)``; ``flagged`` (flat indices
-        of the flagged windows, and their ``abs_mean`` and ``std``); ``max_abs_mean`` and
-        ``max_std`` over all windows; with ``keep_maps``, ``mean`` and ``std`` (float32).
+        of the flagged windows, and their ``abs_mean`` and ``std``, and with two-sided
+        thresholds their ``quiet``); ``max_abs_mean`` and ``max_std`` over all windows
+        (two-sided: ``min_quiet`` too); with ``keep_maps``, ``mean`` and ``std`` (float32).
     """
     image = check_image_array(np.asarray(image, np.float32), what=name, min_side=INPUT_SIZE)
     if image.size > MAX_PIXELS:
@@ -209,15 +212,30 @@ def scan_maps(model_fc, image, thresholds, tile=TILE, kernel=KERNEL, keep_maps=T
     wh, ww = h - 2 * MARGIN - k + 1, w - 2 * MARGIN - k + 1
     flags = np.zeros((wh, ww), np.int8)
     maps = {"mean": np.empty((wh, ww), np.float32), "std": np.empty((wh, ww), np.float32)} if keep_maps else {}
-    index, abs_means, stds = [], [], []
+    index, abs_means, stds, quiets = [], [], [], []
     max_mean = max_std = 0.0
+    min_quiet = np.inf
+    two_sided = "t_quiet" in thresholds
+    pad = (QUIET_KERNEL - k) // 2 if two_sided else 0  # the quiet neighbourhood reaches this far beyond a window
     blocks = [(top, left) for top in range(0, wh, tile) for left in range(0, ww, tile)]
     for done, (top, left) in enumerate(blocks, 1):
         th, tw = min(tile, wh - top), min(tile, ww - left)
-        recon = _reconstruct_block(model_fc, image, top, left, th + k - 1, tw + k - 1)
-        r = image[MARGIN + top : MARGIN + top + th + k - 1, MARGIN + left : MARGIN + left + tw + k - 1] - recon
-        m, s = kernel_statistics(r, k)
-        f = window_flags(m, s, thresholds)
+        # residual rows/columns [r0, r1) x [c0, c1): the tile's windows plus, for the quiet
+        # test, the neighbourhoods around them (clipped to the residual map)
+        # (a tile at the far border starts early enough for one whole neighbourhood)
+        reach = QUIET_KERNEL if two_sided else 0
+        r0, c0 = max(min(top - pad, wh + k - 1 - reach), 0), max(min(left - pad, ww + k - 1 - reach), 0)
+        r1, c1 = min(top + th + k - 1 + pad, wh + k - 1), min(left + tw + k - 1 + pad, ww + k - 1)
+        recon = _reconstruct_block(model_fc, image, r0, c0, r1 - r0, c1 - c0)
+        r = image[MARGIN + r0 : MARGIN + r1, MARGIN + c0 : MARGIN + c1] - recon
+        m, s = kernel_statistics(r[top - r0 : top - r0 + th + k - 1, left - c0 : left - c0 + tw + k - 1], k)
+        quiet = None
+        if two_sided:  # as residuals.quiet_std on the whole map: nearest whole neighbourhood at its border
+            q = kernel_statistics(r, QUIET_KERNEL)[1]
+            rows = np.clip(np.arange(top, top + th) - pad, 0, wh - 1 - 2 * pad) - r0
+            cols = np.clip(np.arange(left, left + tw) - pad, 0, ww - 1 - 2 * pad) - c0
+            quiet = q[np.ix_(rows, cols)]
+        f = window_flags(m, s, thresholds, quiet)
         flags[top : top + th, left : left + tw] = f
         if keep_maps:
             maps["mean"][top : top + th, left : left + tw] = m
@@ -227,24 +245,41 @@ def scan_maps(model_fc, image, thresholds, tile=TILE, kernel=KERNEL, keep_maps=T
         index.append((top + ii) * ww + (left + jj))
         abs_means.append(abs_m[ii, jj])
         stds.append(s[ii, jj])
+        if quiet is not None:
+            quiets.append(quiet[ii, jj])
+            min_quiet = min(min_quiet, float(quiet.min()))
         max_mean, max_std = max(max_mean, float(abs_m.max())), max(max_std, float(s.max()))
         if progress is not None:
             progress(done, len(blocks))
     flagged = {"index": np.concatenate(index), "abs_mean": np.concatenate(abs_means), "std": np.concatenate(stds)}
-    return {"flags": flags, "flagged": flagged, "max_abs_mean": max_mean, "max_std": max_std, **maps}
+    out = {"flags": flags, "flagged": flagged, "max_abs_mean": max_mean, "max_std": max_std}
+    if two_sided:
+        flagged["quiet"] = np.concatenate(quiets)
+        out["min_quiet"] = min_quiet
+    return {**out, **maps}
 
 
 # --- the detector applied to files: verdicts, regions and overlays -------------------------
 
-#: Overlay colours (RGB) of windows flagged by the mean test (orange), the std test (green)
-#: or both (blue), as in :data:`weldlab.figures.FLAG_COLOURS`; region frames are red.
-FLAG_COLOURS = {1: (255, 127, 14), 2: (44, 160, 44), 3: (31, 119, 180)}
+#: Overlay colours (RGB) of windows flagged by the mean test (orange), the std test (green),
+#: both (blue), as in :data:`weldlab.figures.FLAG_COLOURS`, or the quiet test (purple).
+#: Frames: red around a defect-like region, purple around a too-quiet one, pink around the
+#: whole image when the image itself lies outside the training films' ranges.
+FLAG_COLOURS = {1: (255, 127, 14), 2: (44, 160, 44), 3: (31, 119, 180), 4: (148, 103, 189)}
 FRAME_COLOUR = (214, 39, 40)
+QUIET_COLOUR = FLAG_COLOURS[4]
+INPUT_COLOUR = (227, 119, 194)
 TEST_NAMES = {1: "mean", 2: "std", 3: "both"}
+#: Why a region or an image goes to review (the ``reason`` of regions and verdicts).
+REASONS = {"indication": "defect-like indication (residual too large)",
+           "quiet": "too-quiet residual (smoother than any training film)",
+           "input": "input outside the training films' range"}
+#: The decision rules: the paper's OR rule, or the two-sided rule with the input checks.
+RULES = ("two-sided", "paper")
 
 
 class Detector:
-    """The OOD detector: a fully convolutional autoencoder and its two thresholds.
+    """The OOD detector: a fully convolutional autoencoder, its thresholds and input checks.
 
     Parameters
     ----------
@@ -252,38 +287,58 @@ class Detector:
         The 192 px autoencoder (converted with :func:`fully_convolutional`); a model of
         another geometry or size is refused (:func:`weldlab.models.check_autoencoder`).
     thresholds : dict
-        ``t_mean`` and ``t_std`` (from :func:`weldlab.residuals.calibrate_thresholds`).
+        ``t_mean`` and ``t_std`` (from :func:`weldlab.residuals.calibrate_thresholds`);
+        with ``t_quiet``, the two-sided rule.
     record : dict, optional
         The model's training record, copied into every verdict.
+    input_ranges : dict, optional
+        From :func:`weldlab.screening.input_ranges` on the training films: an image outside
+        them goes to review with the reason. None: no input checks.
     """
 
-    def __init__(self, autoencoder, thresholds, record=None):
-        for key in ("t_mean", "t_std"):
+    def __init__(self, autoencoder, thresholds, record=None, input_ranges=None):
+        keys = ("t_mean", "t_std", "t_quiet") if isinstance(thresholds, dict) and "t_quiet" in thresholds \
+            else ("t_mean", "t_std")
+        for key in keys:
             value = thresholds.get(key) if isinstance(thresholds, dict) else None
             if not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
                 raise ValueError(f"thresholds: expected a positive finite {key!r}, got {value!r}")
+        if input_ranges is not None and not (isinstance(input_ranges, dict) and "ranges" in input_ranges):
+            raise ValueError("input_ranges: expected the result of weldlab.screening.input_ranges")
         check_autoencoder(autoencoder, where="autoencoder")
         self.model_fc = fully_convolutional(autoencoder)
         self.thresholds = dict(thresholds)
         self.record = record or {}
+        self.input_ranges = input_ranges
+
+    @property
+    def rule(self):
+        """"two-sided" (quiet test and input checks) or "paper" (the OR rule alone)."""
+        return "two-sided" if "t_quiet" in self.thresholds else "paper"
 
     @classmethod
-    def load(cls, model_dir=None, seed=0):
+    def load(cls, model_dir=None, seed=0, rule="two-sided"):
         """Load ``autoencoder.keras`` and ``record.json`` (with ``thresholds``) from a folder.
 
         Parameters
         ----------
         model_dir : path, optional
             Default: the shipped autoencoder (trained with SNI perturbations) of ``seed``.
+        rule : {"two-sided", "paper"}
+            "two-sided": the record's ``two_sided_thresholds`` and ``input_ranges["film"]``
+            (too-quiet residuals and inputs unlike the training films go to review too);
+            "paper": the paper's OR rule alone (``thresholds``), as Tables 2-3 report it.
 
         Raises
         ------
         ValueError
             If the model or its record is not a weldlab autoencoder of this version
-            (naming what differs), or the thresholds are missing or invalid.
+            (naming what differs), or the thresholds the rule needs are missing or invalid.
         """
         from .models import pretrained_dir
 
+        if rule not in RULES:
+            raise ValueError(f"rule: expected one of {RULES}, got {rule!r}")
         folder = Path(model_dir) if model_dir is not None else pretrained_dir("ae", seed)
         record_file = folder / "record.json"
         if not record_file.is_file():
@@ -292,35 +347,106 @@ class Detector:
             record = json.loads(record_file.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"{record_file}: not valid JSON ({exc})") from exc
-        if "thresholds" not in record:
-            raise ValueError(f"{record_file}: has no calibrated 'thresholds' "
-                             "(calibrate them with weldlab.residuals.calibrate_thresholds)")
+        key = "two_sided_thresholds" if rule == "two-sided" else "thresholds"
+        if key not in record:
+            raise ValueError(f"{record_file}: has no calibrated {key!r} for the {rule} rule (add what "
+                             "weldlab.scan.calibrate_detector returns to the record"
+                             f"{'; or scan with --rule paper' if rule == 'two-sided' and 'thresholds' in record else ''})")
+        ranges = (record.get("input_ranges") or {}).get("film") if rule == "two-sided" else None
+        if rule == "two-sided" and ranges is None:
+            raise ValueError(f"{record_file}: has no 'input_ranges' of the training films for the two-sided rule "
+                             "(weldlab.screening.input_ranges); use rule='paper' for the OR rule alone")
         model = load_model(folder / "autoencoder.keras")
         check_autoencoder(model, record, where=str(folder))
         try:
-            return cls(model, record["thresholds"], record)
+            return cls(model, record[key], record, ranges)
         except ValueError as exc:
             raise ValueError(f"{folder}: {exc}") from exc
 
 
-def flagged_values(flags, mean, std):
+def calibrate_detector(autoencoder, val_okay, train_okay, films, fpr=0.001, films_source="training films"):
+    """Everything a :class:`Detector` needs besides the network, for its record.
+
+    Parameters
+    ----------
+    autoencoder : keras.Model
+        The 192 px autoencoder.
+    val_okay : ndarray, shape (n, 192, 192)
+        Okay validation patches: the thresholds' false positive rate is calibrated on them.
+    train_okay : ndarray, shape (m, 192, 192)
+        Okay training patches: the patch-level input ranges.
+    films : sequence of ndarray, each shape (H, W)
+        The training radiographs: the film-level input ranges (for whole-film scans).
+    fpr : float
+        Patch-level false positive rate of each rule.
+
+    Returns
+    -------
+    dict
+        ``thresholds`` (the paper's OR rule), ``two_sided_thresholds`` (with ``t_quiet``,
+        same budget) and ``input_ranges`` (``film`` and ``patch``, from
+        :func:`weldlab.screening.input_ranges`).
+    """
+    from .evaluate import residual_maxima
+    from .residuals import calibrate_thresholds
+    from .screening import input_ranges
+
+    max_mean, max_std, min_std = residual_maxima(autoencoder, val_okay, quiet=True)
+    return {
+        "thresholds": calibrate_thresholds(max_mean, max_std, fpr=fpr),
+        "two_sided_thresholds": calibrate_thresholds(max_mean, max_std, fpr=fpr, min_std=min_std),
+        "input_ranges": {"film": input_ranges(films, f"{len(films)} {films_source}"),
+                         "patch": input_ranges(train_okay, f"{len(train_okay)} okay training patches")},
+    }
+
+
+#: The entries of a model record that :func:`calibrate_detector` writes.
+CALIBRATION_KEYS = ("thresholds", "two_sided_thresholds", "input_ranges")
+
+
+def record_or_calibrate(record, autoencoder, datasets, films, fpr=0.001, films_source="training films"):
+    """The detector calibration stored in ``record`` (the shipped models have one), else
+    :func:`calibrate_detector` on ``datasets["val_okay"]``, ``datasets["train_okay"]`` and
+    ``films``.
+
+    Returns
+    -------
+    dict
+        :data:`CALIBRATION_KEYS` -> their values.
+    """
+    if all(k in record for k in CALIBRATION_KEYS):
+        return {k: record[k] for k in CALIBRATION_KEYS}
+    return calibrate_detector(autoencoder, datasets["val_okay"], datasets["train_okay"], films, fpr=fpr,
+                              films_source=films_source)
+
+
+def flagged_values(flags, mean, std, quiet=None):
     """The ``flagged`` entry of :func:`scan_maps`, from full ``mean`` and ``std`` maps.
 
     Parameters
     ----------
     flags, mean, std : ndarray, shape (h, w)
+    quiet : ndarray, shape (h, w), optional
+        From :func:`weldlab.residuals.quiet_std` (two-sided thresholds).
 
     Returns
     -------
     dict
-        ``index`` (flat indices of the windows with ``flags > 0``), ``abs_mean``, ``std``.
+        ``index`` (flat indices of the windows with ``flags > 0``), ``abs_mean``, ``std``
+        (and ``quiet``).
     """
     index = np.flatnonzero(np.asarray(flags) > 0)
-    return {"index": index, "abs_mean": np.abs(np.ravel(mean)[index]), "std": np.ravel(std)[index]}
+    out = {"index": index, "abs_mean": np.abs(np.ravel(mean)[index]), "std": np.ravel(std)[index]}
+    if quiet is not None:
+        out["quiet"] = np.ravel(quiet)[index]
+    return out
 
 
 def flagged_regions(flags, flagged, thresholds, kernel=KERNEL):
-    """Connected groups of flagged windows, as boxes in image pixels.
+    """Connected groups of flagged windows, as boxes in image pixels, one reason each.
+
+    Windows flagged as too large (mean or std test) and as too quiet are grouped
+    separately, so every region has one reason.
 
     Parameters
     ----------
@@ -328,35 +454,56 @@ def flagged_regions(flags, flagged, thresholds, kernel=KERNEL):
         From :func:`scan_maps`; window ``(i, j)`` covers image pixels from ``(i + 18, j + 18)``.
     flagged : dict
         From :func:`scan_maps`: ``index`` (flat indices of the flagged windows),
-        ``abs_mean`` and ``std`` (their statistics).
+        ``abs_mean`` and ``std`` (their statistics; ``quiet`` with two-sided thresholds).
 
     Returns
     -------
     list of dict
-        Largest score first: ``box`` ``[row0, col0, row1, col1]`` (end exclusive),
-        ``windows`` (how many fired), ``tests`` (windows per test: mean, std, both),
-        ``max_abs_mean``, ``max_std`` and ``score`` (the combined score, > 1).
+        Largest score first: ``reason`` ("indication" or "quiet", see :data:`REASONS`),
+        ``box`` ``[row0, col0, row1, col1]`` (end exclusive; a quiet region's box is
+        widened to the neighbourhoods its windows measured), ``windows`` (how many
+        fired), ``tests`` (windows per test: mean, std, both; or quiet), ``max_abs_mean``,
+        ``max_std`` (and ``min_quiet``) and ``score`` (> 1: for an indication the
+        combined score, for a quiet region ``t_quiet`` / its quietest neighbourhood).
     """
-    labels, n = ndimage.label(flags > 0, structure=np.ones((3, 3), bool))
-    if n == 0:
-        return []
-    slices = ndimage.find_objects(labels)
-    region = labels.ravel()[flagged["index"]] - 1  # 0-based region of each flagged window
-    max_mean, max_std = np.zeros(n), np.zeros(n)
-    np.maximum.at(max_mean, region, flagged["abs_mean"])
-    np.maximum.at(max_std, region, flagged["std"])
+    flags = np.asarray(flags)
     codes = flags.ravel()[flagged["index"]]
-    counts = [np.bincount(region[codes == code], minlength=n) for code in (1, 2, 3)]
     out = []
-    for k, sl in enumerate(slices):
-        out.append({
-            "box": [int(sl[0].start + MARGIN), int(sl[1].start + MARGIN),
-                    int(sl[0].stop + MARGIN + kernel - 1), int(sl[1].stop + MARGIN + kernel - 1)],
-            "windows": int(counts[0][k] + counts[1][k] + counts[2][k]),
-            "tests": {TEST_NAMES[c]: int(counts[c - 1][k]) for c in (1, 2, 3)},
-            "max_abs_mean": float(max_mean[k]), "max_std": float(max_std[k]),
-            "score": float(max(max_mean[k] / thresholds["t_mean"], max_std[k] / thresholds["t_std"])),
-        })
+    for reason, bits in (("indication", 3), ("quiet", 4)):
+        labels, n = ndimage.label((flags & bits) > 0, structure=np.ones((3, 3), bool))
+        if n == 0:
+            continue
+        slices = ndimage.find_objects(labels)
+        sel = (codes & bits) > 0
+        region = labels.ravel()[flagged["index"][sel]] - 1  # 0-based region of each of these windows
+        grow = (QUIET_KERNEL - kernel) // 2 if reason == "quiet" else 0
+        if reason == "indication":
+            max_mean, max_std = np.zeros(n), np.zeros(n)
+            np.maximum.at(max_mean, region, flagged["abs_mean"][sel])
+            np.maximum.at(max_std, region, flagged["std"][sel])
+            c = codes[sel] & 3
+            counts = {TEST_NAMES[code]: np.bincount(region[c == code], minlength=n) for code in (1, 2, 3)}
+        else:
+            min_quiet = np.full(n, np.inf)
+            np.minimum.at(min_quiet, region, flagged["quiet"][sel])
+            counts = {"quiet": np.bincount(region, minlength=n)}
+        h, w = flags.shape
+        for k, sl in enumerate(slices):
+            entry = {
+                "reason": reason,
+                "box": [int(max(sl[0].start - grow, 0) + MARGIN), int(max(sl[1].start - grow, 0) + MARGIN),
+                        int(min(sl[0].stop + grow, h) + MARGIN + kernel - 1),
+                        int(min(sl[1].stop + grow, w) + MARGIN + kernel - 1)],
+                "windows": int(sum(v[k] for v in counts.values())),
+                "tests": {name: int(v[k]) for name, v in counts.items()},
+            }
+            if reason == "indication":
+                entry.update({"max_abs_mean": float(max_mean[k]), "max_std": float(max_std[k]),
+                              "score": float(max(max_mean[k] / thresholds["t_mean"], max_std[k] / thresholds["t_std"]))})
+            else:
+                entry.update({"min_quiet": float(min_quiet[k]),
+                              "score": float(thresholds["t_quiet"] / max(min_quiet[k], 1e-12))})
+            out.append(entry)
     return sorted(out, key=lambda r: -r["score"])
 
 
@@ -369,7 +516,9 @@ def coverage(flags, shape, kernel=KERNEL):
     """
     out = np.zeros(shape, np.int8)
     h, w = flags.shape
-    for bit in (1, 2):
+    for bit in (1, 2, 4):
+        if not (flags & bit).any():
+            continue
         centres = np.zeros(shape, bool)
         centres[MARGIN + kernel // 2 : MARGIN + kernel // 2 + h,
                 MARGIN + kernel // 2 : MARGIN + kernel // 2 + w] = (flags & bit) > 0
@@ -377,7 +526,20 @@ def coverage(flags, shape, kernel=KERNEL):
     return out
 
 
-def overlay(image, flags, regions, kernel=KERNEL, alpha=0.55):
+def _caption(lines, width):
+    """White text on a dark strip, ``width`` px wide: one row of text per line."""
+    from .figures import text_mask
+
+    line_height = max(22, width // 80)  # legible when a large film is shown whole
+    strip = np.full((line_height * len(lines) + 8, width, 3), 32, np.uint8)
+    for i, line in enumerate(lines):
+        mask = text_mask(line, line_height - 6)[:, : max(width - 8, 1)]
+        top = 4 + i * line_height + 3
+        strip[top : top + mask.shape[0], 4 : 4 + mask.shape[1]][mask] = 255
+    return strip
+
+
+def overlay(image, flags, regions, kernel=KERNEL, alpha=0.55, caption=None, input_outside=False):
     """An RGB picture of the radiograph with flagged windows tinted and regions boxed.
 
     Parameters
@@ -386,25 +548,36 @@ def overlay(image, flags, regions, kernel=KERNEL, alpha=0.55):
     flags : ndarray
         From :func:`scan_maps`.
     regions : list of dict
-        From :func:`flagged_regions`.
+        From :func:`flagged_regions`: indications framed red, quiet regions purple.
+    caption : list of str, optional
+        Lines of text written on a strip above the picture (the verdict and its reasons).
+    input_outside : bool
+        Frame the whole image pink: the image lies outside the training films' ranges.
 
     Returns
     -------
-    ndarray, shape (H, W, 3), uint8
+    ndarray, shape (H, W, 3) (with a caption, taller by its strip), uint8
     """
     from skimage.draw import rectangle_perimeter
 
     rgb = np.repeat(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)
     cov = coverage(flags, image.shape, kernel)
     for code, colour in FLAG_COLOURS.items():
-        sel = cov == code
+        sel = (cov & 3) == code if code < 4 else (cov & 4) > 0
         rgb[sel] = np.round((1 - alpha) * rgb[sel] + alpha * np.asarray(colour)).astype(np.uint8)
     for r in regions:
         r0, c0, r1, c1 = r["box"]
+        colour = QUIET_COLOUR if r.get("reason") == "quiet" else FRAME_COLOUR
         for pad in (3, 4):  # a 2 px frame a little outside the box
             rr, cc = rectangle_perimeter((r0 - pad, c0 - pad), end=(r1 - 1 + pad, c1 - 1 + pad), shape=image.shape,
                                          clip=True)
-            rgb[rr, cc] = FRAME_COLOUR
+            rgb[rr, cc] = colour
+    if input_outside:
+        border = max(4, min(image.shape) // 100)
+        for sl in (np.s_[:border], np.s_[-border:], np.s_[:, :border], np.s_[:, -border:]):
+            rgb[sl] = INPUT_COLOUR
+    if caption:
+        rgb = np.concatenate([_caption(list(caption), rgb.shape[1]), rgb])
     return rgb
 
 
@@ -452,7 +625,7 @@ MAX_PIXELS = 300_000_000
 
 
 def scan_image(detector, image, tile=TILE, name="image", keep_maps=True, progress=None):
-    """Scan one radiograph: verdict, flagged regions and the maps.
+    """Scan one radiograph: verdict, its reasons, flagged regions and the maps.
 
     Parameters
     ----------
@@ -467,27 +640,49 @@ def scan_image(detector, image, tile=TILE, name="image", keep_maps=True, progres
     Returns
     -------
     verdict : dict
-        ``verdict`` ("accept": nothing flagged, or "review": send to a human), ``regions``
+        ``verdict`` ("accept": nothing flagged and the image within the training films'
+        ranges, or "review": send to a human), ``reasons`` (one line per reason, naming
+        :data:`REASONS` and where), ``rule``, ``input`` (with input checks: the image's
+        ``statistics`` and the reasons it lies ``outside`` the ranges), ``regions``
         (:func:`flagged_regions`), ``max_score``, ``analysed_box`` (the pixels the windows
         cover; an 18 px border is not analysed), ``thresholds``, ``seconds``.
     maps : dict
         From :func:`scan_maps`.
     """
+    from .screening import check_input, image_statistics
+
     image = np.asarray(image, np.float32)
     t0 = time.perf_counter()
-    maps = scan_maps(detector.model_fc, image, detector.thresholds, tile, keep_maps=keep_maps, progress=progress,
+    th = detector.thresholds
+    maps = scan_maps(detector.model_fc, image, th, tile, keep_maps=keep_maps, progress=progress,
                      name=name)  # validates the image (once)
-    regions = flagged_regions(maps["flags"], maps["flagged"], detector.thresholds)
-    score = float(max(maps["max_abs_mean"] / detector.thresholds["t_mean"],
-                      maps["max_std"] / detector.thresholds["t_std"]))
+    regions = flagged_regions(maps["flags"], maps["flagged"], th)
+    score = max(maps["max_abs_mean"] / th["t_mean"], maps["max_std"] / th["t_std"])
+    if "t_quiet" in th:
+        score = max(score, th["t_quiet"] / max(maps["min_quiet"], 1e-12))
+    reasons, checked = [], None
+    if detector.input_ranges is not None:
+        stats = image_statistics(image)
+        outside = check_input(stats, detector.input_ranges)
+        checked = {"statistics": stats, "outside": outside, "ranges_from": detector.input_ranges.get("source")}
+        reasons += [f"{REASONS['input']}: {why}" for why in outside]
+    for reason in ("indication", "quiet"):
+        mine = [r for r in regions if r["reason"] == reason]
+        if mine:
+            reasons.append(f"{REASONS[reason]}: {len(mine)} region{'s' * (len(mine) > 1)}, "
+                           f"the strongest at rows {mine[0]['box'][0]}-{mine[0]['box'][2]}, "
+                           f"columns {mine[0]['box'][1]}-{mine[0]['box'][3]}")
     h, w = image.shape
-    return {
-        "image": name, "shape": [h, w], "verdict": "review" if regions else "accept",
-        "regions": regions, "max_score": score,
+    verdict = {
+        "image": name, "shape": [h, w], "verdict": "review" if reasons else "accept", "reasons": reasons,
+        "rule": detector.rule, "regions": regions, "max_score": float(score),
         "analysed_box": [MARGIN, MARGIN, h - MARGIN, w - MARGIN],
-        "thresholds": {k: detector.thresholds[k] for k in ("t_mean", "t_std")},
+        "thresholds": {k: th[k] for k in ("t_mean", "t_std", "t_quiet") if k in th},
         "seconds": round(time.perf_counter() - t0, 3),
-    }, maps
+    }
+    if checked is not None:
+        verdict["input"] = checked
+    return verdict, maps
 
 
 def _path_hash(path):
@@ -638,7 +833,9 @@ def scan_files(paths, detector, out_dir, tile=TILE, log=print, overwrite=False):
         if maps is not None:
             verdict["overlay"] = str(png)
             with atomic_file(png) as tmp_png:
-                iio.imwrite(tmp_png, overlay(image, maps["flags"], verdict["regions"]))
+                caption = [f"{verdict['verdict'].upper()} ({verdict['rule']} rule)"] + verdict["reasons"]
+                iio.imwrite(tmp_png, overlay(image, maps["flags"], verdict["regions"], caption=caption,
+                                             input_outside=bool(verdict.get("input", {}).get("outside"))))
                 write_json(json_file, verdict)
         else:
             write_json(json_file, verdict)
@@ -649,6 +846,8 @@ def scan_files(paths, detector, out_dir, tile=TILE, log=print, overwrite=False):
         else:
             log(f"[{i}/{len(names)}] {path}: {verdict['verdict']} ({len(verdict['regions'])} regions, max score "
                 f"{verdict['max_score']:.2f}, {verdict['seconds']} s)")
+            for why in verdict["reasons"]:
+                log(f"    {why}")
         for w in verdict["warnings"]:
             log(f"{path}: warning: {w}")
     return results

@@ -1,0 +1,176 @@
+"""Issue 14: unexpected inputs go to a human. Two-sided residual evidence (too quiet as well
+as too large), input checks against the training films, and reasons in every verdict.
+
+Every test here failed on the code before the two-sided rule: the shipped detector accepted
+a uniform grey frame and a smooth ramp ("accept", max score 0.68)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from weldlab.residuals import calibrate_thresholds, combined_score, flagged_windows, patch_maxima
+from weldlab.screening import MARGINS, STATISTICS, check_input, image_statistics, input_ranges
+from weldlab.unexpected import HELD_OUT_KINDS, NON_WELD_FILMS, held_out_inputs, non_weld_films
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from weldlab.scan import Detector
+
+    return Detector.load()
+
+
+def test_quiet_threshold_shares_the_budget_with_the_papers_pair(rng):
+    a, b, c = rng.uniform(0, 1, (3, 3000))
+    paper = calibrate_thresholds(a, b, fpr=0.001)
+    two = calibrate_thresholds(a, b, fpr=0.001, min_std=c)
+    # the paper's pair is unchanged, so Tables 2-3 and the two-sided rule agree on it
+    assert (two["t_mean"], two["t_std"]) == (paper["t_mean"], paper["t_std"])
+    flagged = (a > two["t_mean"]) | (b > two["t_std"]) | (c < two["t_quiet"])
+    assert flagged.mean() == two["fpr_calibration"] <= 0.001
+    # with budget left by the pair, the quiet test uses it: here one more patch may be flagged
+    loose = calibrate_thresholds(a, b, fpr=0.001)
+    left = 3 - int(((a > loose["t_mean"]) | (b > loose["t_std"])).sum())
+    assert int((c < two["t_quiet"]).sum() - ((c < two["t_quiet"]) & ((a > two["t_mean"]) | (b > two["t_std"]))).sum()) == left
+    with pytest.raises(ValueError, match="min_std"):
+        calibrate_thresholds(a, b, min_std=c[:10])
+
+
+def test_a_flat_patch_is_too_quiet_and_a_grainy_one_is_not(rng):
+    grain = rng.normal(0, 0.005, (2, 60, 60))
+    flat = grain.copy()
+    flat[1, 10:50, 10:50] = 0.0  # a smooth area the size of a quiet neighbourhood and more
+    mm, ms, mq = patch_maxima(flat, quiet=True)
+    th = {"t_mean": 1.0, "t_std": 1.0, "t_quiet": 0.003}
+    assert mq[0] > 0.003 > mq[1]
+    assert list(combined_score(mm, ms, th, mq) > 1) == [False, True]
+    flags = flagged_windows(flat[1], th)
+    assert (flags == 4).any() and not (flags & 3).any()
+    assert not flagged_windows(flat[0], th).any()
+    with pytest.raises(ValueError, match="min_std"):
+        combined_score(mm, ms, th)
+
+
+def test_tiled_scan_equals_the_whole_map_with_the_quiet_test(shipped):
+    from weldlab.scan import residual_map, scan_maps
+
+    rng = np.random.default_rng(3)
+    image = np.clip(0.5 + rng.normal(0, 0.005, (300, 420)), 0, 1).astype(np.float32)
+    image[80:200, 100:260] = 0.5
+    whole = flagged_windows(residual_map(shipped.model_fc, image), shipped.thresholds)
+    for tile in (32, 100, 1024):
+        assert np.array_equal(scan_maps(shipped.model_fc, image, shipped.thresholds, tile=tile)["flags"], whole), tile
+    assert (whole & 4).any()
+
+
+def test_input_statistics_and_ranges(rng):
+    films = [np.clip(rng.normal(0.5, 0.005, (192, 256)), 0, 1) for _ in range(3)]
+    ranges = input_ranges(films, "three grain frames")
+    assert set(ranges["ranges"]) == set(STATISTICS) == set(MARGINS) and ranges["n"] == 3
+    assert check_input(image_statistics(films[1]), ranges) == []
+    noisy = check_input(image_statistics(np.clip(films[0] + rng.normal(0, 0.05, films[0].shape), 0, 1)), ranges)
+    assert any(r.startswith("film grain (noise std.)") and "above" in r for r in noisy)
+    saturated = np.ones((192, 192))
+    reasons = check_input(image_statistics(saturated), ranges)
+    assert any("cannot be measured" in r for r in reasons) and any(r.startswith("clipped") for r in reasons)
+    with pytest.raises(ValueError, match="image: expected a 2-D image"):
+        image_statistics(np.zeros((10, 10)))
+    with pytest.raises(ValueError, match="at least one"):
+        input_ranges([], "nothing")
+
+
+def test_shipped_detector_sends_a_flat_frame_to_review_with_both_reasons(shipped):
+    from weldlab.scan import scan_image
+
+    verdict, _ = scan_image(shipped, np.full((300, 400), 0.45, np.float32), name="grey")
+    assert verdict["verdict"] == "review"
+    assert any(r.startswith("too-quiet residual") for r in verdict["reasons"])
+    assert any(r.startswith("input outside the training films' range: film grain") for r in verdict["reasons"])
+    assert [r["reason"] for r in verdict["regions"]] == ["quiet"] and verdict["regions"][0]["score"] > 1
+
+
+@pytest.mark.parametrize("name", NON_WELD_FILMS)
+def test_every_non_weld_image_goes_to_review(shipped, name):
+    from weldlab.scan import scan_image
+
+    image = non_weld_films((256, 512), seed=1)[name]
+    verdict, _ = scan_image(shipped, image, name=name, keep_maps=False)
+    assert verdict["verdict"] == "review" and verdict["reasons"], (name, verdict["max_score"])
+
+
+def test_held_out_kinds_are_made_seeded(rng):
+    okay = np.clip(0.4 + rng.normal(0, 0.005, (5, 192, 192)), 0, 1).astype(np.float32)
+    a, b = held_out_inputs(okay, n=3, seed=4), held_out_inputs(okay, n=3, seed=4)
+    assert tuple(a) == HELD_OUT_KINDS
+    for kind, x in a.items():
+        assert x.shape == (3, 192, 192) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1, kind
+        assert np.array_equal(x, b[kind]), kind
+        assert not np.allclose(x, okay[: len(x)], atol=1e-3), kind
+
+
+def test_scan_files_writes_reasons_and_an_overlay_that_says_why(shipped, tmp_path):
+    import imageio.v3 as iio
+
+    from weldlab.scan import INPUT_COLOUR, scan_files
+
+    iio.imwrite(tmp_path / "grey.png", np.full((240, 320), 115, np.uint8))
+    log = []
+    (verdict,) = scan_files([tmp_path / "grey.png"], shipped, tmp_path / "out", log=log.append)
+    saved = json.loads((tmp_path / "out" / "grey_png.json").read_text())
+    assert saved["verdict"] == "review" and saved["reasons"] == verdict["reasons"] and saved["rule"] == "two-sided"
+    assert saved["input"]["outside"] and saved["input"]["statistics"]["noise_std"] == 0.0
+    assert any("too-quiet" in line for line in log)
+    rgb = iio.imread(tmp_path / "out" / "grey_png_overlay.png")
+    assert rgb.shape[0] > 240 and rgb.shape[1] == 320  # a caption strip above the picture
+    assert (rgb[-1, :] == INPUT_COLOUR).all()  # the whole image framed: outside the training range
+    assert (rgb[: rgb.shape[0] - 240] == 255).any()  # the caption's text
+
+
+def test_the_papers_rule_stays_available(tmp_path):
+    import imageio.v3 as iio
+
+    from weldlab.cli import main
+
+    iio.imwrite(tmp_path / "grey.png", np.full((240, 320), 115, np.uint8))
+    assert main(["scan", str(tmp_path / "grey.png"), "--out", str(tmp_path / "paper"), "--rule", "paper"]) == 0
+    paper = json.loads((tmp_path / "paper" / "grey_png.json").read_text())
+    assert paper["verdict"] == "accept" and paper["rule"] == "paper" and "t_quiet" not in paper["thresholds"]
+    assert main(["scan", str(tmp_path / "grey.png"), "--out", str(tmp_path / "two")]) == 0
+    assert json.loads((tmp_path / "two" / "grey_png.json").read_text())["verdict"] == "review"
+
+
+def test_review_rates_combine_the_reviewers(shipped):
+    from weldlab.unexpected import REVIEWERS, review_rates, review_scores
+
+    cal = {"thresholds": {k: shipped.record["thresholds"][k] for k in ("t_mean", "t_std")},
+           "two_sided_thresholds": shipped.thresholds, "input_ranges": shipped.record["input_ranges"]}
+    rng = np.random.default_rng(5)
+    grainy = np.clip(0.45 + rng.normal(0, 0.005, (2, 192, 192)), 0, 1).astype(np.float32)
+    flat = np.full((2, 192, 192), 0.45, np.float32)
+    scores = review_scores(np.concatenate([grainy, flat]), shipped.model_fc, cal)
+    assert set(scores) == set(REVIEWERS) - {"cnn"}
+    assert np.array_equal(scores["detector"], np.maximum(scores["ae_two_sided"], scores["inputs"]))
+    assert (scores["ae_two_sided"][2:] > 1).all() and (scores["ae_paper"][2:] <= 1).all()  # flat: too quiet only
+    rates = review_rates({"flat": flat}, shipped.model_fc, cal)
+    assert rates == {"flat": {"n": 2, "inputs": 1.0, "ae_paper": 0.0, "ae_two_sided": 1.0, "detector": 1.0}}
+
+
+def test_cnn_film_score_tiles_the_whole_image():
+    import keras
+
+    from weldlab.unexpected import cnn_film_score
+
+    seen = []
+
+    class Spy(keras.Model):
+        def call(self, x):
+            seen.append(tuple(x.shape))
+            return keras.ops.mean(x, axis=(1, 2))
+
+    image = np.zeros((300, 500), np.float32)
+    image[-10:, -10:] = 1.0  # only the bottom-right corner is bright: the last tile must reach it
+    assert cnn_film_score(Spy(), image, threshold=0.001) > 1
+    assert sum(s[0] for s in seen) == 2 * 3  # rows 0, 108 and columns 0, 192, 308
+    with pytest.raises(ValueError, match="192 px"):
+        cnn_film_score(Spy(), np.zeros((100, 500)), 0.5)
