@@ -1,8 +1,8 @@
 """Issue 14: unexpected inputs go to a human. Two-sided residual evidence (too quiet as well
 as too large), input checks against the training films, and reasons in every verdict.
 
-Every test here failed on the code before the two-sided rule: the shipped detector accepted
-a uniform grey frame and a smooth ramp ("accept", max score 0.68)."""
+Before the two-sided rule (19b016c) the shipped detector accepted a uniform grey frame and a
+smooth ramp ("accept", max score 0.08), and the functions tested here did not exist."""
 
 import json
 
