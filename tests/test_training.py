@@ -219,6 +219,6 @@ def test_training_steps_do_not_page_fault_their_tensors(quick_datasets):
     faults = json.loads(run.stdout.strip().splitlines()[-1])
     per_step = np.median(np.diff(faults[2:]))  # steady steps, after tracing; robust to a stray spike
     # One step of 4 pairs moves ~100 MB of tensors: ~300,000 faults a step without the callback;
-    # with it but without one shared malloc arena, 50-85,000 depending on which threads ran
-    # which ops (15,111 in a CI run); with both, 13-21 in every fresh run measured.
+    # with it but without one shared malloc arena, 55 to 69,389 depending on which threads ran
+    # which ops (15,111 in a CI run); with both, 13-21 in 14 fresh runs of 14.
     assert per_step < 2_000, (per_step, faults)

@@ -109,12 +109,12 @@ def residual_maxima(model, patches, batch_size=64, chunk=512, quiet=False):
         Only with ``quiet``.
     """
     n = len(patches)
-    out = np.empty((3, n))
+    out = np.empty((3 if quiet else 2, n))
     for i in range(0, n, chunk):
         part = patches[i : i + chunk]
         r = background_residuals(part) if model is None else residuals(model, part, batch_size)
-        out[:, i : i + chunk] = patch_maxima(r, quiet=True)
-    return (out[0], out[1], out[2]) if quiet else (out[0], out[1])
+        out[:, i : i + chunk] = patch_maxima(r, quiet=quiet)
+    return tuple(out)
 
 
 def evaluate_baseline(datasets, fpr=0.001):

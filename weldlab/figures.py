@@ -106,15 +106,16 @@ def text_mask(text, height):
     """
     from matplotlib.textpath import TextPath
 
-    path = TextPath((0, 0), "Ag" if not text else text, size=height)  # "Ag": a line's full height
-    full = TextPath((0, 0), "Ag", size=height).get_extents()
+    if not text:
+        return np.zeros((height, 1), bool)
+    path = TextPath((0, 0), text, size=height)
+    full = TextPath((0, 0), "Ag", size=height).get_extents()  # "Ag": a line's full height
     ext = path.get_extents()
     scale = (height - 1) / max(full.height, 1e-9)
     width = max(1, int(np.ceil(ext.x1 * scale)) + 1)
     yy, xx = np.mgrid[0:height, 0:width]
     pts = np.column_stack([xx.ravel() / scale, (height - 1 - yy).ravel() / scale + full.y0])
-    mask = path.contains_points(pts).reshape(height, width)
-    return mask if text else np.zeros((height, 1), bool)
+    return path.contains_points(pts).reshape(height, width)
 
 
 FLAG_COLOURS = {1: "tab:orange", 2: "tab:green", 3: "tab:blue"}

@@ -244,15 +244,16 @@ class _KeepFreedMemory(keras.callbacks.Callback):
     than at a guessed moment after TensorFlow's. Elsewhere (not glibc, or another
     backend) it does nothing.
 
-    These settings reach only glibc's main arena fully: a thread that got its own arena
-    (TensorFlow's op threads do, by default up to 8 per core) still maps and unmaps
-    tensors that outgrow its 64 MiB heaps. Which threads run which ops varies from run
-    to run, so in fresh processes a step of 4 pairs took anywhere from 50 to 85,000
-    faults. :meth:`one_arena` (called when this module is imported, before any model of
-    a training run starts TensorFlow's threads) makes every thread share the main arena:
-    13-20 faults a step in 12 fresh runs out of 12, and no slower a step (0.62-0.68 s vs
-    0.63-0.72 s). A model built and run before ``weldlab.training`` is imported keeps
-    its threads' arenas; training then still works, just with the varying fault counts.
+    With these settings alone the count still varied from run to run: in fresh processes
+    a step of 4 pairs took 55, 58, 239, 8,233 and 69,389 faults (five runs; 15,111 in a CI
+    run). TensorFlow's op threads get their own glibc arenas (by default up to 8 per
+    core), which these settings do not govern as they do the main arena, and which
+    threads run which ops varies. :meth:`one_arena` (called when this module is imported,
+    before a training run's model starts TensorFlow's threads) makes every thread share
+    the main arena: 13-21 faults a step in 14 fresh runs out of 14, 0.61-1.00 s a step
+    (with the settings alone 0.64-1.14 s). A model built and run before
+    ``weldlab.training`` is imported keeps its threads' arenas; training then still
+    works, with the varying fault counts.
     """
 
     _MALLOPT = None

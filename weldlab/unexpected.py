@@ -54,6 +54,19 @@ def _text_mask(text, size, height=70):
     return out
 
 
+def _draw_okay(okay, n, seed, stream):
+    """Check ``okay`` and ``n``; return the generator of ``(seed, stream)``, ``n`` okay
+    patches drawn from ``okay`` (shape (n, 192, 192)) and their means (shape (n, 1, 1))."""
+    okay = np.asarray(okay, np.float32)
+    if okay.ndim != 3 or okay.shape[1:] != (PATCH, PATCH) or len(okay) == 0:
+        raise ValueError(f"okay: expected okay patches of shape (m, {PATCH}, {PATCH}), got {okay.shape}")
+    if int(n) < 1:
+        raise ValueError(f"n: expected a positive number of patches, got {n!r}")
+    rng = np.random.default_rng([seed, stream])
+    base = okay[rng.integers(0, len(okay), n)]
+    return rng, base, base.mean(axis=(1, 2), keepdims=True)
+
+
 def unexpected_inputs(okay, n=20, seed=0):
     """Unexpected inputs made from okay patches (or, for "natural", from other images).
 
@@ -71,14 +84,7 @@ def unexpected_inputs(okay, n=20, seed=0):
         kind -> ndarray (n, 192, 192), float32 in [0, 1], for every kind in
         :data:`UNEXPECTED_KINDS`.
     """
-    okay = np.asarray(okay, np.float32)
-    if okay.ndim != 3 or okay.shape[1:] != (PATCH, PATCH) or len(okay) == 0:
-        raise ValueError(f"okay: expected okay patches of shape (m, {PATCH}, {PATCH}), got {okay.shape}")
-    if int(n) < 1:
-        raise ValueError(f"n: expected a positive number of patches, got {n!r}")
-    rng = np.random.default_rng([seed, 77])
-    base = okay[rng.integers(0, len(okay), n)]
-    mean = base.mean(axis=(1, 2), keepdims=True)
+    rng, base, mean = _draw_okay(okay, n, seed, stream=77)
     out = {}
     images = held_out_images()
     nat = []
@@ -177,14 +183,7 @@ def held_out_inputs(okay, n=20, seed=0):
 
     import imageio.v3 as iio
 
-    okay = np.asarray(okay, np.float32)
-    if okay.ndim != 3 or okay.shape[1:] != (PATCH, PATCH) or len(okay) == 0:
-        raise ValueError(f"okay: expected okay patches of shape (m, {PATCH}, {PATCH}), got {okay.shape}")
-    if int(n) < 1:
-        raise ValueError(f"n: expected a positive number of patches, got {n!r}")
-    rng = np.random.default_rng([seed, 91])
-    base = okay[rng.integers(0, len(okay), n)]
-    mean = base.mean(axis=(1, 2), keepdims=True)
+    rng, base, mean = _draw_okay(okay, n, seed, stream=91)
     yy, xx = np.mgrid[0:PATCH, 0:PATCH] / PATCH
     out = {}
     ramps = []
