@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make book   set-up, then the whole book in the quick preset on simulated data
-#   make test   set-up, then all tests (library + every chapter in the quick preset)
+#   make test   set-up, then the linter (ruff) and all tests: the library, its doctests and
+#               every chapter in the quick preset
 # Also: make robustness (the bad-input, interruption and determinism suite), make bench.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -22,6 +23,7 @@ book: setup
 	$(VENV)/bin/weldlab book --preset $(PRESET) --data $(DATA)
 
 test: setup
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 robustness: setup

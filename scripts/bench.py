@@ -142,7 +142,7 @@ def main():
     for name, model in (("AE", ae), ("CNN", build_cnn(0))):
         f = model_flops(model)
         model.predict(x[:8], verbose=0)
-        t = best_of(lambda: model.predict(x, batch_size=32, verbose=0), 2)
+        t = best_of(lambda m=model: m.predict(x, batch_size=32, verbose=0), 2)
         gflops = f * len(x) / t / 1e9
         out["flops"][name] = {"flops_per_patch": f, "flops_per_pixel": f / 192 ** 2, "patches_per_s": len(x) / t,
                               "gflops": gflops, "fraction_of_peak": gflops / peak if peak else None}

@@ -2,12 +2,12 @@
 
 For each perturbation / training set, measures on this machine:
 
-* pipeline: patches per second that :class:`weldlab.training.PerturbedPairs` (AE) or
-  :class:`weldlab.training.LabelledBatches` (CNN) produces, single-threaded;
+* pipeline: patches per second that :class:`weldlab.batches.PerturbedPairs` (AE) or
+  :class:`weldlab.batches.LabelledBatches` (CNN) produces, single-threaded;
 * step: patches per second of ``train_on_batch`` on ready-made batches (after warm-up);
 * fit (AE): pairs per second of the real training path, ``fit`` on the batch generator with
   two worker threads, in steady state (after tracing), with weldlab's
-  ``_KeepFreedMemory`` callback, and the achieved GFLOP/s (3 x the forward FLOPs per patch,
+  ``KeepFreedMemory`` callback, and the achieved GFLOP/s (3 x the forward FLOPs per patch,
   two patches per pair) as a fraction of the CPU's estimated peak (scripts/bench.py). (A
   run without the callback must be a fresh process: TensorFlow changes glibc's settings
   once per process, so measuring both in one process compares nothing;
@@ -32,12 +32,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 
-from weldlab import losses as L  # noqa: E402
+from weldlab.batches import LabelledBatches, PerturbedPairs  # noqa: E402
 from weldlab.config import make_config  # noqa: E402
 from weldlab.datasets import build_or_load  # noqa: E402
-from weldlab.models import build_autoencoder, build_cnn  # noqa: E402
+from weldlab.fitting import KeepFreedMemory  # noqa: E402
+from weldlab.models import build_autoencoder, build_cnn, build_training_model, compile_training_model  # noqa: E402
 from weldlab.provenance import machine_description, write_json  # noqa: E402
-from weldlab.training import LabelledBatches, PerturbedPairs, _KeepFreedMemory  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import cpu_peak_gflops, model_flops  # noqa: E402
@@ -81,15 +81,15 @@ def main():
         psets = [] if name == "none" else [ds.perturbation_set(k) for k in name.split("+")]
         data = PerturbedPairs(ds.raw("train_okay"), psets, bs, seed=0)
         pipe = n * bs / rate(data.batch, n)
-        model = L.compile_training_model(L.build_training_model(ae, bool(psets)))
+        model = compile_training_model(build_training_model(ae, bool(psets)))
         batches = [data.batch(i) for i in range(n + 2)]
         model.train_on_batch(*batches[0])
         model.train_on_batch(*batches[1])
-        step = n * bs / rate(lambda i: model.train_on_batch(*batches[i + 2]), n)
+        step = n * bs / rate(lambda i, m=model, b=batches: m.train_on_batch(*b[i + 2]), n)
         row = {"model": "ae", "set": name, "pipeline_patches_per_s": pipe, "step_patches_per_s": step}
         if name in ("sni", "none"):
             fresh = PerturbedPairs(ds.raw("train_okay"), psets, bs, seed=1, steps=n + 3, workers=2)
-            row["fit_pairs_per_s"] = fit_rate(model, fresh, [_KeepFreedMemory()])
+            row["fit_pairs_per_s"] = fit_rate(model, fresh, [KeepFreedMemory()])
             flops = model_flops(ae) * 3 * (2 if psets else 1)  # forward + backward (~2x), per pair
             peak, _ = cpu_peak_gflops()
             row["fit_gflops"] = row["fit_pairs_per_s"] * flops / 1e9
@@ -104,7 +104,7 @@ def main():
         batches = [data.batch(i) for i in range(n + 2)]
         cnn.train_on_batch(*batches[0])
         cnn.train_on_batch(*batches[1])
-        step = n * bs / rate(lambda i: cnn.train_on_batch(*batches[i + 2]), n)
+        step = n * bs / rate(lambda i, b=batches: cnn.train_on_batch(*b[i + 2]), n)
         rows.append({"model": "cnn", "set": name, "pipeline_patches_per_s": pipe, "step_patches_per_s": step})
     print(f"{'model':<5} {'set':<28} {'pipeline/s':>11} {'step/s':>9}  keeps up")
     for r in rows:

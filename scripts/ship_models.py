@@ -15,20 +15,18 @@ and a sentence saying how it was trained. ``weldlab scan`` and the later chapter
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from weldlab import metrics  # noqa: E402
 from weldlab.config import make_config, parse_override  # noqa: E402
 from weldlab.datasets import build_or_load, load_radiographs  # noqa: E402
 from weldlab.evaluate import cnn_scores  # noqa: E402
-from weldlab.models import PRETRAINED, PRETRAINED_DIR, build_autoencoder, build_cnn, load_model  # noqa: E402
-from weldlab.provenance import write_json  # noqa: E402
+from weldlab.models import build_autoencoder, build_cnn  # noqa: E402
 from weldlab.scan import calibrate_detector  # noqa: E402
-from weldlab.training import model_dir  # noqa: E402
+from weldlab.thresholds import ProbabilityThreshold  # noqa: E402
+from weldlab.trained import PRETRAINED, PRETRAINED_DIR, TrainedModel, load_pretrained, model_dir  # noqa: E402
+from weldlab.training import hyperparameters  # noqa: E402
 
 
 README = """# Shipped models
@@ -52,8 +50,7 @@ weldlab train cnn --set D+sni --preset {preset} --data {data} ...
   training films, `patch` from the okay training patches; `weldlab.screening`), written by
   `scripts/ship_models.py --recalibrate` without retraining.
 
-| model | training set | seed | schedule (epochs x steps x batch, patience) | epochs run | best epoch | best val. loss | minutes | patches/s | thresholds | converged (AE: residual RMS / film noise) | commit |
-| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |
+{header}
 {rows}
 
 Each folder holds the model (`.keras`, loads with `safe_mode=True`), `record.json` (the full
@@ -61,15 +58,29 @@ training record with the thresholds) and `history.json` (losses per epoch).
 """
 
 
-def _schedule(kind, tp):
-    return (f"{tp.get(kind + '_epochs')} x {tp.get(kind + '_steps_per_epoch')} x "
-            f"{tp.get(kind + '_batch_size')}, patience {tp.get('patience')}")
+COLUMNS = ("model", "training set", "seed", "schedule (epochs x steps x batch, patience)", "epochs run", "best epoch",
+           "best val. loss", "minutes", "patches/s", "thresholds", "converged (AE: residual RMS / film noise)", "commit")
+#: The README's table head: column names, then their alignment.
+HEADER = "| " + " | ".join(COLUMNS) + " |\n| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |"
+
+
+def _schedule(h):
+    return f"{h['epochs']} x {h['steps_per_epoch'] or 0} x {h['batch_size']}, patience {h['patience']}"
+
+
+def _schedule_of(kind, record):
+    """The training schedule a record states (records before ``hyperparameters`` kept the
+    run's Config entries as ``training_parameters``)."""
+    if "hyperparameters" in record:
+        return _schedule(record["hyperparameters"])
+    tp = record.get("training_parameters") or {}
+    return _schedule({"epochs": tp.get(kind + "_epochs"), "steps_per_epoch": tp.get(kind + "_steps_per_epoch"),
+                      "batch_size": tp.get(kind + "_batch_size"), "patience": tp.get("patience")})
 
 
 def _row(kind, training_set, seed, record):
     th = record.get("thresholds") or record["threshold"]
-    tp = record.get("training_parameters") or {}
-    return (f"| {kind} | {training_set} | {seed} | {_schedule(kind, tp)} | {record['epochs']} | "
+    return (f"| {kind} | {training_set} | {seed} | {_schedule_of(kind, record)} | {record['epochs']} | "
             f"{record['best_epoch']} | {record['best_val_loss']:.4g} | {record['wall_seconds'] / 60:.1f} | "
             f"{record['patches_per_second']} | "
             + (f"t_mean {th['t_mean']:.4f}, t_std {th['t_std']:.4f}" if kind == "ae" else f"p {th['probability']:.4f}")
@@ -87,7 +98,7 @@ def _converged(kind, record):
 
 def _ae_calibration(model, ds, cfg):
     films = [r.image for r in load_radiographs(cfg)[0]]
-    return calibrate_detector(model, ds["val_okay"], ds["train_okay"], films, fpr=0.001,
+    return calibrate_detector(model, ds["val_okay"], ds["train_okay"], films, fpr=cfg.fpr,
                               films_source=f"{cfg.data} training films")
 
 
@@ -95,11 +106,11 @@ def recalibrate(cfg, seeds):
     """Recalibrate the shipped autoencoders' records in place (thresholds and input ranges)."""
     ds = build_or_load(cfg)
     for seed in seeds:
-        dest = PRETRAINED_DIR / "ae" / PRETRAINED["ae"][0] / f"seed{seed}"
-        record = json.loads((dest / "record.json").read_text())
-        record.update(_ae_calibration(load_model(dest / PRETRAINED["ae"][1]), ds, cfg))
-        write_json(dest / "record.json", record)
-        print(f"{dest}: thresholds {record['thresholds']}, two-sided {record['two_sided_thresholds']}")
+        shipped = load_pretrained("ae", seed)
+        shipped.record.update(_ae_calibration(shipped.model, ds, cfg))
+        shipped.save()
+        print(f"{shipped.folder}: thresholds {shipped.record['thresholds']}, "
+              f"two-sided {shipped.record['two_sided_thresholds']}")
 
 
 def main():
@@ -122,46 +133,43 @@ def main():
     ds = build_or_load(cfg)
     val = ds["val_okay"]
     rows, schedules = [], set()
-    for kind, (training_set, filename) in PRETRAINED.items():
+    for kind, training_set in PRETRAINED.items():
         for seed in cfg.seeds:
-            dest = PRETRAINED_DIR / kind / training_set / f"seed{seed}"
             if (args.only and kind != args.only) or (args.seeds is not None and seed not in args.seeds):
                 # already shipped: keep it as it is
-                record = json.loads((dest / "record.json").read_text())
+                record = load_pretrained(kind, seed).record
                 rows.append(_row(kind, training_set, seed, record))
-                schedules.add((kind, _schedule(kind, record.get("training_parameters") or {})))
+                schedules.add((kind, _schedule_of(kind, record)))
                 continue
-            src = model_dir(cfg, kind, training_set, seed)
-            record = json.loads((src / "record.json").read_text())
-            model = load_model(src / filename)
+            trained = TrainedModel.load(model_dir(cfg, kind, training_set, seed), kind)
+            if not trained.is_current(ds.manifest["dataset_key"]):
+                raise SystemExit(f"{trained.folder}: trained with {trained.stale_reason(ds.manifest['dataset_key'])}; "
+                                 "retrain it before shipping")
+            record = dict(trained.record)
             if kind == "ae":
-                record.update(_ae_calibration(model, ds, cfg))
+                record.update(_ae_calibration(trained.model, ds, cfg))
             else:
-                t, realised = metrics.threshold_at_fpr(cnn_scores(model, val), 0.001)
-                record["threshold"] = {"probability": t, "fpr_calibration": realised, "n_okay": len(val)}
+                record["threshold"] = dict(ProbabilityThreshold.calibrate(cnn_scores(trained.model, val), cfg.fpr))
             record["source"] = (
                 f"trained by `weldlab train {kind} --set {training_set} --preset {cfg.preset} --data {cfg.data}` "
-                f"with training parameters {record.get('training_parameters')} on {args.machine}; "
-                f"thresholds calibrated at 0.1 % FPR on the {len(val)} validation okay patches")
-            dest.mkdir(parents=True, exist_ok=True)
+                f"with hyperparameters {record.get('hyperparameters')} on {args.machine}; "
+                f"thresholds calibrated at {100 * cfg.fpr:g} % FPR on the {len(val)} validation okay patches")
             # a fresh, uncompiled copy: weights only, no optimizer state (a third of the size)
             fresh = (build_autoencoder if kind == "ae" else build_cnn)(seed)
-            fresh.set_weights(model.get_weights())
-            fresh.save(dest / filename)
-            shutil.copyfile(src / "history.json", dest / "history.json")
-            write_json(dest / "record.json", record)
-            print(f"{dest}: {record['epochs']} epochs, {record['wall_seconds']} s")
-            tp = record.get("training_parameters") or {}
+            fresh.set_weights(trained.model.get_weights())
+            dest = TrainedModel(PRETRAINED_DIR / kind / training_set / f"seed{seed}", kind, record, trained.history)
+            dest.save(fresh)
+            print(f"{dest.folder}: {record['epochs']} epochs, {record['wall_seconds']} s")
             rows.append(_row(kind, training_set, seed, record))
-            schedules.add((kind, _schedule(kind, tp)))
+            schedules.add((kind, _schedule_of(kind, record)))
     preset = make_config(args.preset)
-    shorter = [f"the {k.upper()}'s {s} differs from the preset's {_schedule(k, vars(preset))}"
-               for k, s in sorted(schedules) if s != _schedule(k, vars(preset))]
+    shorter = [f"the {k.upper()}'s {s} differs from the preset's {_schedule(hyperparameters(preset, k))}"
+               for k, s in sorted(schedules) if s != _schedule(hyperparameters(preset, k))]
     (PRETRAINED_DIR / "README.md").write_text(README.format(
         preset=cfg.preset, data=cfg.data, machine=args.machine, n_val=len(val),
         learning_rate=cfg.learning_rate,
         schedule_note="; ".join(shorter) or f"the `{cfg.preset}` preset's own schedule",
-        dataset_key=record.get("dataset_key"), rows="\n".join(rows))
+        dataset_key=record.get("dataset_key"), header=HEADER, rows="\n".join(rows))
         + ("\n" + open(args.notes).read().strip() + "\n" if args.notes else ""))
 
 

@@ -20,14 +20,14 @@ JAX_SCRIPT = textwrap.dedent("""
     import keras
     from weldlab.config import make_config
     from weldlab.datasets import build_or_load
-    from weldlab.models import build_autoencoder, build_cnn, load_model, load_pretrained
+    from weldlab.models import build_autoencoder, build_cnn, load_model
+    from weldlab.trained import load_pretrained
     from weldlab.training import train_autoencoder, train_cnn
 
     out = {"backend": keras.backend.backend()}
     out["parameters"] = [build_autoencoder(0).count_params(), build_cnn(0).count_params()]
     x = np.load(sys.argv[2])
-    ae, _ = load_pretrained("ae", 0)
-    cnn, _ = load_pretrained("cnn", 0)
+    ae, cnn = load_pretrained("ae", 0).model, load_pretrained("cnn", 0).model
     out["ae"] = ae.predict(x, verbose=0).tolist()
     out["cnn"] = cnn.predict(x, verbose=0).tolist()
     cfg = make_config("quick", artifacts_root=sys.argv[3], progress=False)
@@ -84,11 +84,10 @@ def test_shipped_models_predict_the_same_on_jax_and_tensorflow(jax_run):
     """The .keras files trained on TensorFlow give the same outputs on JAX."""
     import keras
 
-    from weldlab.models import load_pretrained
+    from weldlab.trained import load_pretrained
 
     out, x = jax_run
     assert keras.backend.backend() != "jax"  # this process runs the default backend
-    ae, _ = load_pretrained("ae", 0)
-    cnn, _ = load_pretrained("cnn", 0)
+    ae, cnn = load_pretrained("ae", 0).model, load_pretrained("cnn", 0).model
     assert np.allclose(np.array(out["ae"]), ae.predict(x, verbose=0), atol=1e-4)
     assert np.allclose(np.array(out["cnn"]), cnn.predict(x, verbose=0), atol=1e-4)

@@ -63,7 +63,8 @@ def _fake_repo(tmp_path, source):
     (tmp_path / "book").mkdir()
     (tmp_path / "book" / "intro.md").write_text("# Intro\n")
     (tmp_path / "_config.yml").write_text("title: t\nexecute:\n  execute_notebooks: 'off'\n")
-    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: notebooks/01_ok\n  - file: notebooks/02_bad\n")
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n  - file: notebooks/01_ok\n  - file: notebooks/02_bad\n")
     for name, src in (("01_ok", "x = 1"), ("02_bad", source)):
         nb = nbformat.v4.new_notebook()
         params = nbformat.v4.new_code_cell("preset = 'quick'")

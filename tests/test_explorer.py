@@ -6,7 +6,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from weldlab.explorer import ThresholdExplorer  # noqa: E402
-from weldlab.residuals import calibrate_thresholds  # noqa: E402
+from weldlab.thresholds import ResidualThresholds  # noqa: E402
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_update_gives_the_rates_of_the_or_rule(explorer):
 def test_target_fpr_calibrates_on_validation_okay(explorer):
     ex, maxima = explorer
     state, fig = ex.update("raster", target_fpr=0.01)
-    th = calibrate_thresholds(*maxima["val_okay"], fpr=0.01)
+    th = ResidualThresholds.calibrate(*maxima["val_okay"], fpr=0.01)
     assert (state["t_mean"], state["t_std"]) == (th["t_mean"], th["t_std"])
     assert state["fpr_val"] <= 0.01
     assert len(fig.axes) == 3  # no examples for this set

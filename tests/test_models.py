@@ -8,8 +8,10 @@ import keras  # noqa: E402
 from scipy import ndimage as ndi  # noqa: E402
 
 from weldlab import losses as L  # noqa: E402
+from weldlab.patches import OFFSET  # noqa: E402
 from weldlab.models import (  # noqa: E402
-    AE_PARAMETERS, CNN_PARAMETERS, OUTPUT_OFFSET, build_autoencoder, build_cnn, load_model,
+    AE_PARAMETERS, CNN_PARAMETERS, build_autoencoder, build_cnn, build_training_model, compile_training_model,
+    load_model, training_targets,
 )
 
 
@@ -73,7 +75,7 @@ def test_output_geometry(ae):
     w = out / out.sum()
     oy, ox = (w * np.mgrid[:156, :156][0]).sum(), (w * np.mgrid[:156, :156][1]).sum()
     assert abs(80.3 - oy - 17) < 0.01 and abs(110.7 - ox - 17) < 0.01
-    assert OUTPUT_OFFSET == 18
+    assert OFFSET == 18
 
 
 def test_kernel_max_loss_matches_numpy(rng):
@@ -94,16 +96,16 @@ def test_kernel_max_loss_matches_numpy(rng):
 
 def test_short_training_does_not_collapse_z(ae):
     keras.utils.set_random_seed(1)
-    model = L.compile_training_model(L.build_training_model(ae, perturbed=True))
+    model = compile_training_model(build_training_model(ae, perturbed=True))
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:192, :192]
     base = 0.3 + 0.3 * np.exp(-((yy - 96) ** 2) / (2 * 40.0**2))
     first = None
-    for step in range(25):
+    for _ in range(25):
         x = (base + 0.005 * rng.standard_normal((8, 192, 192))).astype("float32")[..., None]
         xp = x.copy()
         xp[:, 60:90, 60:90] -= 0.1
-        logs = model.train_on_batch({"x_ok": x, "x_per": xp}, L.training_targets(x), return_dict=True)
+        logs = model.train_on_batch({"x_ok": x, "x_per": xp}, training_targets(x), return_dict=True)
         first = first or logs["loss"]
         assert set(logs) >= {f"{t}_loss" for t in L.LOSS_TERMS}
     assert logs["loss"] < first
@@ -117,7 +119,7 @@ def test_save_and_load_in_safe_mode(ae, tmp_path):
     again = load_model(f)
     x = np.random.default_rng(2).random((1, 192, 192, 1)).astype("float32")
     assert np.allclose(again.predict(x, verbose=0), ae.predict(x, verbose=0), atol=1e-6)
-    tm = L.compile_training_model(L.build_training_model(again, perturbed=False))
+    tm = compile_training_model(build_training_model(again, perturbed=False))
     tm.save(tmp_path / "training.keras")
     loaded = load_model(tmp_path / "training.keras")
     assert isinstance(loaded.loss["ok_kern"], L.KernelMaxLoss)

@@ -78,7 +78,7 @@ def test_natural_image_folder(tmp_path):
 
 def test_indications_inside_crop_and_amplitudes():
     peaks = pert.indication_peak_amplitudes(seed=0, n=5)
-    for kind, v in peaks.items():
+    for v in peaks.values():
         assert np.sign(v["after_smoothing"]) == np.sign(v["nominal"])
         assert abs(v["after_smoothing"]) < abs(v["nominal"])
     rng = np.random.default_rng(0)

@@ -8,30 +8,32 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from weldlab.models import PRETRAINED, load_pretrained, pretrained_dir  # noqa: E402
+from weldlab.trained import MODEL_FILES, PRETRAINED, load_pretrained, pretrained_dir  # noqa: E402
 
 SEEDS = (0, 1, 2)
 
 
 @pytest.mark.parametrize("kind", sorted(PRETRAINED))
 def test_three_seeds_are_shipped_with_records_and_thresholds(kind):
-    training_set, filename = PRETRAINED[kind]
+    training_set, filename = PRETRAINED[kind], MODEL_FILES[kind]
     for seed in SEEDS:
         folder = pretrained_dir(kind, seed)
         assert (folder / filename).stat().st_size < 5e6  # small enough to ship
-        model, record = load_pretrained(kind, seed)
+        shipped = load_pretrained(kind, seed)
+        model, record = shipped.model, shipped.record
+        assert shipped.kind == kind and shipped.is_current()
         assert model.count_params() == (41_186 if kind == "ae" else 223_221)
         assert record["seed"] == seed and record["training_set"] == training_set
         assert record["data"] == "gdxray" and record["preset"] == "standard"
         for key in ("epochs", "wall_seconds", "patches_per_second", "backend", "git_commit", "source"):
             assert record[key], key
         if kind == "ae":
-            th = record["thresholds"]
-            assert th["resolvable"] and th["n_okay"] >= 1000 and 0 < th["t_mean"] and 0 < th["t_std"]
+            th = shipped.thresholds()
+            assert th.resolvable and th.n_okay >= 1000 and th.t_mean > 0 and th.t_std > 0
+            assert shipped.thresholds("two-sided").t_quiet > 0
         else:
-            assert 0 < record["threshold"]["probability"] < 1
-        history = json.loads((folder / "history.json").read_text())
-        assert len(history) == record["epochs"]
+            assert 0 < shipped.thresholds().probability < 1
+        assert len(shipped.history) == record["epochs"]
     with pytest.raises(FileNotFoundError, match="no shipped"):
         pretrained_dir(kind, 7)
 
@@ -41,8 +43,8 @@ def test_chapters_use_shipped_models_outside_the_quick_preset(tmp_path):
     from weldlab.training import chapter_models
 
     cfg = make_config("standard", data="gdxray", artifacts_root=str(tmp_path))
-    (ae, rec), = chapter_models(cfg, None, "ae", "sni")  # no datasets needed: nothing is trained
-    assert rec["thresholds"] and ae.count_params() == 41_186
+    shipped, = chapter_models(cfg, None, "ae", "sni")  # no datasets needed: nothing is trained
+    assert shipped.record["thresholds"] and shipped.model.count_params() == 41_186
     assert not any(tmp_path.iterdir())
 
 

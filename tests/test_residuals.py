@@ -1,3 +1,4 @@
+import json
 import warnings
 
 import numpy as np
@@ -5,6 +6,7 @@ import pytest
 
 from weldlab import metrics as M
 from weldlab import residuals as R
+from weldlab.thresholds import CalibrationWarning, ProbabilityThreshold, ResidualThresholds, from_record, threshold_at_fpr
 
 
 def test_box_filter_statistics_equal_a_direct_window_computation(rng):
@@ -41,7 +43,7 @@ def test_patch_maxima_find_a_planted_anomaly(rng):
 
 def test_thresholds_realise_the_target_fpr_with_equal_exceedance(rng):
     a, b = rng.gamma(2, 1, 5000), rng.gamma(3, 1, 5000)
-    t = R.calibrate_thresholds(a, b, fpr=0.001)
+    t = ResidualThresholds.calibrate(a, b, fpr=0.001)
     assert t["resolvable"] and t["n_okay"] == 5000
     flagged = (a > t["t_mean"]) | (b > t["t_std"])
     assert flagged.mean() == t["fpr_calibration"] <= 0.001
@@ -51,18 +53,20 @@ def test_thresholds_realise_the_target_fpr_with_equal_exceedance(rng):
     sa, sb = np.sort(a)[::-1], np.sort(b)[::-1]
     j = (a > t["t_mean"]).sum() + 1
     assert ((a > sa[j]) | (b > sb[j])).mean() > 0.001
-    score = R.combined_score(a, b, t)
-    assert np.array_equal(score > 1, flagged)
+    score = t.score(a, b)
+    assert np.array_equal(score > t.cut, flagged)
 
 
 def test_too_few_okay_patches_warn_loudly(rng):
-    with pytest.warns(R.CalibrationWarning, match="cannot resolve"):
-        t = R.calibrate_thresholds(rng.random(300), rng.random(300), fpr=0.001)
+    with pytest.warns(CalibrationWarning, match="cannot resolve"):
+        t = ResidualThresholds.calibrate(rng.random(300), rng.random(300), fpr=0.001)
     assert not t["resolvable"] and t["fpr_calibration"] == 0.0
-    with pytest.warns(R.CalibrationWarning):
-        M.threshold_at_fpr(rng.random(50), 0.001)
+    with pytest.warns(CalibrationWarning):
+        threshold_at_fpr(rng.random(50), 0.001)
+    with pytest.warns(CalibrationWarning):
+        assert not ProbabilityThreshold.calibrate(rng.random(50), 0.001).resolvable
     with pytest.raises(ValueError, match="fpr"):
-        R.calibrate_thresholds(np.ones(5), np.ones(5), fpr=0)
+        ResidualThresholds.calibrate(np.ones(5), np.ones(5), fpr=0)
 
 
 def test_flagged_windows_code_which_test_fired():
@@ -98,7 +102,7 @@ def test_evaluate_autoencoder_end_to_end(quick_datasets):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
-    from weldlab.evaluate import evaluate_autoencoder, residuals
+    from weldlab.evaluate import evaluate_autoencoder, reconstruction_residuals
 
     _, ds = quick_datasets
     # "Autoencoder" that returns a 5x5 median-like local mean of the crop: okay welds
@@ -107,10 +111,10 @@ def test_evaluate_autoencoder_end_to_end(quick_datasets):
     crop = keras.layers.Cropping2D(18)(x_in)
     out = keras.layers.AveragePooling2D(5, strides=1, padding="same")(crop)
     model = keras.Model(x_in, out)
-    r = residuals(model, ds["test_okay"][:3])
+    r = reconstruction_residuals(model, ds["test_okay"][:3])
     assert r.shape == (3, 156, 156) and r.dtype == np.float32
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", R.CalibrationWarning)  # quick: 120 okay patches
+        warnings.simplefilter("ignore", CalibrationWarning)  # quick: 120 okay patches
         res = evaluate_autoencoder(model, ds, fpr=0.01)
     t = res["thresholds"]
     assert t["n_okay"] == len(ds["val_okay"]) and t["fpr_calibration"] <= 0.01
@@ -121,4 +125,24 @@ def test_evaluate_autoencoder_end_to_end(quick_datasets):
     assert res["sets"]["high"]["auroc"] > res["sets"]["low"]["auroc"]
     assert res["test_fpr_resolvable"]  # 300 test okay patches resolve 1 %
     with pytest.raises(ValueError, match="patches"):
-        residuals(model, np.zeros((2, 100, 100)))
+        reconstruction_residuals(model, np.zeros((2, 100, 100)))
+
+
+def test_threshold_objects_round_trip_through_records_and_refuse_bad_values(rng):
+    a, b, c = rng.uniform(0.01, 1, (3, 2000))
+    th = ResidualThresholds.calibrate(a, b, 0.001, min_std=c)
+    as_json = json.loads(json.dumps(dict(th)))
+    assert ResidualThresholds.from_dict(as_json) == th and set(as_json) >= {"t_mean", "t_std", "t_quiet"}
+    assert th.paper.two_sided is False and "t_quiet" not in th.paper and th.paper.t_std == th.t_std
+    p = ProbabilityThreshold.calibrate(rng.random(2000), 0.001)
+    record = {"thresholds": dict(th.paper), "two_sided_thresholds": dict(th), "threshold": dict(p)}
+    assert from_record(record, "two-sided") == th and from_record(record) == th.paper
+    assert from_record({"threshold": dict(p)}) == p
+    assert np.array_equal(p.flags(a), p.score(a) > p.cut)
+    with pytest.raises(KeyError, match="two_sided_thresholds"):
+        from_record({"thresholds": dict(th.paper)}, "two-sided")
+    with pytest.raises(ValueError, match="missing t_std"):
+        ResidualThresholds.from_dict({"t_mean": 0.1})
+    for bad in (0.0, -1.0, float("nan"), float("inf"), True):
+        with pytest.raises(ValueError, match="positive finite 't_mean'"):
+            ResidualThresholds(bad, 0.1)

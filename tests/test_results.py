@@ -10,8 +10,8 @@ from weldlab import results as R  # noqa: E402
 from weldlab.config import make_config  # noqa: E402
 
 
-def test_paper_tables_match_method_md():
-    # method.md section 7, transcribed once; a typo here would silently bias every comparison.
+def test_paper_tables_match_the_method_page():
+    # method §7 (book/method.md), transcribed once; a typo here would silently bias every comparison.
     assert R.PAPER_TABLE2["D+sni"]["elongated"] == 86 and R.PAPER_TABLE2["D"]["low"] == 15
     assert R.PAPER_TABLE3["sni"]["low"] == 26 and R.PAPER_TABLE3["none"]["raster"] == 100
     for table in (R.PAPER_TABLE2, R.PAPER_TABLE3):

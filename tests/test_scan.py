@@ -137,7 +137,8 @@ def test_scan_cli(models, tmp_path, rng, capsys):
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     ae.save(model_dir / "autoencoder.keras")
-    (model_dir / "record.json").write_text(json.dumps({"model": "autoencoder", "architecture": ARCHITECTURE_VERSION["ae"], "thresholds": {"t_mean": 1.0, "t_std": 1.0}}))
+    (model_dir / "record.json").write_text(json.dumps({"model": "ae", "architecture": ARCHITECTURE_VERSION["ae"],
+                                                       "thresholds": {"t_mean": 1.0, "t_std": 1.0}}))
     out = tmp_path / "verdicts"
     assert main(["scan", str(paths[0]), str(paths[1]), "--model", str(model_dir), "--out", str(out)]) == 2
     assert "two_sided_thresholds" in capsys.readouterr().err  # this record holds the paper's pair only

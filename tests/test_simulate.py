@@ -67,7 +67,7 @@ def test_simulator_calibrated_to_gdxray(gdxray, sims):
     assert {r["stat"] for r in rows} == set(CALIBRATION_TOLERANCES)
     bad = [(r["stat"], r["sim_median"], r["real_min"], r["real_max"]) for r in rows if not r["ok"]]
     assert not bad, f"simulated medians outside the GDXray range: {bad}"
-    # The GDXray figures of method.md are reproduced by the estimators.
+    # The GDXray figures of method §1 (book/method.md) are reproduced by the estimators.
     by = {r["stat"]: r for r in rows}
     assert 0.0035 < by["noise_std"]["real_min"] and by["noise_std"]["real_max"] < 0.0065
     assert 0.5 < by["noise_lag1"]["real_min"] and by["noise_lag1"]["real_max"] < 0.85

@@ -7,7 +7,8 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from weldlab.models import load_model  # noqa: E402
-from weldlab.training import PerturbedPairs, train_autoencoder  # noqa: E402
+from weldlab.batches import PerturbedPairs  # noqa: E402
+from weldlab.training import train_autoencoder  # noqa: E402
 
 FAST = dict(epochs=3, steps_per_epoch=2, val_steps=1, batch_size=4, verbose=0, log=lambda *a: None)
 
@@ -47,7 +48,9 @@ def test_interrupted_training_resumes(quick_datasets, tmp_path):
     history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert {"ok_loss", "ok_kern_loss", "per_loss", "per_kern_loss", "z_loss", "val_loss"} <= set(history[0])
-    assert rec["epochs"] == 3 and rec["perturbation"] == "D" and rec["backend"]
+    assert rec["epochs"] == 3 and rec["training_set"] == "D" and rec["backend"]
+    assert rec["hyperparameters"] == {k: v for k, v in FAST.items() if k not in ("verbose", "log")} | {
+        "patience": 5, "learning_rate": 1e-3, "dropout_epochs": None, "lr_patience": None}
     for key in ("wall_seconds", "patches_per_second", "git_commit", "weldlab_version", "preset", "data"):
         assert rec[key] is not None, key
     ae = load_model(out / "autoencoder.keras")
@@ -60,7 +63,7 @@ def test_interrupted_training_resumes(quick_datasets, tmp_path):
 def test_none_perturbation_and_bad_name(quick_datasets, tmp_path):
     _, ds = quick_datasets
     rec = train_autoencoder(ds, "none", seed=1, out_dir=tmp_path / "none", **{**FAST, "epochs": 1})
-    assert rec["perturbation"] == "none"
+    assert rec["training_set"] == "none" and rec["training_patches"] == len(ds.raw("train_okay"))
     hist = json.loads((tmp_path / "none" / "history.json").read_text())
     assert "per_loss" not in hist[0]
     with pytest.raises(ValueError, match="perturbation"):
@@ -68,7 +71,7 @@ def test_none_perturbation_and_bad_name(quick_datasets, tmp_path):
 
 
 def test_cnn_batches_are_balanced(quick_datasets):
-    from weldlab.training import LabelledBatches
+    from weldlab.batches import LabelledBatches
 
     _, ds = quick_datasets
     sources = {"D": None, "sni": ds.perturbation_set("sni")}
@@ -101,11 +104,21 @@ def test_cnn_trains_and_resumes(quick_datasets, tmp_path):
 def test_use_case_2_trains_on_okay_and_defect_patches(quick_datasets, tmp_path):
     _, ds = quick_datasets
     rec = train_autoencoder(ds, "okay+defects", seed=0, out_dir=tmp_path / "uc2", **{**FAST, "epochs": 1})
-    assert rec["perturbation"] == "okay+defects"
-    n = len(ds.raw("train_okay")) + len(ds.raw("train_defect"))
-    assert rec["steps_per_epoch"] == 2  # FAST; a full epoch would be ceil(6 n / 4)
+    assert rec["training_set"] == "okay+defects"
+    # the patches it learns to reconstruct: every okay and every defect training patch
+    n_okay, n_defect = len(ds.raw("train_okay")), len(ds.raw("train_defect"))
+    assert n_defect > 0 and rec["training_patches"] == n_okay + n_defect
     history = json.loads((tmp_path / "uc2" / "history.json").read_text())
-    assert "per_loss" not in history[0] and n > len(ds.raw("train_okay"))
+    assert "per_loss" not in history[0]  # no perturbation: L_ok, L_kern,ok and L_reg only
+    # and its batches draw defect patches: some inputs equal an augmented defect patch
+    from weldlab.batches import PerturbedPairs
+    from weldlab.datasets import decode
+    from weldlab.patches import augment
+
+    inputs = np.concatenate([ds.raw("train_okay"), ds.raw("train_defect")])
+    x = PerturbedPairs(inputs, [], batch_size=64, seed=0).batch(0)[0]["x_ok"][..., 0]
+    defects = decode(np.concatenate([augment(ds.raw("train_defect"), op) for op in range(6)]))
+    assert any(np.array_equal(p, d) for p in x for d in defects)
 
 
 def test_cnn_validation_defects_are_held_out_the_same_way_for_every_seed():
@@ -156,7 +169,9 @@ def test_a_model_trained_on_other_datasets_is_moved_aside_and_retrained(tmp_path
     reported as 'already trained' (and its record rewritten) for the new datasets."""
     from weldlab.config import make_config
     from weldlab.datasets import build_or_load
-    from weldlab.training import stale_reason, train_models
+    from weldlab.trained import TrainedModel, stale_reason
+    from weldlab.training import current_model
+    from weldlab.training import train_models
 
     small = dict(sim_train_radiographs=2, sim_test_radiographs=1, sim_height=400, sim_width=1200,
                  n_val_okay=8, n_train_defect=12, n_test_okay=16, n_test_defect=12,
@@ -170,30 +185,38 @@ def test_a_model_trained_on_other_datasets_is_moved_aside_and_retrained(tmp_path
     folder = tmp_path / "synthetic" / "quick" / "models" / "ae" / "none" / "seed0"
     assert stale_reason(folder, "ae", ds_b.manifest["dataset_key"]).startswith("datasets ")
     assert stale_reason(folder, "ae", ds_a.manifest["dataset_key"]) is None
+    trained_a = TrainedModel.load(folder)
+    assert trained_a.is_current(ds_a.manifest["dataset_key"]) and not trained_a.is_current(ds_b.manifest["dataset_key"])
+    # --no-train refuses the stale model by name, and leaves it as it is
+    with pytest.raises(FileNotFoundError, match=rf"{folder}: trained with datasets {rec_a['dataset_key']}"):
+        current_model(cfg_b, ds_b, "ae", "none", 0, train=False)
+    assert TrainedModel.load(folder).record["dataset_key"] == rec_a["dataset_key"]
+    assert current_model(cfg_a, ds_a, "ae", "none", 0, train=False).record == rec_a  # current: reused
     messages = []
     (rec_b,) = train_models(cfg_b, ds_b, "ae", "none", verbose=0, log=messages.append)
     assert not any("already trained" in m for m in messages)
     assert rec_b["dataset_key"] == ds_b.manifest["dataset_key"] != rec_a["dataset_key"]
     kept = folder.with_name(f"seed0.datasets-{rec_a['dataset_key']}")
-    assert json.loads((kept / "record.json").read_text())["dataset_key"] == rec_a["dataset_key"]
+    assert TrainedModel.load(kept).record["dataset_key"] == rec_a["dataset_key"]
+    assert current_model(cfg_b, ds_b, "ae", "none", 0, train=False).is_current(ds_b.manifest["dataset_key"])
 
 
 _PAGE_FAULT_PROBE = """
 import json, os, resource, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import keras
-from weldlab import losses as L
+from weldlab.batches import PerturbedPairs
 from weldlab.datasets import PatchDatasets
-from weldlab.models import build_autoencoder
-from weldlab.training import PerturbedPairs, _KeepFreedMemory
+from weldlab.fitting import KeepFreedMemory
+from weldlab.models import build_autoencoder, build_training_model, compile_training_model
 ds = PatchDatasets(sys.argv[1])
 faults = []
 class Count(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
-model = L.compile_training_model(L.build_training_model(build_autoencoder(0), True))
+model = compile_training_model(build_training_model(build_autoencoder(0), True))
 pairs = PerturbedPairs(ds.raw("train_okay"), [ds.perturbation_set("D")], batch_size=4, seed=0, steps=12)
-model.fit(pairs, epochs=1, verbose=0, callbacks=[_KeepFreedMemory(), Count()])
+model.fit(pairs, epochs=1, verbose=0, callbacks=[KeepFreedMemory(), Count()])
 print(json.dumps(faults))
 """
 

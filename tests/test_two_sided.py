@@ -9,8 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from weldlab.residuals import calibrate_thresholds, combined_score, flagged_windows, patch_maxima
+from weldlab.residuals import flagged_windows, patch_maxima
 from weldlab.screening import MARGINS, STATISTICS, check_input, image_statistics, input_ranges
+from weldlab.thresholds import ResidualThresholds
 from weldlab.unexpected import HELD_OUT_KINDS, NON_WELD_FILMS, held_out_inputs, non_weld_films
 
 
@@ -23,18 +24,18 @@ def shipped():
 
 def test_quiet_threshold_shares_the_budget_with_the_papers_pair(rng):
     a, b, c = rng.uniform(0, 1, (3, 3000))
-    paper = calibrate_thresholds(a, b, fpr=0.001)
-    two = calibrate_thresholds(a, b, fpr=0.001, min_std=c)
+    paper = ResidualThresholds.calibrate(a, b, fpr=0.001)
+    two = ResidualThresholds.calibrate(a, b, fpr=0.001, min_std=c)
     # the paper's pair is unchanged, so Tables 2-3 and the two-sided rule agree on it
     assert (two["t_mean"], two["t_std"]) == (paper["t_mean"], paper["t_std"])
     flagged = (a > two["t_mean"]) | (b > two["t_std"]) | (c < two["t_quiet"])
     assert flagged.mean() == two["fpr_calibration"] <= 0.001
     # with budget left by the pair, the quiet test uses it: here one more patch may be flagged
-    loose = calibrate_thresholds(a, b, fpr=0.001)
+    loose = ResidualThresholds.calibrate(a, b, fpr=0.001)
     left = 3 - int(((a > loose["t_mean"]) | (b > loose["t_std"])).sum())
     assert int((c < two["t_quiet"]).sum() - ((c < two["t_quiet"]) & ((a > two["t_mean"]) | (b > two["t_std"]))).sum()) == left
     with pytest.raises(ValueError, match="min_std"):
-        calibrate_thresholds(a, b, min_std=c[:10])
+        ResidualThresholds.calibrate(a, b, min_std=c[:10])
 
 
 def test_a_flat_patch_is_too_quiet_and_a_grainy_one_is_not(rng):
@@ -44,12 +45,12 @@ def test_a_flat_patch_is_too_quiet_and_a_grainy_one_is_not(rng):
     mm, ms, mq = patch_maxima(flat, quiet=True)
     th = {"t_mean": 1.0, "t_std": 1.0, "t_quiet": 0.003}
     assert mq[0] > 0.003 > mq[1]
-    assert list(combined_score(mm, ms, th, mq) > 1) == [False, True]
+    assert list(ResidualThresholds.from_dict(th).score(mm, ms, mq) > 1) == [False, True]
     flags = flagged_windows(flat[1], th)
     assert (flags == 4).any() and not (flags & 3).any()
     assert not flagged_windows(flat[0], th).any()
     with pytest.raises(ValueError, match="min_std"):
-        combined_score(mm, ms, th)
+        ResidualThresholds.from_dict(th).score(mm, ms)
 
 
 def test_tiled_scan_equals_the_whole_map_with_the_quiet_test(shipped):

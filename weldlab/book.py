@@ -126,8 +126,10 @@ def _hide_injected(nb_path):
 
 
 def _source_cell_number(executed, exc):
-    """1-based number of the failing cell in the chapter's source (papermill's injected
-    parameters cell not counted), with its first line."""
+    """1-based number of the failing cell in the chapter's source, with its first line.
+
+    Papermill's injected parameters cell is not counted.
+    """
     import nbformat
 
     index = exc.cell_index

@@ -49,6 +49,7 @@ def _config(args):
 
 
 def cmd_book(args):
+    """`weldlab book`: execute the chapters and build the HTML book."""
     from .book import run_book
 
     run_book(args.preset, args.data, args.gdxray_root, _overrides(args), html=not args.no_html,
@@ -57,6 +58,7 @@ def cmd_book(args):
 
 
 def cmd_datasets(args):
+    """`weldlab datasets`: build (or reuse) the patch datasets of a preset."""
     from .datasets import build_or_load
 
     cfg = _config(args)
@@ -69,6 +71,7 @@ def cmd_datasets(args):
 
 
 def cmd_simulate(args):
+    """`weldlab simulate`: write simulated radiographs and their defect masks."""
     import imageio.v3 as iio
     import numpy as np
 
@@ -94,6 +97,7 @@ def cmd_simulate(args):
 
 
 def cmd_calibrate(args):
+    """`weldlab calibrate`: print the film statistics of GDXray and simulated radiographs."""
     from .calibration import radiograph_stats
     from .radiographs import load_gdxray
     from .simulate import simulate_radiographs
@@ -109,6 +113,7 @@ def cmd_calibrate(args):
 
 
 def cmd_train(args):
+    """`weldlab train`: train (or resume, or reuse) one configuration's models."""
     from .datasets import build_or_load
     from .training import AE_PERTURBATIONS, AE_USE_CASE_2, CNN_TRAINING_SETS, train_models
 
@@ -124,6 +129,7 @@ def cmd_train(args):
 
 
 def cmd_tables(args):
+    """`weldlab tables`: measure Tables 2 and 3 and write them with their scores."""
     from .datasets import build_or_load
     from .results import check_tables_writable, measure_tables, table_markdown, write_tables
 
@@ -139,20 +145,21 @@ def cmd_tables(args):
             for k in ([kind] if kind else args.models):
                 confs[k].append(name)
     ds = build_or_load(cfg)
-    result, scores = measure_tables(cfg, ds, kinds=args.models, seeds=args.seeds, fpr=args.fpr,
+    result, scores = measure_tables(cfg, ds, kinds=args.models, seeds=args.seeds,
                                     train=not args.no_train, confs=confs)
     path = write_tables(result, scores, args.out, overwrite=args.overwrite)
     for kind in args.models:
-        print(f"\n{'Table 3 (autoencoder)' if kind == 'ae' else 'Table 2 (CNN)'}: TPR (%) at {args.fpr:g} FPR")
+        print(f"\n{'Table 3 (autoencoder)' if kind == 'ae' else 'Table 2 (CNN)'}: TPR (%) at {cfg.fpr:g} FPR")
         print(table_markdown(result, kind))
     if not result["test_fpr_resolvable"]:
-        print(f"WARNING: {result['test_okay']} test okay patches cannot resolve an FPR of {args.fpr:g}; "
+        print(f"WARNING: {result['test_okay']} test okay patches cannot resolve an FPR of {cfg.fpr:g}; "
               "the TPRs are measured at an FPR of 0 on them.")
     print(f"\nwritten: {path}")
     return 0
 
 
 def cmd_scan(args):
+    """`weldlab scan`: scan radiographs, writing a verdict and an overlay per image."""
     from .scan import Detector, check_tile, scan_files
 
     check_tile(args.tile)  # before the model loads
@@ -167,6 +174,7 @@ def cmd_scan(args):
 
 
 def build_parser():
+    """The ``weldlab`` command line: one sub-command per stage."""
     parser = argparse.ArgumentParser(prog="weldlab", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"weldlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -191,7 +199,8 @@ def build_parser():
     p = sub.add_parser("train", help="train the autoencoder or the CNN (resumes if interrupted)")
     _common(p)
     p.add_argument("model", choices=("ae", "cnn"), help="which network")
-    p.add_argument("--set", required=True, help="AE: none, D, sni, D+sni, okay+defects (use case 2); CNN: D, D+circular, D+circular+partial_circle, D+sni")
+    p.add_argument("--set", required=True, help="AE: none, D, sni, D+sni, okay+defects (use case 2); "
+                   "CNN: D, D+circular, D+circular+partial_circle, D+sni")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: the preset's)")
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     p.set_defaults(func=cmd_train)
@@ -200,7 +209,6 @@ def build_parser():
     _common(p)
     p.add_argument("--models", nargs="+", choices=("ae", "cnn"), default=["ae", "cnn"], help="which tables")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: the preset's three)")
-    p.add_argument("--fpr", type=float, default=0.001, help="false positive rate (default 0.001)")
     p.add_argument("--no-train", action="store_true", help="fail instead of training a missing model")
     p.add_argument("--sets", nargs="+", default=None, metavar="SET",
                    help="only these configurations, e.g. ae:sni cnn:D+sni (default: every column of both tables)")

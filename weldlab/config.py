@@ -22,6 +22,8 @@ PRESET_DIR = Path(__file__).resolve().parent / "presets"
 TRAINING_PARAMETERS = ("seeds", "ae_epochs", "ae_batch_size", "ae_steps_per_epoch", "cnn_epochs",
                        "cnn_batch_size", "cnn_steps_per_epoch", "patience", "learning_rate",
                        "ae_dropout_epochs", "lr_patience", "chapter_seeds")
+#: Parameters of evaluation only: changing them rebuilds nothing and retrains nothing.
+EVALUATION_PARAMETERS = ("fpr",)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,9 @@ class Config:
         (0: constant).
     chapter_seeds : int
         How many of ``seeds`` the model chapters (4, 6) train or load.
+    fpr : float
+        Patch-level false positive rate at which every threshold is calibrated on okay
+        patches (paper: 0.001).
     progress : bool
         Show progress bars.
     """
@@ -115,9 +120,15 @@ class Config:
     ae_dropout_epochs: int = 1
     lr_patience: int = 2
     chapter_seeds: int = 1
+    fpr: float = 0.001
     progress: bool = True
 
     def __post_init__(self):
+        self._check_scalars()
+        self._check_lists()
+        self._check_training()
+
+    def _check_scalars(self):
         if self.preset not in PRESETS:
             raise ValueError(f"preset: expected one of {PRESETS}, got {self.preset!r}")
         if self.data not in DATA_SOURCES:
@@ -138,6 +149,8 @@ class Config:
             )
         if not (isinstance(self.sim_defects_per_kpx, (int, float)) and self.sim_defects_per_kpx >= 0):
             raise ValueError(f"sim_defects_per_kpx: expected a number >= 0, got {self.sim_defects_per_kpx!r}")
+
+    def _check_lists(self):
         examples = {"cnr_cutoffs": "[3.0, 7.0]", "seeds": "[0, 1, 2]", "gdxray_test": "[W0001_0004, W0001_0005]"}
         for name, example in examples.items():
             if not isinstance(getattr(self, name), (list, tuple)):
@@ -154,6 +167,8 @@ class Config:
         if not seeds or any(isinstance(v, bool) or not isinstance(v, int) for v in seeds):
             raise ValueError(f"seeds: expected a non-empty list of integers, got {self.seeds!r}")
         object.__setattr__(self, "seeds", seeds)
+
+    def _check_training(self):
         if self.cnn_batch_size % 2:
             raise ValueError(f"cnn_batch_size: expected an even number (half okay, half not), got {self.cnn_batch_size!r}")
         for name in ("ae_epochs", "ae_batch_size", "cnn_epochs", "cnn_batch_size", "patience", "chapter_seeds"):
@@ -161,6 +176,8 @@ class Config:
                 raise ValueError(f"{name}: expected at least 1, got {getattr(self, name)!r}")
         if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
             raise ValueError(f"learning_rate: expected a number in (0, 1), got {self.learning_rate!r}")
+        if isinstance(self.fpr, bool) or not (isinstance(self.fpr, (int, float)) and 0 < self.fpr < 1):
+            raise ValueError(f"fpr: expected a rate in (0, 1) such as 0.001, got {self.fpr!r}")
 
     @property
     def artifacts(self) -> Path:
@@ -169,7 +186,7 @@ class Config:
 
     def dataset_params(self) -> dict:
         """The parameters that determine the datasets (everything but paths and display)."""
-        skip = {"preset", "artifacts_root", "progress", "gdxray_root", *TRAINING_PARAMETERS}
+        skip = {"preset", "artifacts_root", "progress", "gdxray_root", *TRAINING_PARAMETERS, *EVALUATION_PARAMETERS}
         out = {}
         for f in dataclasses.fields(self):
             if f.name in skip:
@@ -237,6 +254,13 @@ def make_config(preset="quick", **overrides) -> Config:
     preset : str
     **overrides
         Any of :func:`known_parameters`; ``None`` values are ignored.
+
+    Examples
+    --------
+    >>> from weldlab.config import make_config
+    >>> cfg = make_config("standard", data="gdxray", fpr=0.01)
+    >>> cfg.preset, cfg.data, cfg.fpr, str(cfg.artifacts)
+    ('standard', 'gdxray', 0.01, 'artifacts/gdxray/standard')
     """
     params = load_preset(preset)
     params["preset"] = preset

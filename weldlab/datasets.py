@@ -62,7 +62,7 @@ STREAM_SYNTH_TEST, STREAM_SNI, STREAM_SC, STREAM_SPC = 5, 6, 7, 8
 
 
 def encode(x):
-    """float in [0, 1] -> uint16."""
+    """Floats in [0, 1] -> uint16."""
     return np.round(np.clip(x, 0.0, 1.0) * _SCALE).astype(np.uint16)
 
 
@@ -458,6 +458,7 @@ class PatchDatasets:
 
     @property
     def counts(self):
+        """Patches per array, as recorded in the manifest."""
         return self.manifest["counts"]
 
     def test_sets(self):
@@ -476,8 +477,9 @@ class PatchDatasets:
         return out
 
     def perturbation_set(self, kind, sources=None):
-        """A training perturbation set: ``"D"``, ``"sni"``, ``"circular"`` (SC) or
-        ``"partial_circle"`` (SPC).
+        """A training perturbation set.
+
+        ``"D"``, ``"sni"``, ``"circular"`` (SC) or ``"partial_circle"`` (SPC).
 
         Parameters
         ----------

@@ -26,10 +26,11 @@ import numpy as np
 
 from . import metrics
 from .patches import crop
-from .residuals import CalibrationWarning, calibrate_thresholds, combined_score, patch_maxima
+from .residuals import patch_maxima
+from .thresholds import DEFAULT_FPR, CalibrationWarning, ProbabilityThreshold, ResidualThresholds, fpr_budget
 
 
-def residuals(model, patches, batch_size=64):
+def reconstruction_residuals(model, patches, batch_size=64):
     """Residuals ``crop(x) - AE(x)``.
 
     Parameters
@@ -112,12 +113,12 @@ def residual_maxima(model, patches, batch_size=64, chunk=512, quiet=False):
     out = np.empty((3 if quiet else 2, n))
     for i in range(0, n, chunk):
         part = patches[i : i + chunk]
-        r = background_residuals(part) if model is None else residuals(model, part, batch_size)
+        r = background_residuals(part) if model is None else reconstruction_residuals(model, part, batch_size)
         out[:, i : i + chunk] = patch_maxima(r, quiet=quiet)
     return tuple(out)
 
 
-def evaluate_baseline(datasets, fpr=0.001):
+def evaluate_baseline(datasets, fpr=DEFAULT_FPR):
     """:func:`evaluate_autoencoder` for the classical blur-background detector.
 
     Returns
@@ -128,7 +129,7 @@ def evaluate_baseline(datasets, fpr=0.001):
     return {**evaluate_autoencoder(None, datasets, fpr), "sigma": BASELINE_SIGMA}
 
 
-def reconstruction_quality(model, okay, fpr=0.001, batch_size=64):
+def reconstruction_quality(model, okay, fpr=DEFAULT_FPR, batch_size=64):
     """How close an autoencoder's residual on okay patches is to the film noise.
 
     The film noise of the same patches is measured as in chapter 1
@@ -158,7 +159,7 @@ def reconstruction_quality(model, okay, fpr=0.001, batch_size=64):
     sq, total, count = 0.0, 0.0, 0
     max_mean = np.empty(len(x))
     for i in range(0, len(x), 256):  # one AE pass: sums and window maxima together
-        r = residuals(model, x[i : i + 256], batch_size)
+        r = reconstruction_residuals(model, x[i : i + 256], batch_size)
         max_mean[i : i + 256] = patch_maxima(r)[0]
         r = r.astype(np.float64)
         sq, total, count = sq + float((r * r).sum()), total + float(r.sum()), count + r.size
@@ -178,7 +179,7 @@ def reconstruction_quality(model, okay, fpr=0.001, batch_size=64):
     }
 
 
-def evaluate_autoencoder(model, datasets, fpr=0.001, batch_size=64):
+def evaluate_autoencoder(model, datasets, fpr=DEFAULT_FPR, batch_size=64):
     """TPRs and AUROC of one autoencoder on every test set.
 
     Parameters
@@ -192,20 +193,20 @@ def evaluate_autoencoder(model, datasets, fpr=0.001, batch_size=64):
     Returns
     -------
     dict
-        ``thresholds`` (see :func:`weldlab.residuals.calibrate_thresholds`),
+        ``thresholds`` (:class:`weldlab.thresholds.ResidualThresholds`),
         ``fpr_calibrated_on_test``, ``test_fpr_resolvable`` (enough test okay patches for
         ``fpr``; a :class:`CalibrationWarning` says so otherwise) and ``sets``: name -> ``{"n", "tpr_calibrated",
         "tpr_at_test_fpr", "test_fpr", "auroc"}``, plus ``maxima`` (name -> (max_mean,
         max_std)) for figures.
     """
     val_mm, val_ms = residual_maxima(model, datasets["val_okay"], batch_size)
-    thresholds = calibrate_thresholds(val_mm, val_ms, fpr)
+    thresholds = ResidualThresholds.calibrate(val_mm, val_ms, fpr)
     maxima = {"val_okay": (val_mm, val_ms)}
     for name, x in datasets.test_sets().items():
         maxima[name] = residual_maxima(model, x, batch_size) if len(x) else (np.zeros(0), np.zeros(0))
-    scores = {name: combined_score(mm, ms, thresholds) for name, (mm, ms) in maxima.items()}
-    return {"thresholds": thresholds, **_operating_points(scores, lambda s: s > 1, fpr),
-            "maxima": maxima, "scores": scores}
+    scores = {name: thresholds.score(mm, ms) for name, (mm, ms) in maxima.items()}
+    return {"thresholds": thresholds, **_operating_points(scores, thresholds, fpr), "maxima": maxima,
+            "scores": scores}
 
 
 def cnn_scores(model, patches, batch_size=64, chunk=1024):
@@ -231,7 +232,7 @@ def cnn_scores(model, patches, batch_size=64, chunk=1024):
     return out
 
 
-def evaluate_cnn(model, datasets, fpr=0.001, batch_size=64):
+def evaluate_cnn(model, datasets, fpr=DEFAULT_FPR, batch_size=64):
     """TPRs and AUROC of one supervised CNN on every test set (Table 2).
 
     The CNN's score is its output probability. As for the autoencoder, a threshold is
@@ -241,22 +242,27 @@ def evaluate_cnn(model, datasets, fpr=0.001, batch_size=64):
     Returns
     -------
     dict
-        ``threshold``, ``fpr_calibrated_on_test``, ``test_fpr_resolvable``, ``sets`` as in
+        ``thresholds`` (:class:`weldlab.thresholds.ProbabilityThreshold`),
+        ``fpr_calibrated_on_test``, ``test_fpr_resolvable``, ``sets`` as in
         :func:`evaluate_autoencoder`, and ``scores`` (name -> ndarray (n,)) for figures.
     """
     scores = {"val_okay": cnn_scores(model, datasets["val_okay"], batch_size)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CalibrationWarning)
-        threshold, _ = metrics.threshold_at_fpr(scores["val_okay"], fpr)
+        thresholds = ProbabilityThreshold.calibrate(scores["val_okay"], fpr)
     for name, x in datasets.test_sets().items():
         scores[name] = cnn_scores(model, x, batch_size) if len(x) else np.zeros(0)
-    return {"threshold": threshold, **_operating_points(scores, lambda s: s > threshold, fpr),
-            "scores": scores}
+    return {"thresholds": thresholds, **_operating_points(scores, thresholds, fpr), "scores": scores}
 
 
-def _operating_points(scores, flagged, fpr):
+def _operating_points(scores, thresholds, fpr):
+    """Rates on every test set of scores made by ``thresholds.score``."""
+
+    def flagged(s):
+        return s > thresholds.cut
+
     okay = scores["okay"]
-    resolvable = okay.size * fpr >= 1
+    resolvable = fpr_budget(okay.size, fpr, warn=False) >= 1
     sets = {}
     for name, s in scores.items():
         if name in ("okay", "val_okay"):

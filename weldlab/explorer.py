@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import metrics
-from .residuals import calibrate_thresholds, combined_score, window_flags, kernel_statistics
+from .residuals import kernel_statistics
+from .thresholds import DEFAULT_FPR, ResidualThresholds
 
 
 class ThresholdExplorer:
@@ -40,7 +41,7 @@ class ThresholdExplorer:
 
     def thresholds_for_fpr(self, fpr):
         """Thresholds calibrated on the validation okay patches for ``fpr`` (OR rule)."""
-        return calibrate_thresholds(*self.maxima["val_okay"], fpr=fpr)
+        return ResidualThresholds.calibrate(*self.maxima["val_okay"], fpr=fpr)
 
     def state(self, t_mean, t_std):
         """Rates at one pair of thresholds.
@@ -51,12 +52,11 @@ class ThresholdExplorer:
             ``t_mean``, ``t_std``, ``fpr_val``, ``fpr_test`` (fractions of validation and
             test okay patches flagged) and ``tpr``: test set -> fraction flagged.
         """
-        if not (t_mean > 0 and t_std > 0):
-            raise ValueError(f"thresholds: expected positive values, got t_mean={t_mean!r}, t_std={t_std!r}")
+        th = ResidualThresholds(t_mean, t_std)
 
         def rate(name):
             a, b = self.maxima[name]
-            return float(np.mean((a > t_mean) | (b > t_std))) if a.size else float("nan")
+            return float(np.mean(th.score(a, b) > th.cut)) if a.size else float("nan")
 
         return {"t_mean": float(t_mean), "t_std": float(t_std), "fpr_val": rate("val_okay"),
                 "fpr_test": rate("okay"), "tpr": {k: rate(k) for k in self.test_sets}}
@@ -96,7 +96,7 @@ class ThresholdExplorer:
 
         from .figures import FLAG_COLOURS
 
-        th = {"t_mean": state["t_mean"], "t_std": state["t_std"]}
+        th = ResidualThresholds(state["t_mean"], state["t_std"])
         n_ex = min(3, len(self.examples.get(test_set, ([],))[0]))
         fig = plt.figure(figsize=(13, 6.6 if n_ex else 3.6))
         grid = fig.add_gridspec(2 if n_ex else 1, 3 if not n_ex else max(3, 2 * n_ex), height_ratios=[1.15, 1] if n_ex else None)
@@ -105,7 +105,7 @@ class ThresholdExplorer:
         ax_bar = fig.add_subplot(grid[0, cols:2 * cols])
         ax_sc = fig.add_subplot(grid[0, 2 * cols:])
         # ROC of the combined score with the thresholds' ratio fixed; the point is this setting.
-        okay, pos = (combined_score(*self.maxima[k], th) for k in ("okay", test_set))
+        okay, pos = (th.score(*self.maxima[k]) for k in ("okay", test_set))
         fpr, tpr, _ = metrics.roc_curve(okay, pos)
         floor = 0.5 / max(okay.size, 1)
         ax_roc.step(np.maximum(fpr, floor), tpr, where="post", color="tab:gray")
@@ -139,7 +139,7 @@ class ThresholdExplorer:
             cmap = ListedColormap(["white", FLAG_COLOURS[1], FLAG_COLOURS[2], FLAG_COLOURS[3]])
             patches, residuals = self.examples[test_set]
             for i in range(n_ex):
-                codes = window_flags(*kernel_statistics(residuals[i]), th)
+                codes = th.flags(*kernel_statistics(residuals[i]))
                 ax = fig.add_subplot(grid[1, 2 * i])
                 ax.imshow(crop(patches[i]), cmap="gray")
                 ax.set_title(f"{test_set} #{i}", fontsize=8)
@@ -151,7 +151,7 @@ class ThresholdExplorer:
         fig.tight_layout()
         return fig
 
-    def widget(self, test_set=None, target_fpr=0.001):
+    def widget(self, test_set=None, target_fpr=DEFAULT_FPR):
         """The live explorer (ipywidgets): a test set, two threshold sliders and a target FPR.
 
         Moving a threshold slider uses those thresholds; pressing "calibrate" sets both from

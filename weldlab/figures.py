@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .patches import CROP, OFFSET, PATCH
+from .thresholds import DEFAULT_FPR
 
 
 def show_patches(patches, masks=None, titles=None, ncols=6, size=1.9, vmin=None, vmax=None,
@@ -118,7 +119,7 @@ def text_mask(text, height):
     return path.contains_points(pts).reshape(height, width)
 
 
-FLAG_COLOURS = {1: "tab:orange", 2: "tab:green", 3: "tab:blue"}
+FLAG_COLOURS = {1: "#ff7f0e", 2: "#2ca02c", 3: "#1f77b4", 4: "#9467bd"}
 
 
 def residual_panels(patch, residual, thresholds, title=None, kernel=9):
@@ -142,10 +143,11 @@ def residual_panels(patch, residual, thresholds, title=None, kernel=9):
     from matplotlib.colors import ListedColormap
 
     from .patches import crop
-    from .residuals import kernel_statistics, window_flags
+    from .residuals import kernel_statistics
+    from .thresholds import ResidualThresholds
 
     m, s = kernel_statistics(residual, kernel)
-    codes = window_flags(m, s, thresholds)
+    codes = ResidualThresholds.from_dict(thresholds).paper.flags(m, s)
     fig, axes = plt.subplots(1, 5, figsize=(13, 2.9))
     panels = [
         (crop(patch), "gray", "(a) input", None),
@@ -168,7 +170,7 @@ def residual_panels(patch, residual, thresholds, title=None, kernel=9):
     return fig
 
 
-def statistics_scatter(okay, positive, thresholds, labels=("okay", "defects"), ax_hist=None):
+def statistics_scatter(okay, positive, thresholds, labels=("okay", "defects")):
     """The paper's Fig. 9: histograms and scatter of each patch's two residual maxima.
 
     Parameters
@@ -211,7 +213,7 @@ def statistics_scatter(okay, positive, thresholds, labels=("okay", "defects"), a
     return fig
 
 
-def detection_curves(curves, fpr_mark=0.001):
+def detection_curves(curves, fpr_mark=DEFAULT_FPR):
     """The paper's Fig. 10: ROC with a log FPR axis, accuracy vs FPR, precision vs TPR.
 
     Parameters

@@ -22,7 +22,8 @@ at most 0.01 * 1764 / 156**2 = 7e-4; in short runs we measured it at 3e-4 to 6e-
 briefly and checks that ``z`` does not collapse.
 
 The losses are registered Keras serialisable objects, so a compiled training model saved
-as ``.keras`` loads with ``keras.saving.load_model`` in safe mode.
+as ``.keras`` loads with ``keras.saving.load_model`` in safe mode. The training model that
+puts them together is :func:`weldlab.models.build_training_model`.
 """
 
 from __future__ import annotations
@@ -30,14 +31,13 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from .models import CODE_SIZE, INPUT_SIZE, OUTPUT_SIZE, decoder_of, encoder_of
-from .patches import crop
+from .patches import CROP
+from .residuals import KERNEL
 
-KERNEL_SIZE = 9
 L1_WEIGHT = 0.01
 
 
-def local_mean(x, kernel_size=KERNEL_SIZE):
+def local_mean(x, kernel_size=KERNEL):
     """Mean over every ``k x k`` window at stride 1 (valid positions).
 
     Parameters
@@ -59,6 +59,7 @@ class ReconstructionLoss(keras.losses.Loss):
         super().__init__(name=name, **kwargs)
 
     def call(self, y_true, y_pred):
+        """Per-patch loss, shape (batch,)."""
         d = ops.cast(y_true, y_pred.dtype) - y_pred
         return ops.mean(ops.square(d), axis=(1, 2, 3))
 
@@ -67,15 +68,17 @@ class ReconstructionLoss(keras.losses.Loss):
 class KernelMaxLoss(keras.losses.Loss):
     """``L_kern``: per-patch maximum of the squared 9 x 9 local mean residual (Eq. 4)."""
 
-    def __init__(self, kernel_size=KERNEL_SIZE, name="kernel_max", **kwargs):
+    def __init__(self, kernel_size=KERNEL, name="kernel_max", **kwargs):
         super().__init__(name=name, **kwargs)
         self.kernel_size = int(kernel_size)
 
     def call(self, y_true, y_pred):
+        """Per-patch loss, shape (batch,)."""
         d = ops.cast(y_true, y_pred.dtype) - y_pred
         return ops.max(ops.square(local_mean(d, self.kernel_size)), axis=(1, 2, 3))
 
     def get_config(self):
+        """The constructor's arguments (Keras serialisation)."""
         return {**super().get_config(), "kernel_size": self.kernel_size}
 
 
@@ -86,94 +89,18 @@ class CodeL1Loss(keras.losses.Loss):
     ``y_true`` is ignored (pass zeros of ``z``'s shape).
     """
 
-    def __init__(self, weight=L1_WEIGHT, pixels=OUTPUT_SIZE * OUTPUT_SIZE, name="code_l1", **kwargs):
+    def __init__(self, weight=L1_WEIGHT, pixels=CROP * CROP, name="code_l1", **kwargs):
         super().__init__(name=name, **kwargs)
         self.weight, self.pixels = float(weight), int(pixels)
 
     def call(self, y_true, y_pred):
+        """Per-patch loss, shape (batch,)."""
         return self.weight * ops.sum(ops.abs(y_pred), axis=(1, 2, 3)) / self.pixels
 
     def get_config(self):
+        """The constructor's arguments (Keras serialisation)."""
         return {**super().get_config(), "weight": self.weight, "pixels": self.pixels}
 
 
 #: Names of the five loss terms as they appear in the training history.
 LOSS_TERMS = ("ok", "ok_kern", "per", "per_kern", "z")
-
-
-def build_training_model(autoencoder, perturbed=True):
-    """Wrap an autoencoder so that ``fit`` optimises the five-term loss.
-
-    Parameters
-    ----------
-    autoencoder : keras.Model
-        From :func:`weldlab.models.build_autoencoder`; its weights are shared.
-    perturbed : bool
-        False for the "None" perturbation set: only ``L_ok``, ``L_kern,ok`` and
-        ``L_reg`` remain, and the model takes ``x_ok`` alone.
-
-    Returns
-    -------
-    keras.Model
-        Inputs ``{"x_ok"[, "x_per"]}``, each (batch, 192, 192, 1); outputs named after
-        :data:`LOSS_TERMS` (``z`` holds the code of ``x_ok`` and, when perturbed, of
-        ``x_per``, concatenated along the channel axis). Compiled with the matching
-        losses by :func:`compile_training_model`.
-    """
-    encoder, decoder = encoder_of(autoencoder), decoder_of(autoencoder)
-    x_ok = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="x_ok")
-    z_ok = encoder(x_ok)
-    r_ok = decoder(z_ok)
-    inputs = {"x_ok": x_ok}
-    outputs = {
-        "ok": keras.layers.Identity(name="ok")(r_ok),
-        "ok_kern": keras.layers.Identity(name="ok_kern")(r_ok),
-    }
-    z = z_ok
-    if perturbed:
-        x_per = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="x_per")
-        z_per = encoder(x_per)
-        r_per = decoder(z_per)
-        inputs["x_per"] = x_per
-        outputs["per"] = keras.layers.Identity(name="per")(r_per)
-        outputs["per_kern"] = keras.layers.Identity(name="per_kern")(r_per)
-        z = keras.layers.Concatenate(name="z_pair")([z_ok, z_per])
-    outputs["z"] = keras.layers.Identity(name="z")(z)
-    return keras.Model(inputs, outputs, name="autoencoder_training")
-
-
-def compile_training_model(model, learning_rate=1e-3):
-    """Compile a training model from :func:`build_training_model` with Adam.
-
-    With a perturbation set, the L1 term is computed on both codes; it is halved so that
-    ``L_reg`` keeps the weight of one code per training pair.
-    """
-    perturbed = "per" in model.output_names
-    losses = {"ok": ReconstructionLoss(), "ok_kern": KernelMaxLoss(),
-              "z": CodeL1Loss(weight=L1_WEIGHT / (2 if perturbed else 1))}
-    if perturbed:
-        losses.update(per=ReconstructionLoss(), per_kern=KernelMaxLoss())
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=losses)
-    return model
-
-
-def training_targets(x_ok, perturbed=True):
-    """Targets for :func:`build_training_model`'s outputs: every reconstruction aims at
-    ``crop(x_ok)``; the code target is unused (zeros).
-
-    Parameters
-    ----------
-    x_ok : ndarray, shape (batch, 192, 192, 1)
-
-    Returns
-    -------
-    dict of ndarray
-    """
-    import numpy as np
-
-    c = crop(x_ok[..., 0])[..., None]
-    z = np.zeros((len(x_ok), CODE_SIZE, CODE_SIZE, 2 if perturbed else 1), np.float32)
-    y = {"ok": c, "ok_kern": c, "z": z}
-    if perturbed:
-        y.update(per=c, per_kern=c)
-    return y

@@ -7,51 +7,15 @@ the threshold.
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 from scipy import stats
 
-from .residuals import CalibrationWarning
+from .thresholds import DEFAULT_FPR, threshold_at_fpr
 
 
-def threshold_at_fpr(scores_okay, fpr=0.001):
-    """The lowest threshold that flags at most ``fpr`` of the okay patches.
-
-    Parameters
-    ----------
-    scores_okay : ndarray, shape (n,)
-    fpr : float
-
-    Returns
-    -------
-    threshold : float
-    realised_fpr : float
-        Fraction of okay scores strictly above the threshold.
-
-    Warns
-    -----
-    CalibrationWarning
-        When ``n * fpr < 1``: no okay patch may be flagged and the rate is not resolved.
-    """
-    s = np.sort(np.asarray(scores_okay, float))[::-1]
-    if s.size == 0:
-        raise ValueError("scores_okay: no okay scores")
-    if not 0 < fpr < 1:
-        raise ValueError(f"fpr: expected a rate in (0, 1), got {fpr!r}")
-    allowed = int(np.floor(fpr * s.size + 1e-9))
-    if allowed < 1:
-        warnings.warn(
-            f"{s.size} okay patches cannot resolve a false positive rate of {fpr:g} "
-            f"(need at least {int(np.ceil(1 / fpr))}); using the largest okay score",
-            CalibrationWarning, stacklevel=2,
-        )
-    t = float(s[min(allowed, s.size - 1)])
-    return t, float(np.mean(s > t))
-
-
-def tpr_at_fpr(scores_okay, scores_positive, fpr=0.001):
-    """True positive rate at the threshold of :func:`threshold_at_fpr`.
+def tpr_at_fpr(scores_okay, scores_positive, fpr=DEFAULT_FPR):
+    """True positive rate at the threshold of :func:`weldlab.thresholds.threshold_at_fpr`.
 
     Returns
     -------

@@ -17,9 +17,10 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from .patches import CROP, OFFSET, PATCH
+import numpy as np
 
-INPUT_SIZE, OUTPUT_SIZE, OUTPUT_OFFSET = PATCH, CROP, OFFSET  # 192 -> 156, offset 18
+from .patches import CROP, PATCH, crop
+
 CODE_SIZE = 42
 
 AE_PARAMETERS = 41_186
@@ -61,7 +62,7 @@ def build_encoder(seed=None):
     keras.Model
         Named ``encoder``.
     """
-    x_in = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="image")
+    x_in = keras.Input((PATCH, PATCH, 1), name="image")
     x = _conv(18, "e1_conv1")(x_in)                                  # 190
     x = layers.Dropout(AE_DROPOUT, seed=seed, name="e1_dropout")(x)
     x = _conv(18, "e1_conv2")(x)                                     # 188
@@ -101,7 +102,7 @@ def build_decoder(seed=None):
 
 
 def build_autoencoder(seed=None):
-    """The paper's autoencoder (method.md §4).
+    """The paper's autoencoder (method §4, ``book/method.md``).
 
     Parameters
     ----------
@@ -115,12 +116,12 @@ def build_autoencoder(seed=None):
         sub-models ``encoder`` and ``decoder``; 41,186 trainable parameters.
     """
     encoder, decoder = build_encoder(seed), build_decoder(seed)
-    x_in = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="image")
+    x_in = keras.Input((PATCH, PATCH, 1), name="image")
     return keras.Model(x_in, decoder(encoder(x_in)), name="autoencoder")
 
 
 def build_cnn(seed=None):
-    """The paper's supervised okay/defect classifier (method.md §6).
+    """The paper's supervised okay/defect classifier (method §6, ``book/method.md``).
 
     Four blocks of (Dropout 0.1 -> 3x3 conv, valid, ReLU) twice, with 24, 30, 34 and 40
     filters, each followed by 2 x 2 max pooling; flatten; Dense 60 -> Dense 50 -> Dense 1
@@ -141,7 +142,7 @@ def build_cnn(seed=None):
         ``(batch, 192, 192, 1) -> (batch, 1)`` probability of "not okay"; 223,221
         trainable parameters.
     """
-    x_in = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="image")
+    x_in = keras.Input((PATCH, PATCH, 1), name="image")
     # Each patch to zero mean and unit standard deviation (no parameters; see
     # CNN_STANDARDISE_EPSILON). Our choice: the paper does not say how the CNN's inputs
     # were scaled, and on [0, 1] intensities the CNN stayed at chance for hundreds of steps.
@@ -169,6 +170,88 @@ def encoder_of(autoencoder):
 def decoder_of(autoencoder):
     """The ``decoder`` sub-model of an autoencoder (built or loaded)."""
     return autoencoder.get_layer("decoder")
+
+
+# The training model: the autoencoder wired to the five loss terms of weldlab.losses.
+
+
+def build_training_model(autoencoder, perturbed=True):
+    """Wrap an autoencoder so that ``fit`` optimises the five-term loss.
+
+    Parameters
+    ----------
+    autoencoder : keras.Model
+        From :func:`weldlab.models.build_autoencoder`; its weights are shared.
+    perturbed : bool
+        False for the "None" perturbation set: only ``L_ok``, ``L_kern,ok`` and
+        ``L_reg`` remain, and the model takes ``x_ok`` alone.
+
+    Returns
+    -------
+    keras.Model
+        Inputs ``{"x_ok"[, "x_per"]}``, each (batch, 192, 192, 1); outputs named after
+        :data:`weldlab.losses.LOSS_TERMS` (``z`` holds the code of ``x_ok`` and, when perturbed, of
+        ``x_per``, concatenated along the channel axis). Compiled with the matching
+        losses by :func:`compile_training_model`.
+    """
+    encoder, decoder = encoder_of(autoencoder), decoder_of(autoencoder)
+    x_ok = keras.Input((PATCH, PATCH, 1), name="x_ok")
+    z_ok = encoder(x_ok)
+    r_ok = decoder(z_ok)
+    inputs = {"x_ok": x_ok}
+    outputs = {
+        "ok": keras.layers.Identity(name="ok")(r_ok),
+        "ok_kern": keras.layers.Identity(name="ok_kern")(r_ok),
+    }
+    z = z_ok
+    if perturbed:
+        x_per = keras.Input((PATCH, PATCH, 1), name="x_per")
+        z_per = encoder(x_per)
+        r_per = decoder(z_per)
+        inputs["x_per"] = x_per
+        outputs["per"] = keras.layers.Identity(name="per")(r_per)
+        outputs["per_kern"] = keras.layers.Identity(name="per_kern")(r_per)
+        z = keras.layers.Concatenate(name="z_pair")([z_ok, z_per])
+    outputs["z"] = keras.layers.Identity(name="z")(z)
+    return keras.Model(inputs, outputs, name="autoencoder_training")
+
+
+def compile_training_model(model, learning_rate=1e-3):
+    """Compile a training model from :func:`build_training_model` with Adam.
+
+    With a perturbation set, the L1 term is computed on both codes; it is halved so that
+    ``L_reg`` keeps the weight of one code per training pair.
+    """
+    from . import losses as L
+
+    perturbed = "per" in model.output_names
+    losses = {"ok": L.ReconstructionLoss(), "ok_kern": L.KernelMaxLoss(),
+              "z": L.CodeL1Loss(weight=L.L1_WEIGHT / (2 if perturbed else 1))}
+    if perturbed:
+        losses.update(per=L.ReconstructionLoss(), per_kern=L.KernelMaxLoss())
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=losses)
+    return model
+
+
+def training_targets(x_ok, perturbed=True):
+    """Targets for :func:`build_training_model`'s outputs.
+
+    Every reconstruction aims at ``crop(x_ok)``; the code target is unused (zeros).
+
+    Parameters
+    ----------
+    x_ok : ndarray, shape (batch, 192, 192, 1)
+
+    Returns
+    -------
+    dict of ndarray
+    """
+    c = crop(x_ok[..., 0])[..., None]
+    z = np.zeros((len(x_ok), CODE_SIZE, CODE_SIZE, 2 if perturbed else 1), np.float32)
+    y = {"ok": c, "ok_kern": c, "z": z}
+    if perturbed:
+        y.update(per=c, per_kern=c)
+    return y
 
 
 def load_model(path):
@@ -211,6 +294,15 @@ def load_model(path):
             f"{path}: cannot be loaded as a Keras model ({type(exc).__name__}: {exc}); "
             "the file may be corrupt or truncated"
         ) from exc
+
+
+def kind_of(record):
+    """The kind (``"ae"``/``"cnn"``) a record describes, or None.
+
+    Records written before the kinds were unified say ``"autoencoder"``.
+    """
+    model = record.get("model") if isinstance(record, dict) else None
+    return {"autoencoder": "ae"}.get(model, model) if model in ("ae", "cnn", "autoencoder") else None
 
 
 def check_autoencoder(model, record=None, where="model"):
@@ -257,16 +349,16 @@ def check_autoencoder(model, record=None, where="model"):
     inputs, outputs = getattr(model, "inputs", None) or [], getattr(model, "outputs", None) or []
     found_in = shape(inputs[0]) if len(inputs) == 1 else f"{len(inputs)} inputs"
     found_out = shape(outputs[0]) if len(outputs) == 1 else f"{len(outputs)} outputs"
-    if found_in != (INPUT_SIZE, INPUT_SIZE, 1):
-        problems.append(f"input: expected {(INPUT_SIZE, INPUT_SIZE, 1)}, got {found_in}")
-    if found_out != (OUTPUT_SIZE, OUTPUT_SIZE, 1):
-        problems.append(f"output: expected {(OUTPUT_SIZE, OUTPUT_SIZE, 1)}, got {found_out}")
+    if found_in != (PATCH, PATCH, 1):
+        problems.append(f"input: expected {(PATCH, PATCH, 1)}, got {found_in}")
+    if found_out != (CROP, CROP, 1):
+        problems.append(f"output: expected {(CROP, CROP, 1)}, got {found_out}")
     n = model.count_params() if hasattr(model, "count_params") else None
     if n != AE_PARAMETERS:
         problems.append(f"parameters: expected {AE_PARAMETERS:,}, got {n:,}" if n is not None else "parameters: none")
     if record is not None:
-        if record.get("model") != "autoencoder":
-            problems.append(f"record: expected model 'autoencoder', got {record.get('model')!r}")
+        if kind_of(record) != "ae":
+            problems.append(f"record: expected model 'ae', got {record.get('model')!r}")
         if record.get("architecture") != ARCHITECTURE_VERSION["ae"]:
             problems.append(f"record: expected architecture {ARCHITECTURE_VERSION['ae']}, "
                             f"got {record.get('architecture')!r} (retrain it with this weldlab)")
@@ -301,37 +393,18 @@ def layer_table(model):
     return rows
 
 
-#: Models shipped with the package (see ``weldlab/pretrained/README.md``).
-PRETRAINED_DIR = __import__("pathlib").Path(__file__).resolve().parent / "pretrained"
-#: What is shipped: kind -> (training set, file name).
-PRETRAINED = {"ae": ("sni", "autoencoder.keras"), "cnn": ("D+sni", "cnn.keras")}
+def layer_table_markdown(model):
+    """:func:`layer_table` as a Markdown table with a total row (chapters 4 and 6).
 
-
-def pretrained_dir(kind, seed=0):
-    """Folder of a shipped model: ``weldlab/pretrained/<kind>/<set>/seed<k>``.
-
-    Raises
-    ------
-    FileNotFoundError
-        If no such model is shipped.
+    Examples
+    --------
+    >>> from weldlab.models import build_autoencoder, layer_table_markdown
+    >>> print(layer_table_markdown(build_autoencoder(seed=0)).splitlines()[-1])
+    | | **total** | | | **41,186** |
     """
-    if kind not in PRETRAINED:
-        raise ValueError(f"kind: expected one of {sorted(PRETRAINED)}, got {kind!r}")
-    folder = PRETRAINED_DIR / kind / PRETRAINED[kind][0] / f"seed{int(seed)}"
-    if not (folder / PRETRAINED[kind][1]).is_file():
-        raise FileNotFoundError(f"{folder}: no shipped {kind} model for seed {seed}")
-    return folder
-
-
-def load_pretrained(kind, seed=0):
-    """A shipped model and its record (training provenance and calibrated thresholds).
-
-    Returns
-    -------
-    model : keras.Model
-    record : dict
-    """
-    import json
-
-    folder = pretrained_dir(kind, seed)
-    return load_model(folder / PRETRAINED[kind][1]), json.loads((folder / "record.json").read_text())
+    lines = ["| block | layer | type | output | parameters |", "| --- | --- | --- | --- | ---: |"]
+    for r in layer_table(model):
+        lines.append(f"| {r['block']} | {r['layer']} | {r['type']} | {' x '.join(map(str, r['output']))} "
+                     f"| {r['parameters']:,} |")
+    lines.append(f"| | **total** | | | **{model.count_params():,}** |")
+    return "\n".join(lines)

@@ -239,6 +239,14 @@ def augment(patches, op):
     Returns
     -------
     ndarray, same shape as ``patches``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weldlab.patches import augment, crop
+    >>> p = np.arange(192 * 192, dtype=np.uint16).reshape(1, 192, 192)
+    >>> augment(p, 1).shape, crop(p).shape, bool(np.array_equal(augment(p, 0), p))
+    ((1, 192, 192), (1, 156, 156), True)
     """
     patches = np.asarray(patches)
     single = patches.ndim == 2

@@ -27,9 +27,6 @@ from .patches import CROP, OFFSET, PATCH
 #: Amplitude below which a smoothed perturbation is treated as absent (1/510).
 SUPPORT_LEVEL = 0.5 / 255.0
 
-#: Sign convention of SNI: each region is darker or brighter with equal probability.
-SNI_SIGN = "random"
-
 #: Synthetic indication types: name -> (peak amplitude before smoothing, used for test).
 INDICATIONS = {
     "hollow": 0.2,
@@ -62,6 +59,17 @@ def apply_perturbation(x_ok, delta, support):
     Returns
     -------
     ndarray, shape (n, 192, 192), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weldlab.perturbations import apply_perturbation
+    >>> x = np.full((1, 192, 192), 0.4, np.float32)
+    >>> delta, support = np.zeros((1, 192, 192), np.float32), np.zeros((1, 192, 192), bool)
+    >>> delta[0, 90:100, 90:100], support[0, 90:100, 90:100] = -0.1, True
+    >>> y = apply_perturbation(x, delta, support)
+    >>> round(float(y[0, 95, 95]), 3), round(float(y[0, 0, 0]), 3)
+    (0.3, 0.4)
     """
     x_ok, delta, support = np.asarray(x_ok), np.asarray(delta), np.asarray(support)
     if not (x_ok.shape == delta.shape == support.shape):
@@ -250,7 +258,20 @@ def grow_region(rng, n_pixels, elongation, bounds):
     return np.stack([seen // w, seen % w], axis=1)
 
 
-def _lorentzian_psf(hwhm, radius=4):
+def lorentzian_psf(hwhm, radius=4):
+    """Normalised 2-D Lorentzian (Cauchy) point-spread function.
+
+    Parameters
+    ----------
+    hwhm : float
+        Half width at half maximum (px).
+    radius : int
+
+    Returns
+    -------
+    ndarray, shape (2 * radius + 1, 2 * radius + 1)
+        Sums to 1.
+    """
     yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
     k = 1.0 / (1.0 + (xx**2 + yy**2) / hwhm**2) ** 1.5
     return k / k.sum()
@@ -295,7 +316,7 @@ def sni_perturbation(rng, sources):
             region = ndi.gaussian_filter(region, psf[1], mode="constant")
         else:
             psf = ("lorentzian", float(rng.uniform(0.15, 0.4)))
-            region = ndi.convolve(region, _lorentzian_psf(psf[1]), mode="constant")
+            region = ndi.convolve(region, lorentzian_psf(psf[1]), mode="constant")
         delta += region
         regions.append({"pixels": int(inside.sum()), "elongation": e, "amplitude": amplitude,
                         "sign": sign, "psf": psf[0], "psf_width": psf[1]})
@@ -427,6 +448,7 @@ class GeneratedPerturbations:
 
     @property
     def sources(self):
+        """The natural images SNI regions are cut from (loaded on first use)."""
         if self._sources is None:
             self._sources = natural_images()
         return self._sources

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import metrics
 from .provenance import atomic_file, check_replaceable, provenance, write_json
+from .thresholds import fpr_budget
 
 #: Rows of both tables: the three contrast classes of real defects, then the five synthetic
 #: indication types (paper Tables 2 and 3).
@@ -64,7 +65,7 @@ def configurations(kind):
     raise ValueError(f"kind: expected 'ae' or 'cnn', got {kind!r}")
 
 
-def evaluate_model(kind, model, datasets, fpr=0.001):
+def evaluate_model(kind, model, datasets, fpr):
     """Evaluate one model: :func:`weldlab.evaluate.evaluate_autoencoder` or ``evaluate_cnn``."""
     from .evaluate import evaluate_autoencoder, evaluate_cnn
 
@@ -100,7 +101,7 @@ def summarise(per_seed):
     return out
 
 
-def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, fpr=0.001, train=True, confs=None,
+def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, train=True, confs=None,
                    log=print):
     """Train (or reuse) and evaluate every configuration of Tables 2 and 3.
 
@@ -111,9 +112,9 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, fpr=0.001, tr
     kinds : sequence of {"ae", "cnn"}
     seeds : sequence of int, optional
         Default ``cfg.seeds`` (three in every preset).
-    fpr : float
     train : bool
-        If False, a missing model is an error instead of being trained.
+        If False, a missing or stale model (trained from other datasets or with another
+        architecture) is an error naming it, instead of being trained.
     confs : sequence of str, or dict of kind -> sequence of str, optional
         Only these configurations (default: all of each kind's table); a dict restricts
         each kind separately (a kind missing from it is skipped).
@@ -126,10 +127,10 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, fpr=0.001, tr
     scores : dict
         ``"<kind>/<configuration>/seed<k>/<set>"`` -> ndarray of per-patch scores.
     """
-    from .models import ARCHITECTURE_VERSION, load_model
-    from .training import model_dir, stale_reason, train_models
+    from .training import current_model
 
     seeds = list(cfg.seeds if seeds is None else seeds)
+    fpr = cfg.fpr
     t0 = time.perf_counter()
     tables, records, operating, scores = {}, {}, {}, {}
     for kind in kinds:
@@ -142,7 +143,7 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, fpr=0.001, tr
                 warnings.simplefilter("ignore", category=Warning)
                 res = evaluate_baseline(datasets, fpr)
             tables[kind][BASELINE] = summarise([res["sets"]])
-            operating[kind][BASELINE] = [{"seed": None, "thresholds": res["thresholds"], "sigma": res["sigma"],
+            operating[kind][BASELINE] = [{"seed": None, "thresholds": dict(res["thresholds"]), "sigma": res["sigma"],
                                           "fpr_calibrated_on_test": res["fpr_calibrated_on_test"]}]
             for name, sc in res["scores"].items():
                 scores[f"{kind}/{BASELINE}/{name}"] = np.asarray(sc, np.float32)
@@ -153,25 +154,13 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, fpr=0.001, tr
                 continue
             per_seed = []
             for seed in seeds:
-                folder = model_dir(cfg, kind, conf, seed)
-                current = ARCHITECTURE_VERSION[kind]
-                found = (json.loads((folder / "record.json").read_text()).get("architecture", 1)
-                         if (folder / "record.json").is_file() else None)
-                stale = stale_reason(folder, kind, datasets.manifest["dataset_key"])
-                if found is not None and found != current:
-                    stale = f"architecture v{found}, now v{current}"
-                if found is None or stale is not None:
-                    if not train:
-                        why = "no trained model" if found is None else f"trained with {stale}"
-                        raise FileNotFoundError(f"{folder}: {why} (run `weldlab train {kind} --set {conf}`)")
-                    train_models(cfg, datasets, kind, conf, seeds=[seed], verbose=0, log=log)
-                record = json.loads((folder / "record.json").read_text())
-                model = load_model(folder / ("autoencoder.keras" if kind == "ae" else "cnn.keras"))
+                trained = current_model(cfg, datasets, kind, conf, seed, train=train, log=log)
+                record, model = trained.record, trained.model
                 res = evaluate_model(kind, model, datasets, fpr)
                 per_seed.append(res["sets"])
                 records[kind].setdefault(conf, []).append(record)
                 operating[kind].setdefault(conf, []).append({
-                    "seed": seed, "thresholds": res.get("thresholds", {"probability": res.get("threshold")}),
+                    "seed": seed, "thresholds": dict(res["thresholds"]),
                     "fpr_calibrated_on_test": res["fpr_calibrated_on_test"]})
                 for name, s in res["scores"].items():
                     scores[f"{kind}/{conf}/seed{seed}/{name}"] = np.asarray(s, np.float32)
@@ -186,7 +175,7 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, fpr=0.001, tr
     result = {
         "preset": cfg.preset, "data": cfg.data, "seeds": seeds, "fpr": fpr,
         "dataset_key": datasets.manifest["dataset_key"], "counts": datasets.counts,
-        "test_okay": n_okay, "test_fpr_resolvable": bool(n_okay * fpr >= 1),
+        "test_okay": n_okay, "test_fpr_resolvable": fpr_budget(n_okay, fpr, warn=False) >= 1,
         "tables": tables, "operating_points": operating, "models": records,
         "paper": {"cnn": PAPER_TABLE2, "ae": PAPER_TABLE3},
         "seconds": round(time.perf_counter() - t0, 1), **provenance(),
@@ -244,8 +233,10 @@ PRESET_STRENGTH = ("paper", "standard", "quick")
 
 
 def find_tables(data, preset, folder=None):
-    """The table run to show: ``tables_<data>_<preset>.json`` if recorded, else the strongest
-    recorded preset for ``data``, else the strongest recorded run on any data source (the
+    """The table run to show.
+
+    ``tables_<data>_<preset>.json`` if recorded, else the strongest recorded preset for
+    ``data``, else the strongest recorded run on any data source (the
     caller must say so: compare ``result["data"]`` and ``result["preset"]`` with its own).
 
     Raises

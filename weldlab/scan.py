@@ -27,12 +27,14 @@ import keras
 import numpy as np
 from scipy import ndimage
 
-from .models import INPUT_SIZE, OUTPUT_OFFSET, check_autoencoder, load_model
+from .figures import FLAG_COLOURS
+from .models import check_autoencoder
+from .patches import OFFSET, PATCH
 from .provenance import atomic_file, provenance, write_json
 from .radiographs import RadiographError, check_image_array, load_image
-from .residuals import KERNEL, QUIET_KERNEL, kernel_statistics, window_flags
+from .residuals import KERNEL, QUIET_KERNEL, kernel_statistics
+from .thresholds import DEFAULT_FPR, ResidualThresholds
 
-MARGIN = OUTPUT_OFFSET  # 18 px lost on every side
 STRIDE = 4
 #: Outputs (px) next to an inner tile edge that the transposed convolutions affect, and
 #: that tiling therefore recomputes from a larger window (a multiple of STRIDE).
@@ -68,7 +70,7 @@ def fully_convolutional(autoencoder):
 
 def _fit_size(n):
     """Smallest size >= n of the form 192 + 4k."""
-    return INPUT_SIZE + STRIDE * int(np.ceil(max(n - INPUT_SIZE, 0) / STRIDE))
+    return PATCH + STRIDE * int(np.ceil(max(n - PATCH, 0) / STRIDE))
 
 
 #: Default output tile side (px). Measured on the 2-core CPU, a 6000 x 6000 px film:
@@ -95,8 +97,10 @@ def check_tile(tile):
 
 
 def _reflect_indices(start, stop, n):
-    """Indices ``start..stop-1`` into an axis of length ``n``, mirrored past its end as
-    ``np.pad(..., mode="reflect")`` does."""
+    """Indices ``start..stop-1`` into an axis of length ``n``, mirrored past its end.
+
+    As ``np.pad(..., mode="reflect")`` does.
+    """
     idx = np.arange(start, stop)
     if stop <= n:
         return idx
@@ -112,8 +116,8 @@ def _reconstruct_block(model_fc, image, top, left, th, tw):
     """
     h, w = image.shape
     pre_y, pre_x = (EDGE if top else 0), (EDGE if left else 0)
-    ih = _fit_size(pre_y + th + 2 * MARGIN + EDGE)
-    iw = _fit_size(pre_x + tw + 2 * MARGIN + EDGE)
+    ih = _fit_size(pre_y + th + 2 * OFFSET + EDGE)
+    iw = _fit_size(pre_x + tw + 2 * OFFSET + EDGE)
     rows = _reflect_indices(top - pre_y, top - pre_y + ih, h)
     cols = _reflect_indices(left - pre_x, left - pre_x + iw, w)
     window = image[np.ix_(rows, cols)]
@@ -143,10 +147,10 @@ def reconstruct(model_fc, image, tile=TILE):
     ndarray, shape (H - 36, W - 36), float32
         Reconstruction of ``image[18:-18, 18:-18]``.
     """
-    image = check_image_array(np.asarray(image, np.float32), what="image", min_side=INPUT_SIZE)
+    image = check_image_array(np.asarray(image, np.float32), what="image", min_side=PATCH)
     tile = check_tile(tile)
     h, w = image.shape
-    out_h, out_w = h - 2 * MARGIN, w - 2 * MARGIN
+    out_h, out_w = h - 2 * OFFSET, w - 2 * OFFSET
     recon = np.empty((out_h, out_w), np.float32)
     for top in range(0, out_h, tile):
         for left in range(0, out_w, tile):
@@ -163,7 +167,7 @@ def residual_map(model_fc, image, tile=TILE):
     ndarray, shape (H - 36, W - 36), float32
     """
     image = np.asarray(image, np.float32)
-    return image[MARGIN:-MARGIN, MARGIN:-MARGIN] - reconstruct(model_fc, image, tile)
+    return image[OFFSET:-OFFSET, OFFSET:-OFFSET] - reconstruct(model_fc, image, tile)
 
 
 def scan_maps(model_fc, image, thresholds, tile=TILE, kernel=KERNEL, keep_maps=True, progress=None, name="image"):
@@ -178,8 +182,8 @@ def scan_maps(model_fc, image, thresholds, tile=TILE, kernel=KERNEL, keep_maps=T
     model_fc : keras.Model
         From :func:`fully_convolutional`.
     image : ndarray, shape (H, W), float32 in [0, 1]
-    thresholds : dict
-        ``t_mean`` and ``t_std``; with ``t_quiet``, the two-sided rule (windows whose
+    thresholds : weldlab.thresholds.ResidualThresholds or dict
+        With ``t_quiet``, the two-sided rule (windows whose
         :data:`~weldlab.residuals.QUIET_KERNEL` neighbourhood is too quiet are flagged too).
     tile : int
         Tile side in windows (see :func:`check_tile`).
@@ -195,27 +199,28 @@ def scan_maps(model_fc, image, thresholds, tile=TILE, kernel=KERNEL, keep_maps=T
     -------
     dict
         ``flags`` (0 none, 1 mean, 2 std, 3 both, plus 4 too quiet; see
-        :func:`weldlab.residuals.window_flags`), int8, shape
+        :meth:`weldlab.thresholds.ResidualThresholds.flags`), int8, shape
         (H - 36 - k + 1, W - 36 - k + 1): window ``(i, j)`` covers image pixels
         ``[i + 18, i + 18 + k)`` x ``[j + 18, j + 18 + k)``; ``flagged`` (flat indices
         of the flagged windows, and their ``abs_mean`` and ``std``, and with two-sided
         thresholds their ``quiet``); ``max_abs_mean`` and ``max_std`` over all windows
         (two-sided: ``min_quiet`` too); with ``keep_maps``, ``mean`` and ``std`` (float32).
     """
-    image = check_image_array(np.asarray(image, np.float32), what=name, min_side=INPUT_SIZE)
+    image = check_image_array(np.asarray(image, np.float32), what=name, min_side=PATCH)
     if image.size > MAX_PIXELS:
         raise RadiographError(f"{name}: {image.shape[0]} x {image.shape[1]} px is more than the "
                               f"{MAX_PIXELS / 1e6:.0f} megapixels weldlab scans at once; scan it in parts")
     tile = check_tile(tile)
     k = int(kernel)
     h, w = image.shape
-    wh, ww = h - 2 * MARGIN - k + 1, w - 2 * MARGIN - k + 1
+    wh, ww = h - 2 * OFFSET - k + 1, w - 2 * OFFSET - k + 1
     flags = np.zeros((wh, ww), np.int8)
     maps = {"mean": np.empty((wh, ww), np.float32), "std": np.empty((wh, ww), np.float32)} if keep_maps else {}
     index, abs_means, stds, quiets = [], [], [], []
     max_mean = max_std = 0.0
     min_quiet = np.inf
-    two_sided = "t_quiet" in thresholds
+    thresholds = ResidualThresholds.from_dict(thresholds)
+    two_sided = thresholds.two_sided
     pad = (QUIET_KERNEL - k) // 2 if two_sided else 0  # the quiet neighbourhood reaches this far beyond a window
     blocks = [(top, left) for top in range(0, wh, tile) for left in range(0, ww, tile)]
     for done, (top, left) in enumerate(blocks, 1):
@@ -227,7 +232,7 @@ def scan_maps(model_fc, image, thresholds, tile=TILE, kernel=KERNEL, keep_maps=T
         r0, c0 = max(min(top - pad, wh + k - 1 - reach), 0), max(min(left - pad, ww + k - 1 - reach), 0)
         r1, c1 = min(top + th + k - 1 + pad, wh + k - 1), min(left + tw + k - 1 + pad, ww + k - 1)
         recon = _reconstruct_block(model_fc, image, r0, c0, r1 - r0, c1 - c0)
-        r = image[MARGIN + r0 : MARGIN + r1, MARGIN + c0 : MARGIN + c1] - recon
+        r = image[OFFSET + r0 : OFFSET + r1, OFFSET + c0 : OFFSET + c1] - recon
         m, s = kernel_statistics(r[top - r0 : top - r0 + th + k - 1, left - c0 : left - c0 + tw + k - 1], k)
         quiet = None
         if two_sided:  # as residuals.quiet_std on the whole map: nearest whole neighbourhood at its border
@@ -235,7 +240,7 @@ def scan_maps(model_fc, image, thresholds, tile=TILE, kernel=KERNEL, keep_maps=T
             rows = np.clip(np.arange(top, top + th) - pad, 0, wh - 1 - 2 * pad) - r0
             cols = np.clip(np.arange(left, left + tw) - pad, 0, ww - 1 - 2 * pad) - c0
             quiet = q[np.ix_(rows, cols)]
-        f = window_flags(m, s, thresholds, quiet)
+        f = thresholds.flags(m, s, quiet)
         flags[top : top + th, left : left + tw] = f
         if keep_maps:
             maps["mean"][top : top + th, left : left + tw] = m
@@ -261,13 +266,17 @@ def scan_maps(model_fc, image, thresholds, tile=TILE, kernel=KERNEL, keep_maps=T
 
 # --- the detector applied to files: verdicts, regions and overlays -------------------------
 
+def _rgb(hex_colour):
+    return tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+
+
 #: Overlay colours (RGB) of windows flagged by the mean test (orange), the std test (green),
-#: both (blue), as in :data:`weldlab.figures.FLAG_COLOURS`, or the quiet test (purple).
+#: both (blue) or the quiet test (purple): :data:`weldlab.figures.FLAG_COLOURS`.
 #: Frames: red around a defect-like region, purple around a too-quiet one, pink around the
 #: whole image when the image itself lies outside the training films' ranges.
-FLAG_COLOURS = {1: (255, 127, 14), 2: (44, 160, 44), 3: (31, 119, 180), 4: (148, 103, 189)}
+FLAG_RGB = {code: _rgb(colour) for code, colour in FLAG_COLOURS.items()}
 FRAME_COLOUR = (214, 39, 40)
-QUIET_COLOUR = FLAG_COLOURS[4]
+QUIET_COLOUR = FLAG_RGB[4]
 INPUT_COLOUR = (227, 119, 194)
 TEST_NAMES = {1: "mean", 2: "std", 3: "both"}
 #: Why a region or an image goes to review (the ``reason`` of regions and verdicts).
@@ -286,9 +295,9 @@ class Detector:
     autoencoder : keras.Model
         The 192 px autoencoder (converted with :func:`fully_convolutional`); a model of
         another geometry or size is refused (:func:`weldlab.models.check_autoencoder`).
-    thresholds : dict
-        ``t_mean`` and ``t_std`` (from :func:`weldlab.residuals.calibrate_thresholds`);
-        with ``t_quiet``, the two-sided rule.
+    thresholds : weldlab.thresholds.ResidualThresholds or dict
+        From :meth:`~weldlab.thresholds.ResidualThresholds.calibrate`; with ``t_quiet``,
+        the two-sided rule.
     record : dict, optional
         The model's training record, copied into every verdict.
     input_ranges : dict, optional
@@ -297,24 +306,19 @@ class Detector:
     """
 
     def __init__(self, autoencoder, thresholds, record=None, input_ranges=None):
-        keys = ("t_mean", "t_std", "t_quiet") if isinstance(thresholds, dict) and "t_quiet" in thresholds \
-            else ("t_mean", "t_std")
-        for key in keys:
-            value = thresholds.get(key) if isinstance(thresholds, dict) else None
-            if not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-                raise ValueError(f"thresholds: expected a positive finite {key!r}, got {value!r}")
+        thresholds = ResidualThresholds.from_dict(thresholds)
         if input_ranges is not None and not (isinstance(input_ranges, dict) and "ranges" in input_ranges):
             raise ValueError("input_ranges: expected the result of weldlab.screening.input_ranges")
         check_autoencoder(autoencoder, where="autoencoder")
         self.model_fc = fully_convolutional(autoencoder)
-        self.thresholds = dict(thresholds)
+        self.thresholds = thresholds
         self.record = record or {}
         self.input_ranges = input_ranges
 
     @property
     def rule(self):
         """"two-sided" (quiet test and input checks) or "paper" (the OR rule alone)."""
-        return "two-sided" if "t_quiet" in self.thresholds else "paper"
+        return "two-sided" if self.thresholds.two_sided else "paper"
 
     @classmethod
     def load(cls, model_dir=None, seed=0, rule="two-sided"):
@@ -335,36 +339,26 @@ class Detector:
             If the model or its record is not a weldlab autoencoder of this version
             (naming what differs), or the thresholds the rule needs are missing or invalid.
         """
-        from .models import pretrained_dir
+        from .trained import TrainedModel, pretrained_dir
 
         if rule not in RULES:
             raise ValueError(f"rule: expected one of {RULES}, got {rule!r}")
-        folder = Path(model_dir) if model_dir is not None else pretrained_dir("ae", seed)
-        record_file = folder / "record.json"
-        if not record_file.is_file():
-            raise FileNotFoundError(f"{folder}: no record.json (expected a folder with autoencoder.keras and record.json)")
+        trained = TrainedModel.load(model_dir if model_dir is not None else pretrained_dir("ae", seed), "ae")
+        where = trained.folder / "record.json"
         try:
-            record = json.loads(record_file.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{record_file}: not valid JSON ({exc})") from exc
-        key = "two_sided_thresholds" if rule == "two-sided" else "thresholds"
-        if key not in record:
-            raise ValueError(f"{record_file}: has no calibrated {key!r} for the {rule} rule (add what "
-                             "weldlab.scan.calibrate_detector returns to the record"
-                             f"{'; or scan with --rule paper' if rule == 'two-sided' and 'thresholds' in record else ''})")
-        ranges = (record.get("input_ranges") or {}).get("film") if rule == "two-sided" else None
+            thresholds = trained.thresholds(rule)
+        except KeyError as exc:
+            also = "; or scan with --rule paper" if rule == "two-sided" and "thresholds" in trained.record else ""
+            raise ValueError(f"{exc.args[0]} (add what weldlab.scan.calibrate_detector returns to the record{also})") from exc
+        ranges = (trained.record.get("input_ranges") or {}).get("film") if rule == "two-sided" else None
         if rule == "two-sided" and ranges is None:
-            raise ValueError(f"{record_file}: has no 'input_ranges' of the training films for the two-sided rule "
+            raise ValueError(f"{where}: has no 'input_ranges' of the training films for the two-sided rule "
                              "(weldlab.screening.input_ranges); use rule='paper' for the OR rule alone")
-        model = load_model(folder / "autoencoder.keras")
-        check_autoencoder(model, record, where=str(folder))
-        try:
-            return cls(model, record[key], record, ranges)
-        except ValueError as exc:
-            raise ValueError(f"{folder}: {exc}") from exc
+        check_autoencoder(trained.model, trained.record, where=str(trained.folder))
+        return cls(trained.model, thresholds, trained.record, ranges)
 
 
-def calibrate_detector(autoencoder, val_okay, train_okay, films, fpr=0.001, films_source="training films"):
+def calibrate_detector(autoencoder, val_okay, train_okay, films, fpr=DEFAULT_FPR, films_source="training films"):
     """Everything a :class:`Detector` needs besides the network, for its record.
 
     Parameters
@@ -388,13 +382,12 @@ def calibrate_detector(autoencoder, val_okay, train_okay, films, fpr=0.001, film
         :func:`weldlab.screening.input_ranges`).
     """
     from .evaluate import residual_maxima
-    from .residuals import calibrate_thresholds
     from .screening import input_ranges
 
     max_mean, max_std, min_std = residual_maxima(autoencoder, val_okay, quiet=True)
     return {
-        "thresholds": calibrate_thresholds(max_mean, max_std, fpr=fpr),
-        "two_sided_thresholds": calibrate_thresholds(max_mean, max_std, fpr=fpr, min_std=min_std),
+        "thresholds": ResidualThresholds.calibrate(max_mean, max_std, fpr).to_dict(),
+        "two_sided_thresholds": ResidualThresholds.calibrate(max_mean, max_std, fpr, min_std).to_dict(),
         "input_ranges": {"film": input_ranges(films, f"{len(films)} {films_source}"),
                          "patch": input_ranges(train_okay, f"{len(train_okay)} okay training patches")},
     }
@@ -404,10 +397,11 @@ def calibrate_detector(autoencoder, val_okay, train_okay, films, fpr=0.001, film
 CALIBRATION_KEYS = ("thresholds", "two_sided_thresholds", "input_ranges")
 
 
-def record_or_calibrate(record, autoencoder, datasets, films, fpr=0.001, films_source="training films"):
-    """The detector calibration stored in ``record`` (the shipped models have one), else
-    :func:`calibrate_detector` on ``datasets["val_okay"]``, ``datasets["train_okay"]`` and
-    ``films``.
+def record_or_calibrate(record, autoencoder, datasets, films, fpr=DEFAULT_FPR, films_source="training films"):
+    """The detector calibration stored in ``record``, else one measured now.
+
+    The shipped models' records have one; otherwise :func:`calibrate_detector` runs on
+    ``datasets["val_okay"]``, ``datasets["train_okay"]`` and ``films``.
 
     Returns
     -------
@@ -467,6 +461,7 @@ def flagged_regions(flags, flagged, thresholds, kernel=KERNEL):
         combined score, for a quiet region ``t_quiet`` / its quietest neighbourhood).
     """
     flags = np.asarray(flags)
+    thresholds = ResidualThresholds.from_dict(thresholds)
     codes = flags.ravel()[flagged["index"]]
     out = []
     for reason, bits in (("indication", 3), ("quiet", 4)):
@@ -491,18 +486,18 @@ def flagged_regions(flags, flagged, thresholds, kernel=KERNEL):
         for k, sl in enumerate(slices):
             entry = {
                 "reason": reason,
-                "box": [int(max(sl[0].start - grow, 0) + MARGIN), int(max(sl[1].start - grow, 0) + MARGIN),
-                        int(min(sl[0].stop + grow, h) + MARGIN + kernel - 1),
-                        int(min(sl[1].stop + grow, w) + MARGIN + kernel - 1)],
+                "box": [int(max(sl[0].start - grow, 0) + OFFSET), int(max(sl[1].start - grow, 0) + OFFSET),
+                        int(min(sl[0].stop + grow, h) + OFFSET + kernel - 1),
+                        int(min(sl[1].stop + grow, w) + OFFSET + kernel - 1)],
                 "windows": int(sum(v[k] for v in counts.values())),
                 "tests": {name: int(v[k]) for name, v in counts.items()},
             }
             if reason == "indication":
                 entry.update({"max_abs_mean": float(max_mean[k]), "max_std": float(max_std[k]),
-                              "score": float(max(max_mean[k] / thresholds["t_mean"], max_std[k] / thresholds["t_std"]))})
+                              "score": float(thresholds.paper.score(max_mean[k], max_std[k]))})
             else:
                 entry.update({"min_quiet": float(min_quiet[k]),
-                              "score": float(thresholds["t_quiet"] / max(min_quiet[k], 1e-12))})
+                              "score": float(thresholds.score(0.0, 0.0, max(min_quiet[k], 1e-12)))})
             out.append(entry)
     return sorted(out, key=lambda r: -r["score"])
 
@@ -520,8 +515,8 @@ def coverage(flags, shape, kernel=KERNEL):
         if not (flags & bit).any():
             continue
         centres = np.zeros(shape, bool)
-        centres[MARGIN + kernel // 2 : MARGIN + kernel // 2 + h,
-                MARGIN + kernel // 2 : MARGIN + kernel // 2 + w] = (flags & bit) > 0
+        centres[OFFSET + kernel // 2 : OFFSET + kernel // 2 + h,
+                OFFSET + kernel // 2 : OFFSET + kernel // 2 + w] = (flags & bit) > 0
         out |= ndimage.maximum_filter(centres, size=kernel).astype(np.int8) * bit
     return out
 
@@ -562,7 +557,7 @@ def overlay(image, flags, regions, kernel=KERNEL, alpha=0.55, caption=None, inpu
 
     rgb = np.repeat(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)
     cov = coverage(flags, image.shape, kernel)
-    for code, colour in FLAG_COLOURS.items():
+    for code, colour in FLAG_RGB.items():
         sel = (cov & 3) == code if code < 4 else (cov & 4) > 0
         rgb[sel] = np.round((1 - alpha) * rgb[sel] + alpha * np.asarray(colour)).astype(np.uint8)
     for r in regions:
@@ -602,13 +597,13 @@ def compare_with_mask(regions, flags, mask, kernel=KERNEL):
     """
     mask = np.asarray(mask, bool)
     flags = np.asarray(flags)
-    expected = tuple(n - 2 * MARGIN - kernel + 1 for n in mask.shape)
+    expected = tuple(n - 2 * OFFSET - kernel + 1 for n in mask.shape)
     if mask.ndim != 2 or flags.shape != expected:
         raise ValueError(f"mask: shape {mask.shape} does not match the scan: flags of shape {flags.shape} "
-                         f"come from a radiograph of shape {tuple(n + 2 * MARGIN + kernel - 1 for n in flags.shape)}")
+                         f"come from a radiograph of shape {tuple(n + 2 * OFFSET + kernel - 1 for n in flags.shape)}")
     cov = coverage(flags, mask.shape, kernel) > 0
     inner = np.zeros_like(mask)
-    inner[MARGIN:-MARGIN, MARGIN:-MARGIN] = True
+    inner[OFFSET:-OFFSET, OFFSET:-OFFSET] = True
     labels, n = ndimage.label(mask & inner, structure=np.ones((3, 3), bool))
     found = np.unique(labels[cov & (labels > 0)])
     on = sum(bool(mask[r0:r1, c0:c1].any()) for r0, c0, r1, c1 in (r["box"] for r in regions))
@@ -648,6 +643,17 @@ def scan_image(detector, image, tile=TILE, name="image", keep_maps=True, progres
         cover; an 18 px border is not analysed), ``thresholds``, ``seconds``.
     maps : dict
         From :func:`scan_maps`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weldlab.scan import Detector, scan_image
+    >>> from weldlab.simulate import simulate_radiograph
+    >>> detector = Detector.load()  # the shipped autoencoder, two-sided rule
+    >>> film = simulate_radiograph(np.random.default_rng(1), height=300, width=600).image
+    >>> verdict, maps = scan_image(detector, film)
+    >>> verdict["verdict"] in ("accept", "review"), verdict["rule"], maps["flags"].shape
+    (True, 'two-sided', (256, 556))
     """
     from .screening import check_input, image_statistics
 
@@ -657,9 +663,7 @@ def scan_image(detector, image, tile=TILE, name="image", keep_maps=True, progres
     maps = scan_maps(detector.model_fc, image, th, tile, keep_maps=keep_maps, progress=progress,
                      name=name)  # validates the image (once)
     regions = flagged_regions(maps["flags"], maps["flagged"], th)
-    score = max(maps["max_abs_mean"] / th["t_mean"], maps["max_std"] / th["t_std"])
-    if "t_quiet" in th:
-        score = max(score, th["t_quiet"] / max(maps["min_quiet"], 1e-12))
+    score = th.score(maps["max_abs_mean"], maps["max_std"], max(maps.get("min_quiet", 1.0), 1e-12))
     reasons, checked = [], None
     if detector.input_ranges is not None:
         stats = image_statistics(image)
@@ -676,7 +680,7 @@ def scan_image(detector, image, tile=TILE, name="image", keep_maps=True, progres
     verdict = {
         "image": name, "shape": [h, w], "verdict": "review" if reasons else "accept", "reasons": reasons,
         "rule": detector.rule, "regions": regions, "max_score": float(score),
-        "analysed_box": [MARGIN, MARGIN, h - MARGIN, w - MARGIN],
+        "analysed_box": [OFFSET, OFFSET, h - OFFSET, w - OFFSET],
         "thresholds": {k: th[k] for k in ("t_mean", "t_std", "t_quiet") if k in th},
         "seconds": round(time.perf_counter() - t0, 3),
     }
@@ -814,9 +818,11 @@ def scan_files(paths, detector, out_dir, tile=TILE, log=print, overwrite=False):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                image = load_image(path, min_side=INPUT_SIZE)
+                image = load_image(path, min_side=PATCH)
 
-                def progress(done, total, head=f"[{i}/{len(names)}] {path}"):
+                head = f"[{i}/{len(names)}] {path}"
+
+                def progress(done, total, head=head):
                     if total > 1 and (done == total or done % max(1, total // 10) == 0):
                         log(f"{head}: {done}/{total} tiles")
 

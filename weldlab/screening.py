@@ -1,4 +1,4 @@
-"""Input-level checks: is an image like the films the detector was trained on?
+"""Input-level checks: is an image like the films the detector was trained on.
 
 The residual tests look only at what the autoencoder fails to reconstruct, so they say
 nothing about an input that is easy to reconstruct but is no radiograph of a weld: a flat or

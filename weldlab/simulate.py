@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from .perturbations import lorentzian_psf
 from .radiographs import GDXRAY_PIXEL_MM, MIN_SIDE, Radiograph
 
 #: Defect type codes used in ``Radiograph.labels``.
@@ -161,13 +162,6 @@ def _defect_thickness(kind, rng):
     return dt, (dt.shape[0] // 2, dt.shape[1] // 2)
 
 
-def _lorentzian_kernel(hwhm, radius=7):
-    """Normalised 2-D Lorentzian (Cauchy) point-spread function, shape (2r+1, 2r+1)."""
-    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
-    k = 1.0 / (1.0 + (xx**2 + yy**2) / hwhm**2) ** 1.5
-    return k / k.sum()
-
-
 def simulate_radiograph(rng, height=600, width=2400, defects_per_kpx=4.0, name="sim", layers=None):
     """Simulate one digitised film radiograph of a horizontal butt weld.
 
@@ -191,6 +185,14 @@ def simulate_radiograph(rng, height=600, width=2400, defects_per_kpx=4.0, name="
     Radiograph
         ``image`` float32 (H, W) in [0, 1] on the 8-bit grid, ``mask`` bool (H, W),
         ``labels`` int16 (H, W) with the codes of :data:`DEFECT_TYPES`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weldlab.simulate import simulate_radiograph
+    >>> rad = simulate_radiograph(np.random.default_rng(0), height=400, width=800)
+    >>> rad.image.shape, rad.image.dtype, bool(rad.mask.any())
+    ((400, 800), dtype('float32'), True)
     """
     rng = np.random.default_rng(rng)
     if height < MIN_SIDE or width < MIN_SIDE:
@@ -261,7 +263,7 @@ def simulate_radiograph(rng, height=600, width=2400, defects_per_kpx=4.0, name="
     if rng.random() < 0.5:
         log10_exposure = ndi.gaussian_filter(log10_exposure, rng.uniform(0.8, 1.6))
     else:
-        log10_exposure = ndi.convolve(log10_exposure, _lorentzian_kernel(rng.uniform(0.6, 1.2)))
+        log10_exposure = ndi.convolve(log10_exposure, lorentzian_psf(rng.uniform(0.6, 1.2), radius=7))
 
     # 5. Film density (linear H&D region) and the digitiser's density window: chosen so
     #    that plate and bead crest land at GDXray-like gray levels.

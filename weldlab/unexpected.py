@@ -33,8 +33,10 @@ HELD_OUT_IMAGES = ("shepp_logan_phantom", "retina", "hubble_deep_field", "microa
 
 
 def held_out_images():
-    """Grayscale images in [0, 1] from scikit-image that SNI never uses (those that need a
-    download are skipped)."""
+    """Grayscale images in [0, 1] from scikit-image that SNI never uses.
+
+    Those that need a download are skipped.
+    """
     from .perturbations import skimage_gray
 
     out = [img.astype(np.float32) for img in skimage_gray(HELD_OUT_IMAGES) if min(img.shape) >= PATCH]
@@ -55,8 +57,11 @@ def _text_mask(text, size, height=70):
 
 
 def _draw_okay(okay, n, seed, stream):
-    """Check ``okay`` and ``n``; return the generator of ``(seed, stream)``, ``n`` okay
-    patches drawn from ``okay`` (shape (n, 192, 192)) and their means (shape (n, 1, 1))."""
+    """Check ``okay`` and ``n``, and draw ``n`` okay patches.
+
+    Returns the generator of ``(seed, stream)``, the patches (shape (n, 192, 192)) and
+    their means (shape (n, 1, 1)).
+    """
     okay = np.asarray(okay, np.float32)
     if okay.ndim != 3 or okay.shape[1:] != (PATCH, PATCH) or len(okay) == 0:
         raise ValueError(f"okay: expected okay patches of shape (m, {PATCH}, {PATCH}), got {okay.shape}")
@@ -135,8 +140,11 @@ def _grain(rng, shape, std=0.0045, corr_sigma=1.0):
 
 
 def _casting(rng, shape):
-    """A radiograph of another object: a cast part (plate with bosses, holes and ribs),
-    Beer-Lambert attenuation, a little blur, film-like grain, 8-bit levels."""
+    """A radiograph of another object: a cast part.
+
+    A plate with bosses, holes and ribs, Beer-Lambert attenuation, a little blur, film-like
+    grain, 8-bit levels.
+    """
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     thickness = np.full(shape, 4.0)
@@ -219,8 +227,9 @@ NON_WELD_FILMS = ("flat", "gradient", "pattern", "noise", "photograph", "casting
 
 
 def non_weld_films(shape=(512, 1024), seed=0):
-    """Whole images that are not weld radiographs, each ``shape``: the scan must send
-    every one of them to review.
+    """Whole images that are not weld radiographs, each of ``shape``.
+
+    The scan must send every one of them to review.
 
     Returns
     -------
@@ -282,8 +291,10 @@ def detection_rates(inputs, scorers):
 
 
 def input_check_score(ranges):
-    """A scorer for :func:`detection_rates`: 2 where a patch lies outside ``ranges``
-    (:func:`weldlab.screening.input_ranges`), else 0."""
+    """A scorer for :func:`detection_rates` from the input checks.
+
+    2 where a patch lies outside ``ranges`` (:func:`weldlab.screening.input_ranges`), else 0.
+    """
     from .screening import check_input, image_statistics
 
     def score(patches):
@@ -293,8 +304,9 @@ def input_check_score(ranges):
 
 
 def cnn_film_score(cnn, image, threshold, batch_size=32):
-    """The CNN applied to a whole image: its largest ``probability / threshold`` over
-    192 px patches tiling the image (the last row and column aligned with its edges).
+    """The CNN applied to a whole image: its largest ``probability / threshold``.
+
+    Over 192 px patches tiling the image (the last row and column aligned with its edges).
 
     Parameters
     ----------
@@ -350,12 +362,12 @@ def review_scores(patches, autoencoder, calibration, cnn=None, cnn_threshold=Non
         reviewer -> ndarray, shape (n,) (no ``cnn`` without a CNN).
     """
     from .evaluate import cnn_scores, residual_maxima
-    from .residuals import combined_score
+    from .thresholds import ResidualThresholds
 
     max_mean, max_std, min_std = residual_maxima(autoencoder, patches, quiet=True)
     inputs = input_check_score(calibration["input_ranges"]["patch"])(patches)
-    two_sided = combined_score(max_mean, max_std, calibration["two_sided_thresholds"], min_std)
-    out = {"inputs": inputs, "ae_paper": combined_score(max_mean, max_std, calibration["thresholds"]),
+    two_sided = ResidualThresholds.from_dict(calibration["two_sided_thresholds"]).score(max_mean, max_std, min_std)
+    out = {"inputs": inputs, "ae_paper": ResidualThresholds.from_dict(calibration["thresholds"]).score(max_mean, max_std),
            "ae_two_sided": two_sided, "detector": np.maximum(two_sided, inputs)}
     if cnn is not None:
         out["cnn"] = cnn_scores(cnn, patches) / max(float(cnn_threshold), 1e-12)
