@@ -58,7 +58,7 @@ def test_measure_write_load_and_render_a_cnn_table(quick_datasets, tmp_path):
     rec_file.write_text(json.dumps({**rec, "architecture": 1}))
     from weldlab.models import ARCHITECTURE_VERSION
 
-    with pytest.raises(FileNotFoundError, match=f"architecture v1, now v{ARCHITECTURE_VERSION['cnn']}"):
+    with pytest.raises(FileNotFoundError, match=f"architecture v1 \\(now v{ARCHITECTURE_VERSION['cnn']}\\)"):
         R.measure_tables(cfg, ds, kinds=("cnn",), seeds=[0], confs=("D",), train=False)
     # Nor a model trained on other datasets.
     rec_file.write_text(json.dumps({**rec, "dataset_key": "0123456789abcdef"}))
@@ -85,7 +85,7 @@ def test_tables_cli_restricts_sets_per_model(monkeypatch, tmp_path):
 
     seen = {}
 
-    def fake_measure(cfg, ds, kinds, seeds, fpr, train, confs):
+    def fake_measure(cfg, ds, kinds, seeds, train, confs):
         seen.update(kinds=kinds, confs=confs, train=train)
         raise FileNotFoundError("stop here")
 

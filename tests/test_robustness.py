@@ -38,7 +38,7 @@ pytestmark = pytest.mark.robustness
 
 GOOD_SHAPE = (240, 330)
 #: What a weldlab autoencoder's record.json says about the model (checked by Detector.load).
-AE_RECORD = {"model": "autoencoder", "architecture": ARCHITECTURE_VERSION["ae"]}
+AE_RECORD = {"model": "ae", "architecture": ARCHITECTURE_VERSION["ae"]}
 
 
 def _record(t_mean, t_std, **fields):
@@ -371,7 +371,9 @@ def test_wrong_suffix_and_wrong_network(tmp_path):
 @pytest.mark.parametrize("record, pattern", [
     (None, "no record.json"),
     ("{not json", "record.json: not valid JSON"),
-    ("{}", "no calibrated 'two_sided_thresholds'"),
+    ("{}", "expected the record of a weldlab ae model"),
+    (json.dumps({k: v for k, v in _record(0.1, 0.1).items() if k != "two_sided_thresholds"}),
+     "no calibrated 'two_sided_thresholds'"),
     (json.dumps(_record(-1, 0.1)), "t_mean"),
     (json.dumps(_record(0.1, float("nan"))), "t_std"),
     (json.dumps({**_record(0.1, 0.1), "input_ranges": {}}), "no 'input_ranges'"),

@@ -146,7 +146,10 @@ class _Threshold(Mapping):
         missing = [k for k in cls._required if k not in values]
         if missing:
             raise ValueError(f"{where}: missing {', '.join(missing)} (has {', '.join(sorted(values)) or 'nothing'})")
-        return cls(**{k: values[k] for k in cls._names() if k in values})
+        try:
+            return cls(**{k: values[k] for k in cls._names() if k in values})
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from exc
 
 
 @dataclass(frozen=True, eq=False)

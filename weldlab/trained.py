@@ -183,7 +183,7 @@ def stale_reason(folder, kind, dataset_key=None):
     Returns
     -------
     str or None
-        A short reason, e.g. ``"architecture v1"`` or ``"datasets 1a2b... (now 3c4d...)"``.
+        A short reason, e.g. ``"architecture v1 (now v2)"`` or ``"datasets 1a2b... (now 3c4d...)"``.
     """
     folder = Path(folder)
     entries = []
@@ -196,7 +196,7 @@ def stale_reason(folder, kind, dataset_key=None):
             entries.append((entry.get("architecture", 1), entry.get("dataset_key", entry.get("origin"))))
     for version, key in entries:
         if version != ARCHITECTURE_VERSION[check_kind(kind)]:
-            return f"architecture v{version}"
+            return f"architecture v{version} (now v{ARCHITECTURE_VERSION[kind]})"
         if dataset_key is not None and key is not None and key != dataset_key:
             return f"datasets {key} (now {dataset_key})"
     return None
