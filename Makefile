@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 PRESET ?= quick
 DATA   ?= synthetic
 
-.PHONY: setup book test robustness bench clean
+.PHONY: setup browser book test robustness bench clean
 
 setup: $(VENV)/.installed
 
@@ -19,10 +19,18 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[book,test,jax]"
 	touch $@
 
+# Headless Chromium for the offline check of the rendered pages (tests/test_chapters.py):
+# installed from Debian's packages where this runs as root, else how to is printed.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+	  else echo "note: install Chromium (e.g. sudo apt-get install chromium) to run the offline page check"; fi; }
+
 book: setup
 	$(VENV)/bin/weldlab book --preset $(PRESET) --data $(DATA)
 
-test: setup
+test: setup browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 

@@ -58,3 +58,22 @@ def test_chapter_outputs_reproduce_under_nbval(built_book, chapter):
         cwd=executed, capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_pages_work_offline_in_a_headless_browser(built_book):
+    """Issue 11: offline, every page typesets its maths, loads nothing from outside the
+    book, logs no JavaScript error, and chapter 8's widgets render from their saved state."""
+    import os
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("Chromium is missing (Debian package chromium; .ci/run installs it)")
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    data, html, executed = built_book
+    problems, pages = book.check_pages(html, chromium=chromium)
+    assert not problems, "\n".join(problems[:40])
+    assert sum(p["maths"] for p in pages.values()) >= 20  # the formulas were there to typeset
+    explorer = pages["notebooks/08_explore_thresholds.html"]
+    assert explorer["views"] >= 1 and explorer["widgets"] >= 2, explorer  # the two threshold sliders

@@ -77,3 +77,13 @@ def test_environment_yml_lists_the_pyproject_dependencies():
     for name, spec in wanted.items():
         assert name in have, f"{name} missing from environment.yml"
         assert have[name] == spec, f"{name}: pyproject {spec} vs environment.yml {have[name]}"
+
+
+def test_glossary_is_alphabetical_and_has_the_terms_the_chapters_use():
+    text = (REPO / "book" / "glossary.md").read_text()
+    body = text.split("```{glossary}")[1].split("```")[0]
+    terms = [line.strip() for line in body.splitlines() if line and not line.startswith(" ")]
+    assert terms == sorted(terms, key=str.lower), terms
+    for needed in ("AUROC", "Residual", "ROC curve", "Convolutional neural network (CNN)",
+                   "Image quality indicator (IQI)", "Two-sided rule"):
+        assert needed in terms, needed

@@ -9,8 +9,14 @@
    printing ``[i/n] chapter ... elapsed``; papermill's injected-parameters cell is tagged
    ``remove-cell`` so the book hides it;
 4. build the HTML with ``jupyter-book build -W`` (warnings are errors; notebooks are not
-   re-executed: ``execute_notebooks: off``);
+   re-executed: ``execute_notebooks: off``), with everything a page loads served from the
+   book itself (:func:`offline_assets`): MathJax from the ``sphinx-mathjax-offline`` package,
+   RequireJS and the Jupyter widgets' HTML manager from the npm registry, pinned and checked;
 5. only if everything succeeded, move the HTML to ``_build/<data>/<preset>/html``.
+
+:func:`check_pages` opens a built book in headless Chromium and lists what a reader offline
+would see go wrong: maths left as raw LaTeX, JavaScript errors, requests that fail or leave
+the machine, and widgets that do not render.
 
 A failing chapter stops the run with :class:`ChapterError`, naming the chapter and the
 cell; the previously published book is left untouched.
@@ -30,6 +36,17 @@ import yaml
 from .config import Config, load_preset
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+
+#: JavaScript the rendered widgets need, from the npm registry: package -> (version, the
+#: tarball's sha512 as npm publishes it, files to serve from ``_static/widgets``). The
+#: HTML manager's major version matches ipywidgets 8 (``ipywidgets._version.__html_manager_version__``).
+WIDGET_JS = {
+    "requirejs": ("2.3.7", "sha512-DouTG8T1WanGok6Qjg2SXuCMzszOo0eHeH9hDZ5Y4x8Je+9JB38HdTLT4/VA8OaUhBa0JPVHJ0pyBkM1z+pDsw==",
+                  ("require.js",)),
+    "@jupyter-widgets/html-manager": (
+        "1.0.15", "sha512-5thBIV6ymNgmPVOHvzx+gGy8ZSKmSazhtGw4/c4xJDVzRhG9PTeQsRjF3FUTopvFi//SABeNz1yp47bCrJ3CQA==",
+        ("dist/embed-amd.js", "dist/*.woff", "dist/*.woff2", "dist/*.ttf", "dist/*.eot", "dist/*.svg")),
+}
 
 
 class ChapterError(RuntimeError):
@@ -111,6 +128,114 @@ def resolve_parameters(preset="quick", data=None, gdxray_root=None, overrides=No
         params[k] = v
     Config(**params)  # validate early: a bad parameter fails before any chapter runs
     return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+
+def _npm_tarball(package, version, integrity, cache):
+    """The npm registry's tarball of ``package@version`` (cached), checked against ``integrity``."""
+    import base64
+    import hashlib
+
+    name = f"{package.lstrip('@').replace('/', '-')}-{version}.tgz"
+    tarball = Path(cache) / name
+    if not tarball.is_file():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise BookBuildError(f"npm not found: it fetches {package}@{version} for the book's widgets "
+                                 "(install Node.js and npm, or build with offline_js=False)")
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run([npm, "pack", f"{package}@{version}", "--pack-destination", str(cache)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0 or not tarball.is_file():
+            raise BookBuildError(f"npm pack {package}@{version} failed: {(proc.stderr or proc.stdout).strip()[-500:]}")
+    digest = "sha512-" + base64.b64encode(hashlib.sha512(tarball.read_bytes()).digest()).decode()
+    if digest != integrity:
+        tarball.unlink()
+        raise BookBuildError(f"{tarball}: not the published {package}@{version} (sha512 differs); removed, "
+                             "build again to fetch it anew")
+    return tarball
+
+
+def offline_assets(static, cache=None):
+    """Put the widgets' JavaScript (:data:`WIDGET_JS`) into ``static/widgets``.
+
+    Parameters
+    ----------
+    static : path
+        The book's ``_static`` folder (staged).
+    cache : path, optional
+        Where the npm tarballs are kept (default: weldlab's folder in the user cache).
+
+    Returns
+    -------
+    pathlib.Path
+        The ``widgets`` folder.
+    """
+    import fnmatch
+    import tarfile
+
+    import pooch
+
+    cache = Path(cache or pooch.os_cache("weldlab")) / "npm"
+    out = Path(static) / "widgets"
+    out.mkdir(parents=True, exist_ok=True)
+    for package, (version, integrity, patterns) in WIDGET_JS.items():
+        with tarfile.open(_npm_tarball(package, version, integrity, cache)) as tar:
+            for member in tar.getmembers():
+                inner = member.name.removeprefix("package/")
+                if member.isfile() and any(fnmatch.fnmatch(inner, p) for p in patterns):
+                    (out / Path(inner).name).write_bytes(tar.extractfile(member).read())
+    return out
+
+
+# --------------------------------------------------------------------------- Sphinx extension
+# ``_config.yml`` loads this module as a Sphinx extension (``extra_extensions``). With myst-nb's
+# ``nb_ipywidgets_js`` empty, the pages that show widgets get RequireJS and the widgets' HTML
+# manager from the book's own ``_static/widgets`` (fetched by :func:`offline_assets` when the
+# build finishes), after every other script, on those pages only. And sphinx-thebe's
+# configuration script, which it adds once per reading pass (so twice: "Identifier
+# 'THEBE_JS_URL' has already been declared" on every page), is not added: no page here runs
+# live code (that needs a Jupyter server), so nothing uses it.
+
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+#: The widgets typeset their labels with MathJax 2's ``MathJax.Hub.Queue``; the book loads
+#: MathJax 3, which has ``typesetPromise`` instead. This maps the one onto the other.
+_MATHJAX2_QUEUE = """document.addEventListener("DOMContentLoaded", () => {
+  if (window.MathJax && !window.MathJax.Hub) {
+    window.MathJax.Hub = {Queue: (...jobs) => jobs.forEach(job => {
+      if (Array.isArray(job) && job[0] === "Typeset" && window.MathJax.typesetPromise) {
+        window.MathJax.typesetPromise(job[2] ? [job[2]] : undefined);
+      }
+    })};
+  }
+});"""
+
+
+def _widget_scripts(app, pagename, templatename, context, doctree):
+    if not app.config.weldlab_widget_js or _WIDGET_VIEW not in context.get("body", ""):
+        return
+    assets = context["pathto"]("_static/widgets", 1)
+    app.builder.add_js_file(None, priority=900, body=_MATHJAX2_QUEUE)
+    app.builder.add_js_file("widgets/require.js", priority=901)
+    # the HTML manager finds its fonts next to the module RequireJS loaded it as
+    app.builder.add_js_file(None, priority=902,
+                            body=f'require.config({{paths: {{"@jupyter-widgets/html-manager/dist": "{assets}"}}}});')
+    app.builder.add_js_file("widgets/embed-amd.js", priority=903, **{"data-jupyter-widgets-cdn": assets + "/"})
+
+
+def _copy_widget_js(app, exception):
+    if exception is None and app.config.weldlab_widget_js and app.builder.format == "html":
+        offline_assets(Path(app.outdir) / "_static")
+
+
+def setup(app):
+    """Sphinx extension: the book's widgets and scripts work offline (see above)."""
+    app.add_config_value("weldlab_widget_js", True, "html")
+    for listener in list(app.events.listeners.get("env-before-read-docs", [])):
+        if getattr(listener.handler, "__name__", "") == "init_thebe_core":
+            app.disconnect(listener.id)
+    app.connect("html-page-context", _widget_scripts)
+    app.connect("build-finished", _copy_widget_js)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
 def _hide_injected(nb_path):
@@ -197,7 +322,7 @@ def claim_build_folder(out_root, overwrite=False):
 
 
 def run_book(preset="quick", data=None, gdxray_root=None, overrides=None, root=None,
-             html=True, only=None, build_dir=None, log=print, overwrite=False):
+             html=True, only=None, build_dir=None, log=print, overwrite=False, offline_js=True):
     """Execute all chapters and render the book.
 
     Parameters
@@ -215,6 +340,9 @@ def run_book(preset="quick", data=None, gdxray_root=None, overrides=None, root=N
     overwrite : bool
         Build into ``<build_dir>/<data>/<preset>`` even if it holds files that are not a
         weldlab build (:func:`claim_build_folder`).
+    offline_js : bool
+        Serve the widgets' JavaScript from the book (:func:`offline_assets`; needs npm the
+        first time). False: load it from a CDN, so chapter 8's widgets need the internet.
 
     Returns
     -------
@@ -260,6 +388,12 @@ def run_book(preset="quick", data=None, gdxray_root=None, overrides=None, root=N
         shutil.move(str(stage / "notebooks"), executed)
         shutil.rmtree(stage, ignore_errors=True)
         return executed
+    if not offline_js:  # the widgets' JavaScript from a CDN, as myst-nb does by default
+        config_file = stage / "_config.yml"
+        config = yaml.safe_load(config_file.read_text())
+        config["sphinx"]["config"].pop("nb_ipywidgets_js", None)
+        config["sphinx"]["config"]["weldlab_widget_js"] = False
+        config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     log("rendering HTML with Jupyter Book (warnings are errors) ...")
     jb = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(stage),
@@ -280,3 +414,102 @@ def run_book(preset="quick", data=None, gdxray_root=None, overrides=None, root=N
     shutil.rmtree(stage, ignore_errors=True)
     log(f"book written to {published / 'index.html'} in {time.perf_counter() - t0:.1f} s")
     return published
+
+
+#: Chromium's flags for checking pages on a machine without network or screen.
+CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update")
+
+_RENDER_STATE = """() => {
+    const maths = [...document.querySelectorAll('span.math, div.math')];
+    const raw = maths.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.slice(0, 60));
+    const text = (document.querySelector('main') || document.body).innerText;
+    const stray = (text.match(/\\\\\\(|\\\\\\[|\\$\\$|\\\\begin\\{/g) || []).length;
+    const views = document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length;
+    const widgets = document.querySelectorAll('.jupyter-widgets.widget-slider, .jupyter-widgets .widget-slider').length;
+    return {maths: maths.length, raw, stray, views, widgets};
+}"""
+
+
+def check_pages(html, chromium="/usr/bin/chromium", timeout=30.0):
+    """Open every page of a built book in headless Chromium, offline, and list the problems.
+
+    Each page is served from ``html`` on 127.0.0.1; a request to any other host is refused
+    and counted, as a reader without network would see it fail.
+
+    Parameters
+    ----------
+    html : path
+        A built book's ``html`` folder.
+    chromium : path
+        The Chromium executable (Debian's package ``chromium``).
+    timeout : float
+        Seconds a page may take to load and typeset.
+
+    Returns
+    -------
+    problems : list of str
+        One line per problem: ``"<page>: <what>"`` (raw LaTeX, a JavaScript error or
+        console error, a failed or outside request, a widget view that did not render).
+    pages : dict
+        Page -> ``{"maths", "widgets", ...}`` counts, for the caller's own checks.
+    """
+    import functools
+    import http.server
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    html = Path(html)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(html)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    pages = sorted(p.relative_to(html).as_posix() for p in html.rglob("*.html")
+                   if not p.relative_to(html).parts[0].startswith("_") and p.name not in ("genindex.html", "search.html")
+                   and "http-equiv=\"Refresh\"" not in p.read_text(errors="replace")[:2000])  # redirects
+    problems, counts = [], {}
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(chromium), args=list(CHROMIUM_ARGS))
+            for name in pages:
+                page = browser.new_page(viewport={"width": 1366, "height": 900})
+                seen = []
+                page.on("console", lambda m, seen=seen: seen.append(f"console {m.type}: {m.text[:200]}")
+                        if m.type == "error" else None)
+                page.on("pageerror", lambda e, seen=seen: seen.append(f"JavaScript error: {str(e)[:200]}"))
+                page.on("requestfailed", lambda r, seen=seen: seen.append(f"failed request: {r.url[:150]}")
+                        if r.url.startswith(base) else None)
+
+                def route(r, seen=seen):
+                    if r.request.url.startswith(base) or r.request.url.startswith("data:"):
+                        return r.continue_()
+                    seen.append(f"request leaves the book: {r.request.url[:150]}")
+                    return r.abort()
+
+                page.route("**/*", route)
+                page.goto(base + name, wait_until="load", timeout=timeout * 1000)
+                page.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
+                page.wait_for_timeout(300)
+                state = page.evaluate(_RENDER_STATE)
+                if state["views"]:
+                    try:  # the widget manager renders the embedded views after load
+                        page.wait_for_function("n => document.querySelectorAll('.jupyter-widgets').length >= n",
+                                               arg=state["views"], timeout=timeout * 1000)
+                    except Exception:
+                        seen.append(f"{state['views']} widget views did not render")
+                    state = page.evaluate(_RENDER_STATE)
+                if state["raw"]:
+                    seen.append(f"{len(state['raw'])} formulas left as raw LaTeX, e.g. {state['raw'][0]!r}")
+                if state["stray"]:
+                    seen.append(f"{state['stray']} LaTeX delimiters in the text outside formulas")
+                problems += [f"{name}: {s}" for s in seen]
+                counts[name] = state
+                page.close()
+            browser.close()
+    finally:
+        server.shutdown()
+    return problems, counts

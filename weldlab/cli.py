@@ -53,7 +53,7 @@ def cmd_book(args):
     from .book import run_book
 
     run_book(args.preset, args.data, args.gdxray_root, _overrides(args), html=not args.no_html,
-             only=args.only, build_dir=args.build_dir, overwrite=args.overwrite)
+             only=args.only, build_dir=args.build_dir, overwrite=args.overwrite, offline_js=not args.online_js)
     return 0
 
 
@@ -186,6 +186,9 @@ def build_parser():
     p.add_argument("--build-dir", metavar="DIR", help="where <data>/<preset>/html goes (default: _build)")
     p.add_argument("--overwrite", action="store_true",
                    help="build into <build-dir>/<data>/<preset> even if it holds files weldlab did not write")
+    p.add_argument("--online-js", action="store_true",
+                   help="load the widgets' JavaScript from a CDN instead of bundling it (no npm needed; "
+                        "chapter 8's controls then need the internet)")
     p.set_defaults(func=cmd_book)
 
     p = sub.add_parser("datasets", help="build or reuse the patch datasets")
