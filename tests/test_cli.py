@@ -89,3 +89,26 @@ def test_bad_parameter_fails_before_any_chapter(tmp_path):
     with pytest.raises(ValueError, match="n_train_okay"):
         book.run_book("quick", root=root, overrides={"n_train_okay": -1}, log=lambda *a: None)
     assert not (root / "_build").exists()
+
+
+def test_widget_javascript_is_checked_against_its_published_hash(tmp_path, monkeypatch):
+    """A cached npm tarball that is not the published one is refused and removed; the
+    pinned ones unpack into ``_static/widgets`` (fetched with npm when not cached)."""
+    import shutil
+
+    package, (version, integrity, _) = next(iter(book.WIDGET_JS.items()))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    fake = cache / f"{package.lstrip('@').replace('/', '-')}-{version}.tgz"
+    fake.write_bytes(b"not the package")
+    with pytest.raises(book.BookBuildError, match="sha512 differs"):
+        book._npm_tarball(package, version, integrity, cache)
+    assert not fake.exists()
+    if shutil.which("npm") is None:
+        monkeypatch.setenv("PATH", "")
+        with pytest.raises(book.BookBuildError, match="npm not found"):
+            book._npm_tarball(package, version, integrity, cache)
+        return
+    widgets = book.offline_assets(tmp_path / "_static", cache=cache)
+    assert {"require.js", "embed-amd.js"} <= {p.name for p in widgets.iterdir()}
+    assert (widgets / "embed-amd.js").stat().st_size > 1e6

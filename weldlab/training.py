@@ -309,11 +309,12 @@ def train_models(cfg, datasets, kind, training_set, seeds=None, verbose=1, log=p
             for seed in (cfg.seeds if seeds is None else seeds)]
 
 
-def chapter_model(cfg, datasets, kind, training_set, seed, log=print):
+def chapter_model(cfg, datasets, kind, training_set, seed, log=None):
     """The model a chapter uses: the shipped one where it fits, else the run's own.
 
     The run's own model (:func:`model_dir`) is trained, resumed or retrained as needed
-    (:func:`train_models`), so it is always current for ``datasets``.
+    (:func:`train_models`), so it is always current for ``datasets``. Training messages go
+    to ``log`` (default: none; a chapter reports the model it got from its record).
 
     Returns
     -------
@@ -321,12 +322,12 @@ def chapter_model(cfg, datasets, kind, training_set, seed, log=print):
     """
     folder = shipped_fits(cfg, kind, training_set, seed)
     if folder is None:
-        train_models(cfg, datasets, kind, training_set, seeds=[seed], verbose=0, log=log)
+        train_models(cfg, datasets, kind, training_set, seeds=[seed], verbose=0, log=log or (lambda *a: None))
         folder = model_dir(cfg, kind, training_set, seed)
     return TrainedModel.load(folder, kind)
 
 
-def chapter_models(cfg, datasets, kind, training_set, seeds=None, log=print):
+def chapter_models(cfg, datasets, kind, training_set, seeds=None, log=None):
     """:func:`chapter_model` for each seed (default: the first ``cfg.chapter_seeds``).
 
     Returns
