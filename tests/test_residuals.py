@@ -139,6 +139,7 @@ def test_threshold_objects_round_trip_through_records_and_refuse_bad_values(rng)
     assert from_record(record, "two-sided") == th and from_record(record) == th.paper
     assert from_record({"threshold": dict(p)}) == p
     assert np.array_equal(p.flags(a), p.score(a) > p.cut)
+    assert np.isfinite(th.quiet_score(0.0)) and th.score([0.0], [0.0], [0.0])[0] == th.quiet_score(0.0) > th.cut
     with pytest.raises(KeyError, match="two_sided_thresholds"):
         from_record({"thresholds": dict(th.paper)}, "two-sided")
     with pytest.raises(ValueError, match="missing t_std"):

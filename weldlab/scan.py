@@ -25,6 +25,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from matplotlib.colors import to_rgb
 from scipy import ndimage
 
 from .figures import FLAG_COLOURS
@@ -266,15 +267,11 @@ def scan_maps(model_fc, image, thresholds, tile=TILE, kernel=KERNEL, keep_maps=T
 
 # --- the detector applied to files: verdicts, regions and overlays -------------------------
 
-def _rgb(hex_colour):
-    return tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
-
-
 #: Overlay colours (RGB) of windows flagged by the mean test (orange), the std test (green),
 #: both (blue) or the quiet test (purple): :data:`weldlab.figures.FLAG_COLOURS`.
 #: Frames: red around a defect-like region, purple around a too-quiet one, pink around the
 #: whole image when the image itself lies outside the training films' ranges.
-FLAG_RGB = {code: _rgb(colour) for code, colour in FLAG_COLOURS.items()}
+FLAG_RGB = {code: tuple(round(255 * c) for c in to_rgb(colour)) for code, colour in FLAG_COLOURS.items()}
 FRAME_COLOUR = (214, 39, 40)
 QUIET_COLOUR = FLAG_RGB[4]
 INPUT_COLOUR = (227, 119, 194)
@@ -497,7 +494,7 @@ def flagged_regions(flags, flagged, thresholds, kernel=KERNEL):
                               "score": float(thresholds.paper.score(max_mean[k], max_std[k]))})
             else:
                 entry.update({"min_quiet": float(min_quiet[k]),
-                              "score": float(thresholds.score(0.0, 0.0, max(min_quiet[k], 1e-12)))})
+                              "score": float(thresholds.quiet_score(min_quiet[k]))})
             out.append(entry)
     return sorted(out, key=lambda r: -r["score"])
 
@@ -663,7 +660,7 @@ def scan_image(detector, image, tile=TILE, name="image", keep_maps=True, progres
     maps = scan_maps(detector.model_fc, image, th, tile, keep_maps=keep_maps, progress=progress,
                      name=name)  # validates the image (once)
     regions = flagged_regions(maps["flags"], maps["flagged"], th)
-    score = th.score(maps["max_abs_mean"], maps["max_std"], max(maps.get("min_quiet", 1.0), 1e-12))
+    score = th.score(maps["max_abs_mean"], maps["max_std"], maps.get("min_quiet"))
     reasons, checked = [], None
     if detector.input_ranges is not None:
         stats = image_statistics(image)

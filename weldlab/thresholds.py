@@ -293,9 +293,16 @@ class ResidualThresholds(_Threshold):
         if self.two_sided:
             if min_std is None:
                 raise ValueError("min_std: required by two-sided thresholds (they have t_quiet)")
-            with np.errstate(divide="ignore"):
-                s = np.maximum(s, self.t_quiet / np.asarray(min_std, float))
+            s = np.maximum(s, self.quiet_score(min_std))
         return s
+
+    def quiet_score(self, min_std):
+        """The quiet test's part of :meth:`score`: ``t_quiet / min sigma``.
+
+        Finite even for a residual with no spread at all (a flawless reconstruction of a
+        blank frame): ``min sigma`` counts as at least 1e-12.
+        """
+        return self.t_quiet / np.maximum(np.asarray(min_std, float), 1e-12)
 
     def flags(self, mean, std, quiet=None):
         """Flag codes per window: 1 mean, 2 std (3 both), plus 4 when too quiet.
