@@ -77,3 +77,22 @@ def test_pages_work_offline_in_a_headless_browser(built_book):
     assert sum(p["maths"] for p in pages.values()) >= 20  # the formulas were there to typeset
     explorer = pages["notebooks/08_explore_thresholds.html"]
     assert explorer["views"] >= 1 and explorer["widgets"] >= 2, explorer  # the two threshold sliders
+
+
+def test_published_book_shows_no_machine_paths_and_collects_the_exercises(built_book, request):
+    """Issue 11: no folder of the building machine in any page or downloadable notebook;
+    the Exercises page is built from the chapters' exercises."""
+    data, html, executed = built_book
+    folders = [str(REPO), str(html.parents[2])]  # the repository and the test's build folder
+    if data == "gdxray":
+        folders.append(str(request.getfixturevalue("gdxray_root")))
+    assert book.machine_paths(html, folders) == []
+    page = (html / "book" / "exercises.html").read_text()
+    assert page.count("Solution") >= len(CHAPTERS)
+    for name in CHAPTERS:
+        assert f"notebooks/{name}.html#exercise-" in page, name  # links to the exercise in its chapter
+    for name in CHAPTERS:  # the downloads keep the run's parameters (the preset's), not its folders
+        nb = nbformat.read(html / "_sources" / "notebooks" / f"{name}.ipynb", as_version=4)
+        injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert len(injected) == 1 and 'preset = "quick"' in injected[0].source
+        assert not any(o.get("name") == "stderr" for c in nb.cells if c.cell_type == "code" for o in c.outputs)

@@ -14,9 +14,15 @@
    RequireJS and the Jupyter widgets' HTML manager from the npm registry, pinned and checked;
 5. only if everything succeeded, move the HTML to ``_build/<data>/<preset>/html``.
 
+Between 3 and 4, the Exercises page is written from the chapters (:func:`exercises_page`)
+and the executed chapters the book shows and offers for download are made portable
+(:func:`portable_notebook`: no machine paths, no log output); ``executed/`` keeps them as run.
+
 :func:`check_pages` opens a built book in headless Chromium and lists what a reader offline
 would see go wrong: maths left as raw LaTeX, JavaScript errors, requests that fail or leave
-the machine, and widgets that do not render.
+the machine, widgets that do not render, code or output wider than the page, and figures
+without a numbered caption or a way to enlarge them; :func:`machine_paths` finds paths of the
+building machine in the published pages and notebooks.
 
 A failing chapter stops the run with :class:`ChapterError`, naming the chapter and the
 cell; the previously published book is left untouched.
@@ -187,6 +193,145 @@ def offline_assets(static, cache=None):
     return out
 
 
+# --------------------------------------------------------------------------- chapter skeleton
+#: Cell tags of a chapter's exercise (a Markdown cell that starts with a ``(label)=`` target
+#: and a ``## Exercise`` heading) and of its solution (a code cell, folded in the page by
+#: ``hide-cell`` and executed with the chapter, so every build and test runs it).
+EXERCISE_TAG, SOLUTION_TAG = "exercise", "solution"
+
+
+def chapter_exercise(nb):
+    """A chapter's title, exercise label and text, and solution code.
+
+    Parameters
+    ----------
+    nb : nbformat.NotebookNode
+        A chapter.
+
+    Returns
+    -------
+    dict
+        ``title`` (the ``# `` heading), ``label`` (the exercise's MyST target), ``text``
+        (the exercise without its heading) and ``solution`` (the solution cell's code).
+
+    Raises
+    ------
+    ValueError
+        Naming what is missing: a chapter needs exactly one cell tagged ``exercise``, one
+        tagged ``solution`` after it, and the solution must check its result with ``assert``.
+    """
+    def tagged(tag):
+        return [i for i, c in enumerate(nb.cells) if tag in c.metadata.get("tags", [])]
+
+    title = next((line[2:].strip() for c in nb.cells if c.cell_type == "markdown"
+                  for line in c.source.splitlines() if line.startswith("# ")), None)
+    ex, sol = tagged(EXERCISE_TAG), tagged(SOLUTION_TAG)
+    if title is None or len(ex) != 1 or len(sol) != 1 or sol[0] < ex[0]:
+        raise ValueError(f"chapter {title!r}: expected a title, one cell tagged {EXERCISE_TAG!r} and one "
+                         f"tagged {SOLUTION_TAG!r} after it (found {len(ex)} and {len(sol)})")
+    lines = nb.cells[ex[0]].source.strip().splitlines()
+    if len(lines) < 3 or not (lines[0].startswith("(") and lines[0].endswith(")=")) or lines[1] != "## Exercise":
+        raise ValueError(f"chapter {title!r}: the exercise cell must start with a '(label)=' line and '## Exercise'")
+    solution = nb.cells[sol[0]]
+    if solution.cell_type != "code" or "assert " not in solution.source:
+        raise ValueError(f"chapter {title!r}: the solution must be a code cell that checks its result with assert")
+    return {"title": title, "label": lines[0][1:-2], "text": "\n".join(lines[2:]).strip(),
+            "solution": solution.source.strip()}
+
+
+def exercises_page(notebooks):
+    """The book's Exercises page, generated from the chapters' exercise cells.
+
+    Parameters
+    ----------
+    notebooks : list of path
+        The chapters, in book order.
+
+    Returns
+    -------
+    str
+        MyST Markdown: per chapter its exercise, a link to it in the chapter, and the
+        solution's code folded in a dropdown.
+    """
+    import nbformat
+
+    parts = ["# Exercises", "",
+             "Every chapter ends with an exercise; this page collects them (`weldlab book` writes it "
+             "from the chapters). Each solution sits in its chapter behind a *Show the solution* "
+             "button and runs, with its checks, every time the book is built and tested.", ""]
+    for nb_path in notebooks:
+        ex = chapter_exercise(nbformat.read(nb_path, as_version=4))
+        parts += [f"## {ex['title']}", "", ex["text"], "",
+                  f"{{ref}}`The exercise in its chapter <{ex['label']}>`, with the solution's output.", "",
+                  ":::{dropdown} Solution", "```python", ex["solution"], "```", ":::", ""]
+    return "\n".join(parts)
+
+
+#: Chapter parameters whose values name folders on the machine that ran the chapter.
+MACHINE_PATH_PARAMETERS = ("artifacts_root", "gdxray_root")
+
+
+def portable_notebook(nb_path):
+    """Make an executed chapter fit to publish, in place: no machine paths, no logs.
+
+    Papermill's injected-parameters cell keeps every parameter of the run except the
+    folders (:data:`MACHINE_PATH_PARAMETERS`), which go back to the chapter's defaults, as
+    does papermill's record in the notebook's metadata (without its input and output
+    paths); the outputs written to stderr (start-up logs, warnings, progress bars) are
+    dropped. A reader who downloads the notebook reruns it with the run's preset on their
+    machine.
+    """
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code"]
+    defaults = {}
+    for cell in cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            for line in cell.source.splitlines():
+                name = line.split("=", 1)[0].strip()
+                if name in MACHINE_PATH_PARAMETERS:
+                    defaults[name] = line.split("#", 1)[0].rstrip()
+    for cell in cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.source = "\n".join(
+                defaults.get(line.split("=", 1)[0].strip(), line) for line in cell.source.splitlines())
+        cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
+    record = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        record.pop(key, None)
+    for name in MACHINE_PATH_PARAMETERS:
+        record.get("parameters", {}).pop(name, None)
+    nbformat.write(nb, nb_path)
+
+
+def machine_paths(html, paths):
+    """Where a built book shows one of the building machine's folders.
+
+    Parameters
+    ----------
+    html : path
+        A built book's ``html`` folder.
+    paths : list of path
+        Folders that must not appear (the repository, the artifacts and data folders, the
+        build folder, the temporary folder, the home folder).
+
+    Returns
+    -------
+    list of str
+        ``"<file>: <folder>"`` for every published page (``.html``) or downloadable notebook
+        (``_sources/**.ipynb``) that contains one.
+    """
+    html = Path(html)
+    needles = sorted({str(p) for p in paths if p and len(str(p)) > 1}, key=len, reverse=True)
+    hits = []
+    files = [*html.rglob("*.html"), *(html / "_sources").rglob("*.ipynb")]
+    for f in sorted(files):
+        text = f.read_text(errors="replace")
+        hits += [f"{f.relative_to(html).as_posix()}: {n}" for n in needles if n in text]
+    return hits
+
+
 # --------------------------------------------------------------------------- Sphinx extension
 # ``_config.yml`` loads this module as a Sphinx extension (``extra_extensions``). With myst-nb's
 # ``nb_ipywidgets_js`` empty, the pages that show widgets get RequireJS and the widgets' HTML
@@ -210,6 +355,36 @@ _MATHJAX2_QUEUE = """document.addEventListener("DOMContentLoaded", () => {
 });"""
 
 
+#: Click to enlarge: every image of a page's content opens full-window on a click, and
+#: closes on a second click or Escape (no library, nothing loaded from outside).
+_ZOOM = """document.addEventListener("DOMContentLoaded", () => {
+  const style = document.createElement("style");
+  style.textContent = `img.weldlab-zoomable {cursor: zoom-in}
+    .weldlab-zoom {position: fixed; inset: 0; z-index: 2000; background: rgba(0, 0, 0, .85);
+                   display: flex; align-items: center; justify-content: center; cursor: zoom-out}
+    .weldlab-zoom img {max-width: 96vw; max-height: 96vh; background: white}`;
+  document.head.appendChild(style);
+  const close = () => document.querySelectorAll(".weldlab-zoom").forEach(z => z.remove());
+  for (const img of document.querySelectorAll("main img")) {
+    if (img.closest("a")) continue;
+    img.classList.add("weldlab-zoomable");
+    img.title = img.title || "click to enlarge";
+    img.addEventListener("click", () => {
+      const box = document.createElement("div");
+      box.className = "weldlab-zoom";
+      box.setAttribute("role", "dialog");
+      const big = document.createElement("img");
+      big.src = img.src;
+      big.alt = img.alt;
+      box.appendChild(big);
+      box.addEventListener("click", close);
+      document.body.appendChild(box);
+    });
+  }
+  document.addEventListener("keydown", e => { if (e.key === "Escape") close(); });
+});"""
+
+
 def _widget_scripts(app, pagename, templatename, context, doctree):
     if not app.config.weldlab_widget_js or _WIDGET_VIEW not in context.get("body", ""):
         return
@@ -228,11 +403,12 @@ def _copy_widget_js(app, exception):
 
 
 def setup(app):
-    """Sphinx extension: the book's widgets and scripts work offline (see above)."""
+    """Sphinx extension: the book's widgets and scripts work offline, figures enlarge (see above)."""
     app.add_config_value("weldlab_widget_js", True, "html")
     for listener in list(app.events.listeners.get("env-before-read-docs", [])):
         if getattr(listener.handler, "__name__", "") == "init_thebe_core":
             app.disconnect(listener.id)
+    app.add_js_file(None, body=_ZOOM)
     app.connect("html-page-context", _widget_scripts)
     app.connect("build-finished", _copy_widget_js)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
@@ -297,7 +473,7 @@ def execute_chapter(notebook, output, parameters, cwd=None):
 #: Marks a folder as a weldlab book build, which later builds may replace.
 BUILD_MARKER = ".weldlab-book"
 #: What a build writes into ``<build_dir>/<data>/<preset>``.
-BUILD_ENTRIES = {BUILD_MARKER, "html", "executed", "src.partial"}
+BUILD_ENTRIES = {BUILD_MARKER, "html", "executed", "src.partial", "executed.partial"}
 
 
 def claim_build_folder(out_root, overwrite=False):
@@ -388,6 +564,13 @@ def run_book(preset="quick", data=None, gdxray_root=None, overrides=None, root=N
         shutil.move(str(stage / "notebooks"), executed)
         shutil.rmtree(stage, ignore_errors=True)
         return executed
+    as_run = out_root / "executed.partial"  # the chapters as run, for nbval; the book shows portable copies
+    if as_run.exists():
+        shutil.rmtree(as_run)
+    shutil.copytree(stage / "notebooks", as_run)
+    for nb in chapter_list:
+        portable_notebook(stage / nb)
+    (stage / "book" / "exercises.md").write_text(exercises_page([stage / nb for nb in chapter_list]))
     if not offline_js:  # the widgets' JavaScript from a CDN, as myst-nb does by default
         config_file = stage / "_config.yml"
         config = yaml.safe_load(config_file.read_text())
@@ -410,7 +593,7 @@ def run_book(preset="quick", data=None, gdxray_root=None, overrides=None, root=N
     executed = out_root / "executed"
     if executed.exists():
         shutil.rmtree(executed)
-    shutil.move(str(stage / "notebooks"), executed)
+    shutil.move(str(as_run), executed)
     shutil.rmtree(stage, ignore_errors=True)
     log(f"book written to {published / 'index.html'} in {time.perf_counter() - t0:.1f} s")
     return published
@@ -427,7 +610,17 @@ _RENDER_STATE = """() => {
     const stray = (text.match(/\\\\\\(|\\\\\\[|\\$\\$|\\\\begin\\{/g) || []).length;
     const views = document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length;
     const widgets = document.querySelectorAll('.jupyter-widgets.widget-slider, .jupyter-widgets .widget-slider').length;
-    return {maths: maths.length, raw, stray, views, widgets};
+    const main = document.querySelector('main') || document.body;
+    main.querySelectorAll('details').forEach(d => { d.open = true; });  // folded cells count too
+    const box = e => e.tagName === 'PRE' ? e : e.parentElement;  // a table scrolls in its wrapper
+    const longest = e => e.innerText.split('\\n').sort((a, b) => b.length - a.length)[0].slice(0, 70);
+    const wide = [...main.querySelectorAll('pre, table')].filter(e => e.offsetParent !== null)
+        .filter(e => box(e).scrollWidth > box(e).clientWidth + 2)
+        .map(e => (e.closest('.cell_input') ? 'code: ' : 'output: ') + longest(e));
+    const images = [...main.querySelectorAll('.cell_output img')].filter(i => !i.closest('.jupyter-widgets'));
+    const uncaptioned = images.filter(i => !(i.closest('figure') && i.closest('figure').querySelector('.caption-number'))).length;
+    const zoomable = images.filter(i => i.classList.contains('weldlab-zoomable')).length;
+    return {maths: maths.length, raw, stray, views, widgets, wide, figures: images.length, uncaptioned, zoomable};
 }"""
 
 
@@ -450,7 +643,9 @@ def check_pages(html, chromium="/usr/bin/chromium", timeout=30.0):
     -------
     problems : list of str
         One line per problem: ``"<page>: <what>"`` (raw LaTeX, a JavaScript error or
-        console error, a failed or outside request, a widget view that did not render).
+        console error, a failed or outside request, a widget view that did not render, code
+        or output that scrolls sideways at 1366 px, a chapter figure without a numbered
+        caption or that cannot be enlarged).
     pages : dict
         Page -> ``{"maths", "widgets", ...}`` counts, for the caller's own checks.
     """
@@ -506,6 +701,11 @@ def check_pages(html, chromium="/usr/bin/chromium", timeout=30.0):
                     seen.append(f"{len(state['raw'])} formulas left as raw LaTeX, e.g. {state['raw'][0]!r}")
                 if state["stray"]:
                     seen.append(f"{state['stray']} LaTeX delimiters in the text outside formulas")
+                seen += [f"wider than the page ({w})" for w in state["wide"]]
+                if state["uncaptioned"]:
+                    seen.append(f"{state['uncaptioned']} of {state['figures']} figures without a numbered caption")
+                if state["zoomable"] < state["figures"]:
+                    seen.append(f"{state['figures'] - state['zoomable']} of {state['figures']} figures cannot be enlarged")
                 problems += [f"{name}: {s}" for s in seen]
                 counts[name] = state
                 page.close()

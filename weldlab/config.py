@@ -272,14 +272,30 @@ def make_config(preset="quick", **overrides) -> Config:
     return Config(**params)
 
 
-def banner(cfg: Config) -> str:
-    """Markdown note that heads every chapter: what the page was computed with."""
-    source = "simulated radiographs" if cfg.data == "synthetic" else "GDXray radiographs"
-    text = (
-        f"**Computed with** preset `{cfg.preset}` on {source}, seed {cfg.seed}. "
-        f"Artifacts: `{Path(cfg.artifacts_root).name}/{cfg.data}/{cfg.preset}/`."
-    )
-    if cfg.preset == "quick":
+def banner(cfg: Config, recorded=None) -> str:
+    """Markdown note that heads every chapter: what the page was computed with.
+
+    Parameters
+    ----------
+    cfg : Config
+        The chapter's parameters.
+    recorded : dict, optional
+        A recorded table run (:func:`weldlab.results.load_tables`) that the page shows
+        instead of computing: the note then names the run's preset and data source, which
+        need not be the book's.
+    """
+    sources = {"synthetic": "simulated radiographs", "gdxray": "GDXray radiographs"}
+    if recorded is None:
+        preset = cfg.preset
+        text = (f"**Computed with** preset `{cfg.preset}` on {sources[cfg.data]}, seed {cfg.seed}. "
+                f"Artifacts: `{Path(cfg.artifacts_root).name}/{cfg.data}/{cfg.preset}/`.")
+    else:
+        preset = recorded["preset"]
+        text = (f"**Shown from a recorded run**: preset `{recorded['preset']}` on "
+                f"{sources.get(recorded['data'], recorded['data'])}, seeds {recorded['seeds']} (this book was "
+                f"built with preset `{cfg.preset}` on {sources[cfg.data]}; nothing on this page is computed "
+                "from its data).")
+    if preset == "quick":
         text += (
             "\n\n**Quick preset:** the numbers on this page come from a few hundred patches "
             "and are *not* meaningful; they show that the pipeline runs. Use the `standard` "

@@ -30,6 +30,34 @@ from .residuals import patch_maxima
 from .thresholds import DEFAULT_FPR, CalibrationWarning, ProbabilityThreshold, ResidualThresholds, fpr_budget
 
 
+def predict_batches(model, x, batch_size=64):
+    """``model.predict(x)`` in batches of one size, the last one padded.
+
+    Keras traces its prediction function once per input shape; a last, partial batch
+    of a new size makes TensorFlow trace it again (and warn after a few). Padding the
+    last batch keeps one shape per batch size. Each patch's output does not depend on
+    the others in its batch, so the padding changes nothing but the cost.
+
+    Parameters
+    ----------
+    model : keras.Model
+    x : ndarray, shape (n, ...)
+    batch_size : int
+        At most this many inputs per call (fewer if ``n`` is smaller).
+
+    Returns
+    -------
+    ndarray
+        ``model.predict(x)``, shape (n, ...).
+    """
+    n = len(x)
+    size = max(1, min(int(batch_size), n))
+    pad = -n % size
+    if pad:
+        x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+    return model.predict(x, batch_size=size, verbose=0)[:n]
+
+
 def reconstruction_residuals(model, patches, batch_size=64):
     """Residuals ``crop(x) - AE(x)``.
 
@@ -46,7 +74,7 @@ def reconstruction_residuals(model, patches, batch_size=64):
     x = np.asarray(patches, np.float32)
     if x.ndim != 3 or x.shape[1:] != (192, 192):
         raise ValueError(f"patches: expected shape (n, 192, 192), got {x.shape}")
-    recon = model.predict(x[..., None], batch_size=batch_size, verbose=0)[..., 0]
+    recon = predict_batches(model, x[..., None], batch_size)[..., 0]
     return (crop(x) - recon).astype(np.float32)
 
 
@@ -228,7 +256,7 @@ def cnn_scores(model, patches, batch_size=64, chunk=1024):
         x = np.asarray(patches[i : i + chunk], np.float32)
         if x.ndim != 3 or x.shape[1:] != (192, 192):
             raise ValueError(f"patches: expected shape (n, 192, 192), got {x.shape}")
-        out[i : i + chunk] = model.predict(x[..., None], batch_size=batch_size, verbose=0)[:, 0]
+        out[i : i + chunk] = predict_batches(model, x[..., None], batch_size)[:, 0]
     return out
 
 

@@ -94,7 +94,7 @@ class ThresholdExplorer:
     def _draw(self, test_set, state):
         import matplotlib.pyplot as plt
 
-        from .figures import FLAG_COLOURS
+        from .figures import COLOURS, flag_colormap
 
         th = ResidualThresholds(state["t_mean"], state["t_std"])
         n_ex = min(3, len(self.examples.get(test_set, ([],))[0]))
@@ -108,20 +108,20 @@ class ThresholdExplorer:
         okay, pos = (th.score(*self.maxima[k]) for k in ("okay", test_set))
         fpr, tpr, _ = metrics.roc_curve(okay, pos)
         floor = 0.5 / max(okay.size, 1)
-        ax_roc.step(np.maximum(fpr, floor), tpr, where="post", color="tab:gray")
-        ax_roc.plot(max(state["fpr_test"], floor), state["tpr"][test_set], "o", color="tab:red")
+        ax_roc.step(np.maximum(fpr, floor), tpr, where="post", color=COLOURS["neutral"])
+        ax_roc.plot(max(state["fpr_test"], floor), state["tpr"][test_set], "o", color=COLOURS["defect"])
         ax_roc.set_xscale("log")
         ax_roc.set_xlabel("FPR on test okay patches")
         ax_roc.set_ylabel(f"TPR on {test_set}")
         ax_roc.set_title(f"ROC: FPR {100 * state['fpr_test']:.2f} %, TPR {100 * state['tpr'][test_set]:.0f} %", fontsize=9)
         names = self.test_sets
         ax_bar.bar(range(len(names)), [100 * state["tpr"][n] for n in names],
-                   color=["tab:red" if n == test_set else "tab:blue" for n in names])
-        ax_bar.set_xticks(range(len(names)), [n.replace("_", " ") for n in names], rotation=35, fontsize=8)
+                   color=[COLOURS["defect"] if n == test_set else COLOURS["neutral"] for n in names])
+        ax_bar.set_xticks(range(len(names)), [n.replace("_", " ") for n in names], rotation=35, ha="right")
         ax_bar.set_ylim(0, 100)
         ax_bar.set_ylabel("flagged (%)")
         ax_bar.set_title(f"every test set (validation FPR {100 * state['fpr_val']:.2f} %)", fontsize=9)
-        for k, colour in (("okay", "tab:green"), (test_set, "tab:red")):
+        for k, colour in (("okay", COLOURS["okay"]), (test_set, COLOURS["defect"])):
             a, b = self.maxima[k]
             ax_sc.scatter(a, b, s=5, alpha=0.5, color=colour, label="test okay" if k == "okay" else k)
         ax_sc.axvline(state["t_mean"], color="k", ls="--", lw=1)
@@ -130,13 +130,11 @@ class ThresholdExplorer:
         ax_sc.set_yscale("log")
         ax_sc.set_xlabel("max |<r>|")
         ax_sc.set_ylabel("max sigma(r)")
-        ax_sc.legend(fontsize=7, loc="upper left")
+        ax_sc.legend(loc="lower right", markerscale=2)
         if n_ex:
-            from matplotlib.colors import ListedColormap
-
             from .patches import crop
 
-            cmap = ListedColormap(["white", FLAG_COLOURS[1], FLAG_COLOURS[2], FLAG_COLOURS[3]])
+            cmap = flag_colormap()
             patches, residuals = self.examples[test_set]
             for i in range(n_ex):
                 codes = th.flags(*kernel_statistics(residuals[i]))

@@ -1,4 +1,10 @@
-"""Plotting helpers shared by the chapters (matplotlib only)."""
+"""Plotting helpers shared by the chapters (matplotlib only).
+
+The chapters draw with the book's style, ``plt.style.use("weldlab.style")``
+(``weldlab/style.mplstyle``: font sizes, the Okabe-Ito colour cycle); :data:`COLOURS` names
+that palette's colours by what they mark, so every figure uses the same colour for okay
+patches, defects and each kind of flagged window.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,19 @@ import numpy as np
 
 from .patches import CROP, OFFSET, PATCH
 from .thresholds import DEFAULT_FPR
+
+#: The book's colours by meaning (Okabe-Ito: told apart with the common colour-vision
+#: deficiencies, unlike red against green).
+COLOURS = {
+    "okay": "#0072B2",      # blue
+    "defect": "#D55E00",    # vermillion: defect outlines, defect patches, the chosen set
+    "mean": "#E69F00",      # orange: window flagged by the mean test only
+    "std": "#009E73",       # bluish green: by the standard-deviation test only
+    "both": "#56B4E9",      # sky blue: by both
+    "quiet": "#CC79A7",     # reddish purple: too-quiet residual
+    "neutral": "#7F7F7F",   # gray
+    "analysed": "#F0E442",  # yellow: the analysed 156 px region
+}
 
 
 def show_patches(patches, masks=None, titles=None, ncols=6, size=1.9, vmin=None, vmax=None,
@@ -16,7 +35,7 @@ def show_patches(patches, masks=None, titles=None, ncols=6, size=1.9, vmin=None,
     ----------
     patches : ndarray, shape (n, H, W)
     masks : ndarray, shape (n, H, W), bool, optional
-        Outlined in red.
+        Outlined in ``COLOURS["defect"]``.
     titles : list of str, optional
     ncols : int
     size : float
@@ -43,14 +62,14 @@ def show_patches(patches, masks=None, titles=None, ncols=6, size=1.9, vmin=None,
             continue
         ax.imshow(patches[k], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
         if masks is not None and np.any(masks[k]):
-            ax.contour(masks[k], levels=[0.5], colors="red", linewidths=0.6)
+            ax.contour(masks[k], levels=[0.5], colors=COLOURS["defect"], linewidths=0.8)
         if crop_box and patches[k].shape[-1] == PATCH:
             ax.add_patch(plt.Rectangle((OFFSET - 0.5, OFFSET - 0.5), CROP, CROP, fill=False,
-                                       ec="yellow", lw=0.6, ls="--"))
+                                       ec=COLOURS["analysed"], lw=0.8, ls="--"))
         if titles is not None:
-            ax.set_title(titles[k], fontsize=8)
+            ax.set_title(titles[k], fontsize=9)
     if suptitle:
-        fig.suptitle(suptitle, fontsize=10)
+        fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
 
@@ -82,15 +101,13 @@ def show_radiograph(ax, image, mask=None, title=None):
     """One radiograph with its defect outlines on ``ax``."""
     ax.imshow(image, cmap="gray", vmin=0, vmax=1, aspect="equal", interpolation="antialiased")
     if mask is not None and mask.any():
-        ax.contour(mask, levels=[0.5], colors="red", linewidths=0.4)
+        ax.contour(mask, levels=[0.5], colors=COLOURS["defect"], linewidths=0.6)
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title)
     ax.set_xlabel("x (px)")
     ax.set_ylabel("y (px)")
 
 
-#: Colours of flagged windows, as in the paper's Fig. 5-8: orange = mean test only,
-#: green = standard-deviation test only, blue = both.
 def text_mask(text, height):
     """A boolean raster of ``text`` in matplotlib's default font, ``height`` px tall.
 
@@ -119,7 +136,16 @@ def text_mask(text, height):
     return path.contains_points(pts).reshape(height, width)
 
 
-FLAG_COLOURS = {1: "#ff7f0e", 2: "#2ca02c", 3: "#1f77b4", 4: "#9467bd"}
+#: Colours of flagged windows by code, as in the paper's Fig. 5-8: 1 = mean test only
+#: (orange), 2 = standard-deviation test only (green), 3 = both (blue), 4 = too quiet.
+FLAG_COLOURS = {1: COLOURS["mean"], 2: COLOURS["std"], 3: COLOURS["both"], 4: COLOURS["quiet"]}
+
+
+def flag_colormap():
+    """The colormap of flag codes 0-3 (white, then :data:`FLAG_COLOURS`), for ``vmin=0, vmax=3``."""
+    from matplotlib.colors import ListedColormap
+
+    return ListedColormap(["white", FLAG_COLOURS[1], FLAG_COLOURS[2], FLAG_COLOURS[3]])
 
 
 def residual_panels(patch, residual, thresholds, title=None, kernel=9):
@@ -140,7 +166,6 @@ def residual_panels(patch, residual, thresholds, title=None, kernel=9):
         maximum, (e) windows above threshold coloured by which test fired.
     """
     import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
 
     from .patches import crop
     from .residuals import kernel_statistics
@@ -148,25 +173,24 @@ def residual_panels(patch, residual, thresholds, title=None, kernel=9):
 
     m, s = kernel_statistics(residual, kernel)
     codes = ResidualThresholds.from_dict(thresholds).paper.flags(m, s)
-    fig, axes = plt.subplots(1, 5, figsize=(13, 2.9))
+    fig, axes = plt.subplots(1, 5, figsize=(13, 3.1), layout="constrained")
     panels = [
         (crop(patch), "gray", "(a) input", None),
-        (residual, "RdBu_r", f"(b) residual, max |r| {np.abs(residual).max():.3f}", np.abs(residual).max()),
-        (m, "RdBu_r", f"(c) <r>, max |.| {np.abs(m).max():.4f}", np.abs(m).max()),
-        (s, "magma", f"(d) sigma(r), max {s.max():.4f}", None),
+        (residual, "RdBu_r", f"(b) residual r\nmax |r| {np.abs(residual).max():.3f}", np.abs(residual).max()),
+        (m, "RdBu_r", f"(c) <r>\nmax |<r>| {np.abs(m).max():.4f}", np.abs(m).max()),
+        (s, "magma", f"(d) sigma(r)\nmax {s.max():.4f}", None),
     ]
     for ax, (img, cmap, t, sym) in zip(axes, panels):
         kw = {"vmin": -sym, "vmax": sym} if sym else {}
-        ax.imshow(img, cmap=cmap, **kw)
-        ax.set_title(t, fontsize=8)
+        im = ax.imshow(img, cmap=cmap, **kw)
+        ax.set_title(t, fontsize=9)
         ax.set_axis_off()
-    cmap = ListedColormap(["white", FLAG_COLOURS[1], FLAG_COLOURS[2], FLAG_COLOURS[3]])
-    axes[4].imshow(codes, cmap=cmap, vmin=0, vmax=3, interpolation="nearest")
-    axes[4].set_title(f"(e) flagged: {int((codes > 0).sum())} windows", fontsize=8)
+        fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02)
+    axes[4].imshow(codes, cmap=flag_colormap(), vmin=0, vmax=3, interpolation="nearest")
+    axes[4].set_title(f"(e) flagged windows: {int((codes > 0).sum())}\norange mean, green std, blue both", fontsize=9)
     axes[4].set_axis_off()
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+        fig.suptitle(title)
     return fig
 
 
@@ -186,30 +210,29 @@ def statistics_scatter(okay, positive, thresholds, labels=("okay", "defects")):
     """
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), layout="constrained")
+    colours = (COLOURS["okay"], COLOURS["defect"])
     for k, key in enumerate(("t_mean", "t_std")):
         lo = min(okay[k].min(), positive[k].min()) if positive[k].size else okay[k].min()
         hi = max(okay[k].max(), positive[k].max(), thresholds[key]) if positive[k].size else okay[k].max()
         bins = np.geomspace(max(lo, 1e-5), hi * 1.05, 40)
-        axes[k].hist(okay[k], bins, alpha=0.6, label=labels[0], color="tab:green")
-        axes[k].hist(positive[k], bins, alpha=0.6, label=labels[1], color="tab:red")
+        axes[k].hist(okay[k], bins, alpha=0.6, label=labels[0], color=colours[0])
+        axes[k].hist(positive[k], bins, alpha=0.6, label=labels[1], color=colours[1])
         axes[k].axvline(thresholds[key], color="k", ls="--", lw=1, label="threshold")
         axes[k].set_xscale("log")
         axes[k].set_xlabel(["max |<r>| per patch", "max sigma(r) per patch"][k])
         axes[k].set_ylabel("patches")
-        axes[k].legend(fontsize=7)
     ax = axes[2]
-    ax.scatter(okay[0], okay[1], s=5, alpha=0.5, color="tab:green", label=labels[0])
-    ax.scatter(positive[0], positive[1], s=5, alpha=0.5, color="tab:red", label=labels[1])
+    ax.scatter(okay[0], okay[1], s=6, alpha=0.5, color=colours[0])
+    ax.scatter(positive[0], positive[1], s=6, alpha=0.5, color=colours[1], marker="^")
     ax.axvline(thresholds["t_mean"], color="k", ls="--", lw=1)
     ax.axhline(thresholds["t_std"], color="k", ls="--", lw=1)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("max |<r>|")
     ax.set_ylabel("max sigma(r)")
-    ax.set_title("accepted only inside the lower-left box", fontsize=8)
-    ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
+    ax.set_title("accepted only inside the lower-left box")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=3)
     return fig
 
 
@@ -231,25 +254,26 @@ def detection_curves(curves, fpr_mark=DEFAULT_FPR):
 
     from .metrics import accuracy_and_precision, roc_curve
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for label, (neg, pos) in curves.items():
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), layout="constrained")
+    styles = ("-", "--", "-.", ":")
+    for k, (label, (neg, pos)) in enumerate(curves.items()):
         fpr, tpr, _ = roc_curve(neg, pos)
         acc, prec = accuracy_and_precision(fpr, tpr, len(neg), len(pos))
         floor = 0.5 / max(len(neg), 1)  # FPR 0 drawn at half a patch, so the log axis keeps it
-        line, = axes[0].step(np.maximum(fpr, floor), tpr, where="post", label=label)
-        axes[1].step(np.maximum(fpr, floor), acc, where="post", color=line.get_color())
-        axes[2].plot(tpr, prec, color=line.get_color())
+        ls = styles[(k // 8) % len(styles)] if len(curves) > 8 else styles[k % 2]
+        line, = axes[0].step(np.maximum(fpr, floor), tpr, where="post", label=label, ls=ls)
+        axes[1].step(np.maximum(fpr, floor), acc, where="post", color=line.get_color(), ls=ls)
+        axes[2].plot(tpr, prec, color=line.get_color(), ls=ls)
     for ax in axes[:2]:
         ax.set_xscale("log")
         ax.axvline(fpr_mark, color="k", ls=":", lw=1)
         ax.set_xlabel("false positive rate (okay patches flagged)")
     axes[0].set_ylabel("true positive rate")
-    axes[0].set_title("(a) ROC", fontsize=9)
-    axes[0].legend(fontsize=7, loc="lower right")
+    axes[0].set_title("(a) ROC")
     axes[1].set_ylabel("accuracy")
-    axes[1].set_title("(b) accuracy vs FPR", fontsize=9)
+    axes[1].set_title("(b) accuracy vs FPR")
     axes[2].set_xlabel("true positive rate")
     axes[2].set_ylabel("precision")
-    axes[2].set_title("(c) precision vs TPR", fontsize=9)
-    fig.tight_layout()
+    axes[2].set_title("(c) precision vs TPR")
+    fig.legend(loc="outside lower center", ncols=min(4, len(curves)))
     return fig

@@ -28,7 +28,7 @@ import numpy as np
 from matplotlib.colors import to_rgb
 from scipy import ndimage
 
-from .figures import FLAG_COLOURS
+from .figures import COLOURS, FLAG_COLOURS
 from .models import check_autoencoder
 from .patches import OFFSET, PATCH
 from .provenance import atomic_file, provenance, write_json
@@ -269,12 +269,12 @@ def scan_maps(model_fc, image, thresholds, tile=TILE, kernel=KERNEL, keep_maps=T
 
 #: Overlay colours (RGB) of windows flagged by the mean test (orange), the std test (green),
 #: both (blue) or the quiet test (purple): :data:`weldlab.figures.FLAG_COLOURS`.
-#: Frames: red around a defect-like region, purple around a too-quiet one, pink around the
-#: whole image when the image itself lies outside the training films' ranges.
+#: Frames: vermillion around a defect-like region, purple around a too-quiet one, yellow
+#: around the whole image when the image itself lies outside the training films' ranges.
 FLAG_RGB = {code: tuple(round(255 * c) for c in to_rgb(colour)) for code, colour in FLAG_COLOURS.items()}
-FRAME_COLOUR = (214, 39, 40)
+FRAME_COLOUR = tuple(round(255 * c) for c in to_rgb(COLOURS["defect"]))
 QUIET_COLOUR = FLAG_RGB[4]
-INPUT_COLOUR = (227, 119, 194)
+INPUT_COLOUR = tuple(round(255 * c) for c in to_rgb(COLOURS["analysed"]))
 TEST_NAMES = {1: "mean", 2: "std", 3: "both"}
 #: Why a region or an image goes to review (the ``reason`` of regions and verdicts).
 REASONS = {"indication": "defect-like indication (residual too large)",
@@ -540,11 +540,11 @@ def overlay(image, flags, regions, kernel=KERNEL, alpha=0.55, caption=None, inpu
     flags : ndarray
         From :func:`scan_maps`.
     regions : list of dict
-        From :func:`flagged_regions`: indications framed red, quiet regions purple.
+        From :func:`flagged_regions`: indications framed vermillion, quiet regions purple.
     caption : list of str, optional
         Lines of text written on a strip above the picture (the verdict and its reasons).
     input_outside : bool
-        Frame the whole image pink: the image lies outside the training films' ranges.
+        Frame the whole image yellow: the image lies outside the training films' ranges.
 
     Returns
     -------
