@@ -295,6 +295,9 @@ def banner(cfg: Config, recorded=None) -> str:
                 f"{sources.get(recorded['data'], recorded['data'])}, seeds {recorded['seeds']} (this book was "
                 f"built with preset `{cfg.preset}` on {sources[cfg.data]}; nothing on this page is computed "
                 "from its data).")
+    text += ("\n\n**Run it yourself:** download this chapter as a notebook (the download button "
+             "at the top of the page) and rerun it, with other parameters if you like: "
+             "[Run it yourself](../book/run.md) says how.")
     if preset == "quick":
         text += (
             "\n\n**Quick preset:** the numbers on this page come from a few hundred patches "

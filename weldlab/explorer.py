@@ -94,11 +94,11 @@ class ThresholdExplorer:
     def _draw(self, test_set, state):
         import matplotlib.pyplot as plt
 
-        from .figures import COLOURS, flag_colormap
+        from .figures import COLOURS, flag_colormap, log_axis
 
         th = ResidualThresholds(state["t_mean"], state["t_std"])
         n_ex = min(3, len(self.examples.get(test_set, ([],))[0]))
-        fig = plt.figure(figsize=(13, 6.6 if n_ex else 3.6))
+        fig = plt.figure(figsize=(12, 7 if n_ex else 3.8))
         grid = fig.add_gridspec(2 if n_ex else 1, 3 if not n_ex else max(3, 2 * n_ex), height_ratios=[1.15, 1] if n_ex else None)
         cols = grid.ncols // 3
         ax_roc = fig.add_subplot(grid[0, :cols])
@@ -110,24 +110,24 @@ class ThresholdExplorer:
         floor = 0.5 / max(okay.size, 1)
         ax_roc.step(np.maximum(fpr, floor), tpr, where="post", color=COLOURS["neutral"])
         ax_roc.plot(max(state["fpr_test"], floor), state["tpr"][test_set], "o", color=COLOURS["defect"])
-        ax_roc.set_xscale("log")
+        log_axis(ax_roc)
         ax_roc.set_xlabel("FPR on test okay patches")
         ax_roc.set_ylabel(f"TPR on {test_set}")
-        ax_roc.set_title(f"ROC: FPR {100 * state['fpr_test']:.2f} %, TPR {100 * state['tpr'][test_set]:.0f} %", fontsize=9)
+        ax_roc.set_title(f"ROC: FPR {100 * state['fpr_test']:.2f} %, TPR {100 * state['tpr'][test_set]:.0f} %")
         names = self.test_sets
         ax_bar.bar(range(len(names)), [100 * state["tpr"][n] for n in names],
                    color=[COLOURS["defect"] if n == test_set else COLOURS["neutral"] for n in names])
         ax_bar.set_xticks(range(len(names)), [n.replace("_", " ") for n in names], rotation=35, ha="right")
         ax_bar.set_ylim(0, 100)
         ax_bar.set_ylabel("flagged (%)")
-        ax_bar.set_title(f"every test set (validation FPR {100 * state['fpr_val']:.2f} %)", fontsize=9)
+        ax_bar.set_title(f"every test set (validation FPR {100 * state['fpr_val']:.2f} %)")
         for k, colour in (("okay", COLOURS["okay"]), (test_set, COLOURS["defect"])):
             a, b = self.maxima[k]
             ax_sc.scatter(a, b, s=5, alpha=0.5, color=colour, label="test okay" if k == "okay" else k)
         ax_sc.axvline(state["t_mean"], color="k", ls="--", lw=1)
         ax_sc.axhline(state["t_std"], color="k", ls="--", lw=1)
-        ax_sc.set_xscale("log")
-        ax_sc.set_yscale("log")
+        log_axis(ax_sc, "x")
+        log_axis(ax_sc, "y")
         ax_sc.set_xlabel("max |<r>|")
         ax_sc.set_ylabel("max sigma(r)")
         ax_sc.legend(loc="lower right", markerscale=2)
@@ -140,11 +140,11 @@ class ThresholdExplorer:
                 codes = th.flags(*kernel_statistics(residuals[i]))
                 ax = fig.add_subplot(grid[1, 2 * i])
                 ax.imshow(crop(patches[i]), cmap="gray")
-                ax.set_title(f"{test_set} #{i}", fontsize=8)
+                ax.set_title(f"{test_set} #{i}", fontsize="small")
                 ax.set_axis_off()
                 ax = fig.add_subplot(grid[1, 2 * i + 1])
                 ax.imshow(codes, cmap=cmap, vmin=0, vmax=3, interpolation="nearest")
-                ax.set_title(f"{int((codes > 0).sum())} windows flagged", fontsize=8)
+                ax.set_title(f"{int((codes > 0).sum())} windows flagged", fontsize="small")
                 ax.set_axis_off()
         fig.tight_layout()
         return fig

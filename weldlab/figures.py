@@ -67,7 +67,7 @@ def show_patches(patches, masks=None, titles=None, ncols=6, size=1.9, vmin=None,
             ax.add_patch(plt.Rectangle((OFFSET - 0.5, OFFSET - 0.5), CROP, CROP, fill=False,
                                        ec=COLOURS["analysed"], lw=0.8, ls="--"))
         if titles is not None:
-            ax.set_title(titles[k], fontsize=9)
+            ax.set_title(titles[k], fontsize="small")
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
@@ -141,6 +141,21 @@ def text_mask(text, height):
 FLAG_COLOURS = {1: COLOURS["mean"], 2: COLOURS["std"], 3: COLOURS["both"], 4: COLOURS["quiet"]}
 
 
+def log_axis(ax, which="x"):
+    """A log scale with few, plain tick labels (1, 2 and 5 per decade; 0.02, not 2e-2).
+
+    Matplotlib labels the minor ticks of an axis spanning less than a decade, and their
+    labels then run into each other; here only the ticks at 1, 2 and 5 are labelled.
+    """
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def flag_colormap():
     """The colormap of flag codes 0-3 (white, then :data:`FLAG_COLOURS`), for ``vmin=0, vmax=3``."""
     from matplotlib.colors import ListedColormap
@@ -173,7 +188,7 @@ def residual_panels(patch, residual, thresholds, title=None, kernel=9):
 
     m, s = kernel_statistics(residual, kernel)
     codes = ResidualThresholds.from_dict(thresholds).paper.flags(m, s)
-    fig, axes = plt.subplots(1, 5, figsize=(13, 3.1), layout="constrained")
+    fig, axes = plt.subplots(1, 5, figsize=(12.5, 3.3), layout="constrained")
     panels = [
         (crop(patch), "gray", "(a) input", None),
         (residual, "RdBu_r", f"(b) residual r\nmax |r| {np.abs(residual).max():.3f}", np.abs(residual).max()),
@@ -183,11 +198,12 @@ def residual_panels(patch, residual, thresholds, title=None, kernel=9):
     for ax, (img, cmap, t, sym) in zip(axes, panels):
         kw = {"vmin": -sym, "vmax": sym} if sym else {}
         im = ax.imshow(img, cmap=cmap, **kw)
-        ax.set_title(t, fontsize=9)
+        ax.set_title(t, fontsize="small")
         ax.set_axis_off()
         fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02)
     axes[4].imshow(codes, cmap=flag_colormap(), vmin=0, vmax=3, interpolation="nearest")
-    axes[4].set_title(f"(e) flagged windows: {int((codes > 0).sum())}\norange mean, green std, blue both", fontsize=9)
+    axes[4].set_title(f"(e) flagged windows: {int((codes > 0).sum())}\norange mean, green std, blue both",
+                      fontsize="small")
     axes[4].set_axis_off()
     if title:
         fig.suptitle(title)
@@ -219,7 +235,7 @@ def statistics_scatter(okay, positive, thresholds, labels=("okay", "defects")):
         axes[k].hist(okay[k], bins, alpha=0.6, label=labels[0], color=colours[0])
         axes[k].hist(positive[k], bins, alpha=0.6, label=labels[1], color=colours[1])
         axes[k].axvline(thresholds[key], color="k", ls="--", lw=1, label="threshold")
-        axes[k].set_xscale("log")
+        log_axis(axes[k])
         axes[k].set_xlabel(["max |<r>| per patch", "max sigma(r) per patch"][k])
         axes[k].set_ylabel("patches")
     ax = axes[2]
@@ -227,8 +243,8 @@ def statistics_scatter(okay, positive, thresholds, labels=("okay", "defects")):
     ax.scatter(positive[0], positive[1], s=6, alpha=0.5, color=colours[1], marker="^")
     ax.axvline(thresholds["t_mean"], color="k", ls="--", lw=1)
     ax.axhline(thresholds["t_std"], color="k", ls="--", lw=1)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    log_axis(ax, "x")
+    log_axis(ax, "y")
     ax.set_xlabel("max |<r>|")
     ax.set_ylabel("max sigma(r)")
     ax.set_title("accepted only inside the lower-left box")
@@ -254,7 +270,7 @@ def detection_curves(curves, fpr_mark=DEFAULT_FPR):
 
     from .metrics import accuracy_and_precision, roc_curve
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.4), layout="constrained")
     styles = ("-", "--", "-.", ":")
     for k, (label, (neg, pos)) in enumerate(curves.items()):
         fpr, tpr, _ = roc_curve(neg, pos)
@@ -265,7 +281,7 @@ def detection_curves(curves, fpr_mark=DEFAULT_FPR):
         axes[1].step(np.maximum(fpr, floor), acc, where="post", color=line.get_color(), ls=ls)
         axes[2].plot(tpr, prec, color=line.get_color(), ls=ls)
     for ax in axes[:2]:
-        ax.set_xscale("log")
+        log_axis(ax)
         ax.axvline(fpr_mark, color="k", ls=":", lw=1)
         ax.set_xlabel("false positive rate (okay patches flagged)")
     axes[0].set_ylabel("true positive rate")

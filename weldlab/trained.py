@@ -57,7 +57,7 @@ class TrainedModel:
 
     Parameters
     ----------
-    folder : pathlib.Path
+    folder : path
     kind : {"ae", "cnn"}
     record : dict
         ``record.json``: ``model`` (the kind), ``training_set``, ``seed``, ``dataset_key``,
@@ -81,6 +81,9 @@ class TrainedModel:
     record: dict
     history: list = field(default_factory=list)
     _model: object = field(default=None, repr=False)
+
+    def __post_init__(self):
+        self.folder = Path(self.folder)  # any path-like: a str works as well
 
     @classmethod
     def load(cls, folder, kind=None):
