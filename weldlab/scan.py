@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -849,8 +850,8 @@ def scan_files(paths, detector, out_dir, tile=TILE, log=print, overwrite=False):
         else:
             log(f"[{i}/{len(names)}] {path}: {verdict['verdict']} ({len(verdict['regions'])} regions, max score "
                 f"{verdict['max_score']:.2f}, {verdict['seconds']} s)")
-            for why in verdict["reasons"]:
-                log(f"    {why}")
+            for why in verdict["reasons"]:  # wrapped for a terminal (and a book page)
+                log(textwrap.fill(why, 79, initial_indent="    ", subsequent_indent="      "))
         for w in verdict["warnings"]:
             log(f"{path}: warning: {w}")
     return results
