@@ -52,10 +52,13 @@ def predict_batches(model, x, batch_size=64):
     """
     n = len(x)
     size = max(1, min(int(batch_size), n))
-    pad = -n % size
-    if pad:
-        x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
-    return model.predict(x, batch_size=size, verbose=0)[:n]
+    full = n - n % size
+    parts = [model.predict(x[:full], batch_size=size, verbose=0)] if full else []
+    if full < n:  # only the last batch is copied and padded, not the whole input
+        tail = np.zeros((size, *x.shape[1:]), x.dtype)
+        tail[: n - full] = x[full:]
+        parts.append(model.predict(tail, batch_size=size, verbose=0)[: n - full])
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def reconstruction_residuals(model, patches, batch_size=64):

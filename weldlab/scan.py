@@ -272,10 +272,14 @@ def scan_maps(model_fc, image, thresholds, tile=TILE, kernel=KERNEL, keep_maps=T
 #: both (blue) or the quiet test (purple): :data:`weldlab.figures.FLAG_COLOURS`.
 #: Frames: vermillion around a defect-like region, purple around a too-quiet one, yellow
 #: around the whole image when the image itself lies outside the training films' ranges.
-FLAG_RGB = {code: tuple(round(255 * c) for c in to_rgb(colour)) for code, colour in FLAG_COLOURS.items()}
-FRAME_COLOUR = tuple(round(255 * c) for c in to_rgb(COLOURS["defect"]))
+def _rgb8(colour):
+    return tuple(round(255 * c) for c in to_rgb(colour))
+
+
+FLAG_RGB = {code: _rgb8(colour) for code, colour in FLAG_COLOURS.items()}
+FRAME_COLOUR = _rgb8(COLOURS["defect"])
 QUIET_COLOUR = FLAG_RGB[4]
-INPUT_COLOUR = tuple(round(255 * c) for c in to_rgb(COLOURS["analysed"]))
+INPUT_COLOUR = _rgb8(COLOURS["analysed"])
 TEST_NAMES = {1: "mean", 2: "std", 3: "both"}
 #: Why a region or an image goes to review (the ``reason`` of regions and verdicts).
 REASONS = {"indication": "defect-like indication (residual too large)",
