@@ -68,7 +68,8 @@ def test_tiled_scan_equals_the_whole_map_with_the_quiet_test(shipped):
 def test_input_statistics_and_ranges(rng):
     films = [np.clip(rng.normal(0.5, 0.005, (192, 256)), 0, 1) for _ in range(3)]
     ranges = input_ranges(films, "three grain frames")
-    assert set(ranges["ranges"]) == set(STATISTICS) == set(MARGINS) and ranges["n"] == 3
+    assert set(ranges["ranges"]) == set(MARGINS) < set(STATISTICS) == set(image_statistics(films[0]))
+    assert ranges["n"] == 3 and "typicality" not in ranges
     assert check_input(image_statistics(films[1]), ranges) == []
     noisy = check_input(image_statistics(np.clip(films[0] + rng.normal(0, 0.05, films[0].shape), 0, 1)), ranges)
     assert any(r.startswith("film grain (noise std.)") and "above" in r for r in noisy)
@@ -175,3 +176,68 @@ def test_cnn_film_score_tiles_the_whole_image():
     assert sum(s[0] for s in seen) == 2 * 3  # rows 0, 108 and columns 0, 192, 308
     with pytest.raises(ValueError, match="192 px"):
         cnn_film_score(Spy(), np.zeros((100, 500)), 0.5)
+
+
+@pytest.fixture(scope="module")
+def film_okay(gdxray):
+    """40 okay patches of a test film (W0001_0004): no model, threshold or range saw them."""
+    from weldlab.patches import sample_patches
+
+    film = next(r for r in gdxray if r.name == "W0001_0004")
+    okay, _ = sample_patches(film.image, film.mask, 40, 0, np.random.default_rng(0))
+    assert len(okay["patches"]) == 40
+    return okay["patches"]
+
+
+def test_film_like_unexpected_patches_go_to_review_and_rotated_okay_ones_do_not(shipped, film_okay):
+    """Magnified, IQI-wire and blurred patches lie inside every input range and the shipped
+    autoencoder reconstructs them: before the typicality check the detector sent 0 % of each
+    to review (chapter 10, standard preset). Their statistics *together* are unlike any okay
+    training patch's."""
+    from weldlab.scan import CALIBRATION_KEYS
+    from weldlab.unexpected import expected_variations, review_rates, unexpected_inputs
+
+    cal = {k: shipped.record[k] for k in CALIBRATION_KEYS}
+    made = unexpected_inputs(film_okay, n=20, seed=1)
+    inputs = {"okay": film_okay, "magnified": made["magnified"], "iqi_wires": made["iqi_wires"],
+              "blurred": held_out_inputs(film_okay, n=20, seed=1)["blurred"],
+              "rotated": expected_variations(film_okay, n=40, seed=1)["rotated"]}
+    rates = review_rates(inputs, shipped.model_fc, cal)
+    for kind in ("magnified", "iqi_wires", "blurred"):
+        assert rates[kind]["detector"] == 1.0 and rates[kind]["ae_two_sided"] < 1.0, (kind, rates[kind])
+    assert rates["okay"]["detector"] <= 1 / 40, rates["okay"]
+    # the control: training patches are cut at every angle, so a rotated okay patch is okay; a
+    # second bilinear resampling smooths its grain a little, and the typicality check sees that
+    # in a few of them (1 to 2 in 20 on this film), never in most
+    assert rates["rotated"]["detector"] <= 0.1, rates["rotated"]
+
+
+def test_typicality_names_what_is_unusual_and_shares_the_budget(rng):
+    from weldlab.screening import atypicality, calibrate_typicality, typicality_model
+
+    from scipy import ndimage
+
+    def grain(std, sigma):
+        g = rng.normal(0, 1, (96, 96))
+        g = ndimage.gaussian_filter(g, sigma) if sigma else g
+        return np.clip(0.5 + std * g / g.std(), 0, 1)
+
+    # two films: fine, faint grain and coarse, strong grain
+    okay = [grain(0.004, 0) for _ in range(15)] + [grain(0.008, 1.0) for _ in range(15)]
+    stats = [image_statistics(x) for x in okay]
+    ranges = input_ranges(None, "two films", statistics=stats)
+    model = typicality_model(stats, "two films")
+    assert model["n"] == 30 and model["threshold"] is None and len(model["reference"][0]) == 6
+    d = atypicality(stats, model)
+    # with two patches flagged already and a budget of 3, one more may lie above the threshold
+    flagged = np.zeros(30, bool)
+    flagged[np.argsort(d)[-2:]] = True
+    model["threshold"] = calibrate_typicality(d, flagged, fpr=0.1)
+    assert np.count_nonzero(flagged | (d > model["threshold"])) == 3
+    ranges["typicality"] = model
+    # coarse but faint grain: each statistic within the two films' ranges, the pair unlike both
+    reasons = check_input(image_statistics(grain(0.004, 1.0)), ranges)
+    assert len(reasons) == 1 and reasons[0].startswith("statistics unlike any okay training patch's"), reasons
+    assert check_input(stats[0], ranges) == [] and check_input(stats[-1], ranges) == []
+    with pytest.raises(ValueError, match="more than 5"):
+        typicality_model(stats[:5], "too few")

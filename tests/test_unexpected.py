@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from weldlab import perturbations
-from weldlab.unexpected import HELD_OUT_IMAGES, UNEXPECTED_KINDS, detection_rates, unexpected_inputs
+from weldlab.unexpected import (EXPECTED_KINDS, HELD_OUT_IMAGES, UNEXPECTED_KINDS, detection_rates, expected_variations,
+                                unexpected_inputs)
 
 
 def test_every_kind_is_made_seeded_and_differs_from_okay(rng):
@@ -16,11 +17,21 @@ def test_every_kind_is_made_seeded_and_differs_from_okay(rng):
     assert np.all(a["blank"] == a["blank"][:, :1, :1])
     assert np.allclose(a["inverted"].mean(), 1 - okay.mean(), atol=0.02)
     assert (a["markers"].max(axis=(1, 2)) > okay.max() + 0.1).all()  # bright lead letters
-    assert not np.array_equal(unexpected_inputs(okay, n=4, seed=3)["rotated"], a["rotated"])
+    assert not np.array_equal(unexpected_inputs(okay, n=4, seed=3)["markers"], a["markers"])
     with pytest.raises(ValueError, match="okay"):
         unexpected_inputs(np.zeros((3, 100, 100)))
     with pytest.raises(ValueError, match="n:"):
         unexpected_inputs(okay, n=0)
+
+
+def test_rotated_patches_are_a_control_not_an_unexpected_kind(rng):
+    # training patches are cut at every angle, so a rotated okay patch is an okay patch
+    okay = (0.35 + 0.1 * rng.random((6, 192, 192))).astype(np.float32)
+    a = expected_variations(okay, n=3, seed=1)
+    assert tuple(a) == EXPECTED_KINDS == ("rotated",) and "rotated" not in UNEXPECTED_KINDS
+    assert a["rotated"].shape == (3, 192, 192) and a["rotated"].dtype == np.float32
+    assert np.array_equal(a["rotated"], expected_variations(okay, n=3, seed=1)["rotated"])
+    assert not np.array_equal(a["rotated"], expected_variations(okay, n=3, seed=2)["rotated"])
 
 
 def test_held_out_images_are_not_sni_sources():

@@ -58,6 +58,42 @@ def noise_residual(image, mask=None):
     return residual, valid
 
 
+def lag_correlation(residual, valid, lag=1):
+    """Correlation of a residual with itself ``lag`` px away.
+
+    The mean of the vertical and the horizontal correlation, over the pairs of pixels that
+    are both ``valid``.
+
+    Parameters
+    ----------
+    residual : ndarray, shape (H, W)
+    valid : ndarray, shape (H, W), bool
+    lag : int
+
+    Returns
+    -------
+    float
+        NaN where there are no valid pairs or no variation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> white = np.random.default_rng(0).normal(size=(200, 200))
+    >>> abs(lag_correlation(white, np.ones(white.shape, bool))) < 0.02
+    True
+    """
+    corrs = []
+    for axis in (0, 1):
+        a = np.moveaxis(residual, axis, 0)
+        v = np.moveaxis(valid, axis, 0)
+        pair = v[lag:] & v[:-lag]
+        x, y = a[lag:][pair], a[:-lag][pair]
+        x = x - x.mean()
+        y = y - y.mean()
+        corrs.append(float((x * y).mean() / (x.std() * y.std())))
+    return float(np.mean(corrs))
+
+
 def noise_stats(image, mask=None):
     """Noise standard deviation and lag-1 correlation.
 
@@ -73,16 +109,7 @@ def noise_stats(image, mask=None):
     """
     r, valid = noise_residual(image, mask)
     std = float(r[valid].std())
-    corrs = []
-    for axis in (0, 1):
-        a = np.moveaxis(r, axis, 0)
-        v = np.moveaxis(valid, axis, 0)
-        pair = v[1:] & v[:-1]
-        x, y = a[1:][pair], a[:-1][pair]
-        x = x - x.mean()
-        y = y - y.mean()
-        corrs.append(float((x * y).mean() / (x.std() * y.std())))
-    return {"noise_std": std, "noise_lag1": float(np.mean(corrs))}
+    return {"noise_std": std, "noise_lag1": lag_correlation(r, valid, 1)}
 
 
 def defect_contrasts(image, mask, min_pixels=4):

@@ -370,7 +370,7 @@ def calibrate_detector(autoencoder, val_okay, train_okay, films, fpr=DEFAULT_FPR
     val_okay : ndarray, shape (n, 192, 192)
         Okay validation patches: the thresholds' false positive rate is calibrated on them.
     train_okay : ndarray, shape (m, 192, 192)
-        Okay training patches: the patch-level input ranges.
+        Okay training patches: the patch-level input ranges and typicality reference.
     films : sequence of ndarray, each shape (H, W)
         The training radiographs: the film-level input ranges (for whole-film scans).
     fpr : float
@@ -381,17 +381,29 @@ def calibrate_detector(autoencoder, val_okay, train_okay, films, fpr=DEFAULT_FPR
     dict
         ``thresholds`` (the paper's OR rule), ``two_sided_thresholds`` (with ``t_quiet``,
         same budget) and ``input_ranges`` (``film`` and ``patch``, from
-        :func:`weldlab.screening.input_ranges`).
+        :func:`weldlab.screening.input_ranges`; ``patch`` also holds the ``typicality``
+        model of the okay training patches, its threshold sharing the same budget:
+        :func:`weldlab.screening.calibrate_typicality`).
     """
     from .evaluate import residual_maxima
-    from .screening import input_ranges
+    from .screening import (atypicality, calibrate_typicality, check_inputs, image_statistics, input_ranges,
+                            typicality_model)
 
     max_mean, max_std, min_std = residual_maxima(autoencoder, val_okay, quiet=True)
+    two_sided = ResidualThresholds.calibrate(max_mean, max_std, fpr, min_std)
+    source = f"{len(train_okay)} okay training patches"
+    train_stats = [image_statistics(p) for p in train_okay]
+    val_stats = [image_statistics(p) for p in val_okay]
+    patch = input_ranges(None, source, statistics=train_stats)
+    # the typicality check gets what the two-sided rule and the ranges leave of the budget
+    flagged = (two_sided.score(max_mean, max_std, min_std) > 1) | np.array([bool(r) for r in check_inputs(val_stats, patch)])
+    typical = typicality_model(train_stats, source)
+    typical["threshold"] = calibrate_typicality(atypicality(val_stats, typical), flagged, fpr)
+    patch["typicality"] = typical
     return {
         "thresholds": ResidualThresholds.calibrate(max_mean, max_std, fpr).to_dict(),
-        "two_sided_thresholds": ResidualThresholds.calibrate(max_mean, max_std, fpr, min_std).to_dict(),
-        "input_ranges": {"film": input_ranges(films, f"{len(films)} {films_source}"),
-                         "patch": input_ranges(train_okay, f"{len(train_okay)} okay training patches")},
+        "two_sided_thresholds": two_sided.to_dict(),
+        "input_ranges": {"film": input_ranges(films, f"{len(films)} {films_source}"), "patch": patch},
     }
 
 

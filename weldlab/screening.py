@@ -10,12 +10,14 @@ scanned, so the overlay shows what the residual tests saw as well.
 
 The properties (all on intensities in [0, 1]):
 
-``noise_std``, ``noise_lag1``
-    The film grain: standard deviation and neighbour correlation of ``image -
-    gaussian_filter(image, 4)`` (the estimator of :func:`weldlab.calibration.noise_stats`),
-    the median over up to 64 blocks of 256 x 256 px (one block for a patch). A blank or
-    blurred frame has too little grain; interpolation (magnifying, rotating, rescaling)
-    correlates neighbouring pixels; added noise has too much.
+``noise_std``, ``noise_lag1``, ``noise_lag2``, ``noise_skew``
+    The film grain: standard deviation, correlation with the neighbour 1 and 2 px away, and
+    skewness of ``image - gaussian_filter(image, 4)`` (the estimator of
+    :func:`weldlab.calibration.noise_stats`), the median over up to 64 blocks of 256 x 256 px
+    (one block for a patch). A blank or blurred frame has too little grain; interpolation
+    (magnifying, rescaling) correlates neighbouring pixels; added noise has too much; grain
+    is as often brighter as darker than its surroundings, thin bright or dark structures
+    (wires, letters) are not.
 ``p1``, ``p99``
     The 1st and 99th percentiles of the intensities: exposure and contrast.
 ``clipped``
@@ -26,6 +28,14 @@ The properties (all on intensities in [0, 1]):
 The ranges are the training data's extremes widened by :data:`MARGINS` (chosen once, by
 the size of each statistic's variation, not tuned on the unexpected inputs); their false
 positive rate is measured on okay validation and test patches (chapter 10).
+
+Each statistic alone is a weak test: the training films differ from each other (their grain
+varies by a factor of two), so a patch magnified from one film lies inside every range that
+another film spans. The **typicality** check (:func:`typicality_model`,
+:func:`atypicality`) compares the statistics *together*: a patch is atypical when even its
+:data:`NEIGHBOURS` nearest okay training patches, in the space of
+:data:`TYPICALITY_STATISTICS` (each scaled by its spread), are far from it. Its threshold
+shares the detector's false positive budget (:func:`calibrate_typicality`).
 """
 
 from __future__ import annotations
@@ -34,20 +44,25 @@ import math
 import warnings
 
 import numpy as np
+from scipy.stats import skew
 
-from .calibration import noise_stats
+from .calibration import lag_correlation, noise_residual
+from .thresholds import fpr_budget
 
 #: The statistics of :func:`image_statistics`, with how a reason names them.
 STATISTICS = {
     "noise_std": "film grain (noise std.)",
     "noise_lag1": "grain correlation (lag 1)",
+    "noise_lag2": "grain correlation (lag 2)",
+    "noise_skew": "grain skewness",
     "p1": "1st intensity percentile",
     "p99": "99th intensity percentile",
     "clipped": "clipped pixels (fraction at 0 or 1)",
     "levels": "distinct intensity levels",
 }
 
-#: How far beyond the training data's range an image may lie, per statistic:
+#: How far beyond the training data's range an image may lie, per statistic (the
+#: statistics with a range of their own; the others are used by the typicality check):
 #: ``("factor", f)`` divides the minimum and multiplies the maximum by ``f``;
 #: ``("add", d)`` widens the range by ``d`` on both sides; ``("upper", d)``: no lower limit,
 #: the maximum plus ``d``; ``("lower", f)``: no upper limit, the minimum divided by ``f``.
@@ -75,6 +90,23 @@ def _blocks(shape, block=BLOCK, max_blocks=MAX_BLOCKS):
     return [(r, c, bh, bw) for r in rows for c in cols]
 
 
+#: The grain statistics, measured per block.
+GRAIN = ("noise_std", "noise_lag1", "noise_lag2", "noise_skew")
+
+
+def _grain(block):
+    """The :data:`GRAIN` statistics of one block (none when no pixel is unclipped)."""
+    r, valid = noise_residual(block)
+    values = r[valid]
+    if values.size == 0:
+        return {}
+    std = float(values.std())
+    if std == 0:  # a flat block: no grain, and no correlation or skewness to measure
+        return {"noise_std": 0.0, "noise_lag1": 0.0, "noise_lag2": 0.0, "noise_skew": 0.0}
+    return {"noise_std": std, "noise_lag1": lag_correlation(r, valid, 1), "noise_lag2": lag_correlation(r, valid, 2),
+            "noise_skew": float(skew(values))}
+
+
 def image_statistics(image):
     """The input statistics of one image (see the module's description).
 
@@ -86,8 +118,9 @@ def image_statistics(image):
     Returns
     -------
     dict
-        One float per name in :data:`STATISTICS`; ``noise_std`` and ``noise_lag1`` are NaN
-        when no block has unclipped pixels to measure them on.
+        One float per name in :data:`STATISTICS`; the grain statistics (:data:`GRAIN`) are
+        NaN when no block has unclipped pixels to measure them on, and 0 (no grain, no
+        correlation, no skewness) on a flat image.
 
     Examples
     --------
@@ -103,22 +136,18 @@ def image_statistics(image):
     image = np.asarray(image)
     if image.ndim != 2 or min(image.shape) < 32:
         raise ValueError(f"image: expected a 2-D image of at least 32 x 32 px, got shape {image.shape}")
-    stds, lags = [], []
+    grain = {name: [] for name in GRAIN}
     for r, c, bh, bw in _blocks(image.shape):
         block = np.asarray(image[r : r + bh, c : c + bw], np.float64)
         with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a flat or fully clipped block
-            s = noise_stats(block)
-        if np.isfinite(s["noise_std"]):
-            stds.append(s["noise_std"])
-            # a flat block has no correlation to measure; count it as uncorrelated grain of 0
-            lags.append(s["noise_lag1"] if np.isfinite(s["noise_lag1"]) else 0.0)
+            for name, value in _grain(block).items():
+                grain[name].append(value)
     step = max(1, math.ceil(math.sqrt(image.size / MAX_SAMPLE)))
     sample = np.asarray(image[::step, ::step], np.float32).ravel()
     p1, p99 = np.percentile(sample, [1, 99])
     return {
-        "noise_std": float(np.median(stds)) if stds else float("nan"),
-        "noise_lag1": float(np.median(lags)) if lags else float("nan"),
+        **{name: float(np.median(v)) if v else float("nan") for name, v in grain.items()},
         "p1": float(p1),
         "p99": float(p99),
         "clipped": float(np.mean((sample <= 0) | (sample >= 1))),
@@ -126,7 +155,7 @@ def image_statistics(image):
     }
 
 
-def input_ranges(images, source):
+def input_ranges(images, source, statistics=None):
     """The ranges :func:`check_input` accepts, from the statistics of training images.
 
     Parameters
@@ -136,6 +165,8 @@ def input_ranges(images, source):
         patch-level checks); at least one.
     source : str
         What they are, recorded with the ranges (e.g. "7 GDXray training films").
+    statistics : list of dict, optional
+        Their :func:`image_statistics`, when already measured (then ``images`` is unused).
 
     Returns
     -------
@@ -143,11 +174,11 @@ def input_ranges(images, source):
         ``ranges``: name -> ``[low, high]`` (None for an open side); ``observed``: name ->
         ``[min, max]`` over the images; ``margins`` (:data:`MARGINS`), ``n`` and ``source``.
     """
-    stats = [image_statistics(x) for x in images]
+    stats = [image_statistics(x) for x in images] if statistics is None else list(statistics)
     if not stats:
         raise ValueError("images: expected at least one training image")
     ranges, observed = {}, {}
-    for name in STATISTICS:
+    for name in MARGINS:
         values = np.array([s[name] for s in stats], float)
         values = values[np.isfinite(values)]
         if values.size == 0:
@@ -169,13 +200,14 @@ def check_input(statistics, ranges):
     statistics : dict
         From :func:`image_statistics`.
     ranges : dict
-        From :func:`input_ranges`.
+        From :func:`input_ranges`; with a ``typicality`` model (:func:`typicality_model`,
+        its threshold set), an image within every range is also checked for typicality.
 
     Returns
     -------
     list of str
         One reason per statistic outside its range, e.g. "film grain (noise std.) 0
-        below the training range 0.0029-0.0074".
+        below the training range 0.0029-0.0074", or the typicality check's.
 
     Examples
     --------
@@ -189,15 +221,176 @@ def check_input(statistics, ranges):
     >>> check_input(image_statistics(np.full((192, 192), 0.5)), ranges)[0][:38]
     'film grain (noise std.) 0 below the tr'
     """
-    reasons = []
-    for name, label in STATISTICS.items():
-        value = statistics[name]
-        lo, hi = ranges["ranges"][name]
-        shown = "-".join(f"{v:.3g}" if v is not None else "" for v in (lo, hi))
-        if not np.isfinite(value):
-            reasons.append(f"{label} cannot be measured (no unclipped pixels)")
-        elif lo is not None and value < lo:
-            reasons.append(f"{label} {value:.3g} below the training range {shown}")
-        elif hi is not None and value > hi:
-            reasons.append(f"{label} {value:.3g} above the training range {shown}")
-    return reasons
+    return check_inputs([statistics], ranges)[0]
+
+
+def check_inputs(statistics, ranges):
+    """:func:`check_input` for many images at once (one typicality search for all).
+
+    Parameters
+    ----------
+    statistics : list of dict
+        :func:`image_statistics` of n images.
+    ranges : dict
+        From :func:`input_ranges`.
+
+    Returns
+    -------
+    list of list of str
+        The reasons per image.
+    """
+    out = []
+    for stats in statistics:
+        reasons = []
+        for name, (lo, hi) in ranges["ranges"].items():
+            value, label = stats[name], STATISTICS[name]
+            shown = "-".join(f"{v:.3g}" if v is not None else "" for v in (lo, hi))
+            if not np.isfinite(value):
+                reasons.append(f"{label} cannot be measured (no unclipped pixels)")
+            elif lo is not None and value < lo:
+                reasons.append(f"{label} {value:.3g} below the training range {shown}")
+            elif hi is not None and value > hi:
+                reasons.append(f"{label} {value:.3g} above the training range {shown}")
+        out.append(reasons)
+    model = ranges.get("typicality")
+    within = [i for i, reasons in enumerate(out) if not reasons]
+    if model is not None and model.get("threshold") is not None and within:
+        distance, most = atypicality([statistics[i] for i in within], model, explain=True)
+        for i, d, name in zip(within, distance, most):
+            if d > model["threshold"]:
+                out[i].append(f"statistics unlike any okay training patch's together (distance {d:.3g} "
+                              f"above {model['threshold']:.3g}; most of all its {STATISTICS[name]})")
+    return out
+
+
+#: The statistics the typicality check compares together (``noise_std`` on a log scale).
+TYPICALITY_STATISTICS = ("noise_std", "noise_lag1", "noise_lag2", "noise_skew", "p1", "p99")
+#: How many nearest okay training patches the typicality distance averages over.
+NEIGHBOURS = 5
+#: Where a statistic cannot be measured (a fully clipped patch), its scaled value: far from
+#: every okay patch.
+UNMEASURED = 1e3
+
+
+def _typicality_features(statistics):
+    """(n, 6) values of :data:`TYPICALITY_STATISTICS`, ``noise_std`` as its log."""
+    x = np.array([[s[name] for name in TYPICALITY_STATISTICS] for s in statistics], float).reshape(-1, 6)
+    with np.errstate(divide="ignore"):
+        x[:, 0] = np.log(np.maximum(x[:, 0], 1e-9))
+    return x
+
+
+def typicality_model(statistics, source):
+    """The okay training patches' statistics, as the reference of :func:`atypicality`.
+
+    Parameters
+    ----------
+    statistics : list of dict
+        :func:`image_statistics` of the okay training patches (at least
+        ``NEIGHBOURS + 1``).
+    source : str
+        What they are, recorded with the model.
+
+    Returns
+    -------
+    dict
+        ``statistics`` (:data:`TYPICALITY_STATISTICS`), ``centre`` and ``scale`` (per
+        statistic: mean and standard deviation), ``reference`` (n lists of 6 scaled values,
+        rounded to 4 decimals), ``neighbours``, ``n``, ``source``, and ``threshold`` (None:
+        set by :func:`calibrate_typicality`).
+    """
+    x = _typicality_features(statistics)
+    x = x[np.isfinite(x).all(axis=1)]
+    if len(x) <= NEIGHBOURS:
+        raise ValueError(f"statistics: expected more than {NEIGHBOURS} measurable okay patches, got {len(x)}")
+    centre, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    reference = np.round((x - centre) / scale, 4)
+    return {"statistics": list(TYPICALITY_STATISTICS), "centre": centre.tolist(), "scale": scale.tolist(),
+            "reference": reference.tolist(), "neighbours": NEIGHBOURS, "n": int(len(x)), "source": str(source),
+            "threshold": None}
+
+
+def atypicality(statistics, model, explain=False):
+    """How far each image's statistics lie from the okay training patches'.
+
+    The mean Euclidean distance, in scaled statistics, to the ``model["neighbours"]``
+    nearest okay training patches. An okay patch has close neighbours; an input unlike
+    every training patch has none, even when each of its statistics alone lies within the
+    training range.
+
+    Parameters
+    ----------
+    statistics : list of dict
+        :func:`image_statistics` of n images.
+    model : dict
+        From :func:`typicality_model`.
+    explain : bool
+        Also return, per image, the statistic farthest from its neighbours'.
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        The distances (and, with ``explain``, a list of n statistic names).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weldlab.screening import atypicality, image_statistics, typicality_model
+    >>> rng = np.random.default_rng(0)
+    >>> okay = [image_statistics(rng.normal(0.5, 0.005, (64, 64))) for _ in range(20)]
+    >>> model = typicality_model(okay, "grain frames")
+    >>> coarse = image_statistics(np.repeat(np.repeat(rng.normal(0.5, 0.005, (32, 32)), 2, 0), 2, 1))
+    >>> near, far = atypicality([okay[0], coarse], model)
+    >>> bool(far > 5 * near)
+    True
+    """
+    ref = np.asarray(model["reference"], float)
+    z = (_typicality_features(statistics) - np.asarray(model["centre"])) / np.asarray(model["scale"])
+    z[~np.isfinite(z)] = UNMEASURED
+    k = min(int(model["neighbours"]), ref.shape[0])
+    distance, nearest = np.empty(len(z)), np.empty((len(z), k), int)
+    for i in range(0, len(z), 256):  # (256, reference) distances at a time
+        zi = z[i : i + 256]
+        d2 = (zi**2).sum(axis=1)[:, None] + (ref**2).sum(axis=1)[None, :] - 2 * zi @ ref.T
+        near = np.argpartition(d2, k - 1, axis=1)[:, :k]
+        nearest[i : i + 256] = near
+        distance[i : i + 256] = np.sqrt(np.maximum(np.take_along_axis(d2, near, axis=1), 0)).mean(axis=1)
+    if not explain:
+        return distance
+    off = np.abs(z - ref[nearest].mean(axis=1))
+    return distance, [TYPICALITY_STATISTICS[i] for i in off.argmax(axis=1)]
+
+
+def calibrate_typicality(distances, flagged, fpr):
+    """The typicality threshold: what the other tests leave of the false positive budget.
+
+    As the quiet test's ``t_quiet`` (:meth:`weldlab.thresholds.ResidualThresholds.calibrate`):
+    among the okay calibration patches the other tests do not flag, at most the remaining
+    number of :func:`weldlab.thresholds.fpr_budget` lie above the threshold (when the
+    others use the whole budget, the largest of them).
+
+    Parameters
+    ----------
+    distances : ndarray, shape (n,)
+        :func:`atypicality` of the okay validation patches.
+    flagged : ndarray, shape (n,), bool
+        Which of them the other tests already flag.
+    fpr : float
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> calibrate_typicality(np.arange(1000.0), np.zeros(1000, bool), fpr=0.002)
+    997.0
+    """
+    d, flagged = np.asarray(distances, float), np.asarray(flagged, bool)
+    if d.ndim != 1 or d.shape != flagged.shape or d.size == 0:
+        raise ValueError(f"distances, flagged: expected two equal 1-D arrays, got {d.shape} and {flagged.shape}")
+    left = max(fpr_budget(d.size, fpr, warn=False) - int(np.count_nonzero(flagged)), 0)
+    rest = np.sort(d[~flagged])[::-1]
+    return float(rest[min(left, rest.size - 1)]) if rest.size else float(d.max())
