@@ -238,6 +238,16 @@ def check_inputs(statistics, ranges):
     -------
     list of list of str
         The reasons per image.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weldlab.screening import check_inputs, image_statistics, input_ranges
+    >>> rng = np.random.default_rng(0)
+    >>> films = [rng.normal(0.5, 0.005, (192, 192)) for _ in range(3)]
+    >>> ranges = input_ranges(films, "three grainy frames")
+    >>> [len(r) for r in check_inputs([image_statistics(films[1]), image_statistics(np.ones((192, 192)))], ranges)]
+    [0, 6]
     """
     out = []
     for stats in statistics:

@@ -155,6 +155,14 @@ def expected_variations(okay, n=20, seed=0):
     dict
         ``rotated``: ndarray (n, 192, 192), float32, each patch turned by U(30, 60) degrees
         about its centre (bilinear, the borders reflected).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weldlab.unexpected import expected_variations
+    >>> okay = np.random.default_rng(0).uniform(0.3, 0.5, (4, 192, 192)).astype(np.float32)
+    >>> expected_variations(okay, n=2)["rotated"].shape
+    (2, 192, 192)
     """
     rng, base, _, _ = _draw_okay(okay, n, seed, stream=83)
     rotated = [ndimage.rotate(p, float(rng.uniform(30, 60)), reshape=False, mode="reflect", order=1) for p in base]
