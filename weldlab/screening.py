@@ -104,8 +104,9 @@ def _grain(block):
         return {"noise_std": 0.0, "noise_lag1": 0.0, "noise_lag2": 0.0, "noise_skew": 0.0}
     centred = values - values.mean()
     skewness = float((centred**3).mean() / std**3)  # the moment skewness (scipy.stats.skew's default)
-    return {"noise_std": std, "noise_lag1": lag_correlation(r, valid, 1), "noise_lag2": lag_correlation(r, valid, 2),
-            "noise_skew": skewness}
+    # without pairs of valid pixels there is no correlation to measure: count it as uncorrelated
+    lag1, lag2 = (float(np.nan_to_num(lag_correlation(r, valid, k))) for k in (1, 2))
+    return {"noise_std": std, "noise_lag1": lag1, "noise_lag2": lag2, "noise_skew": skewness}
 
 
 def image_statistics(image):
