@@ -46,7 +46,7 @@ import warnings
 import numpy as np
 
 from .calibration import lag_correlation, noise_residual
-from .thresholds import fpr_budget
+from .thresholds import fpr_budget, leftover_threshold
 
 #: The statistics of :func:`image_statistics`, with how a reason names them.
 STATISTICS = {
@@ -377,7 +377,7 @@ def atypicality(statistics, model, explain=False):
 def calibrate_typicality(distances, flagged, fpr):
     """The typicality threshold: what the other tests leave of the false positive budget.
 
-    As the quiet test's ``t_quiet`` (:meth:`weldlab.thresholds.ResidualThresholds.calibrate`):
+    The rule of the quiet test's ``t_quiet``, :func:`weldlab.thresholds.leftover_threshold`:
     among the okay calibration patches the other tests do not flag, at most the remaining
     number of :func:`weldlab.thresholds.fpr_budget` lie above the threshold (when the
     others use the whole budget, the largest of them).
@@ -403,6 +403,5 @@ def calibrate_typicality(distances, flagged, fpr):
     d, flagged = np.asarray(distances, float), np.asarray(flagged, bool)
     if d.ndim != 1 or d.shape != flagged.shape or d.size == 0:
         raise ValueError(f"distances, flagged: expected two equal 1-D arrays, got {d.shape} and {flagged.shape}")
-    left = max(fpr_budget(d.size, fpr, warn=False) - int(np.count_nonzero(flagged)), 0)
-    rest = np.sort(d[~flagged])[::-1]
-    return float(rest[min(left, rest.size - 1)]) if rest.size else float(d.max())
+    # the shared rule (as t_quiet's), for a test that flags large values
+    return -leftover_threshold(-d, flagged, fpr_budget(d.size, fpr, warn=False))

@@ -38,6 +38,39 @@ class CalibrationWarning(UserWarning):
     """A false positive rate that the number of okay patches cannot resolve."""
 
 
+def leftover_threshold(values, flagged, allowed):
+    """The threshold of a further test that gets what the others leave of a budget.
+
+    The test flags ``values < threshold``. Among the patches the others do not ``flag``,
+    at most ``allowed`` minus the number they flag lie below it; when they use the whole
+    budget, it is the smallest of them (nothing more is flagged). For a test that flags
+    large values, pass ``-values`` and negate the result.
+
+    Parameters
+    ----------
+    values : ndarray, shape (n,)
+    flagged : ndarray, shape (n,), bool
+    allowed : int
+        The budget, from :func:`fpr_budget`.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> leftover_threshold(np.arange(10.0), np.zeros(10, bool), allowed=2)
+    2.0
+    >>> leftover_threshold(np.arange(10.0), np.arange(10) < 2, allowed=2)
+    2.0
+    """
+    values, flagged = np.asarray(values, float), np.asarray(flagged, bool)
+    left = max(int(allowed) - int(np.count_nonzero(flagged)), 0)
+    rest = np.sort(values[~flagged])
+    return float(rest[min(left, rest.size - 1)]) if rest.size else float(values.min())
+
+
 def fpr_budget(n, fpr, what="okay patches", warn=True):
     """How many of ``n`` okay patches a threshold at rate ``fpr`` may flag.
 
@@ -267,9 +300,7 @@ class ResidualThresholds(_Threshold):
         flagged = flags(lo)
         t_quiet = None
         if c is not None:
-            left = max(allowed - int(np.count_nonzero(flagged)), 0)
-            rest = np.sort(c[~flagged])
-            t_quiet = float(rest[min(left, rest.size - 1)]) if rest.size else float(c.min())
+            t_quiet = leftover_threshold(c, flagged, allowed)
             flagged = flagged | (c < t_quiet)
         return cls(float(sa[lo]), float(sb[lo]), t_quiet, float(fpr), float(np.mean(flagged)), int(n),
                    bool(allowed >= 1))
