@@ -47,7 +47,8 @@ weldlab train cnn --set D+sni --preset {preset} --data {data} ...
   (the AE's two thresholds under the OR rule; the CNN's probability threshold). Each AE record
   also holds `two_sided_thresholds` (the same pair plus `t_quiet`, the too-quiet residual test,
   within the same budget) and `input_ranges` (the input checks' ranges: `film` from the
-  training films, `patch` from the okay training patches; `weldlab.screening`), written by
+  training films, their weld bead's contrast included, `patch` from the okay training patches
+  with their `typicality` reference and threshold; `weldlab.screening`), written by
   `scripts/ship_models.py --recalibrate` without retraining.
 
 {header}

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from weldlab.residuals import flagged_windows, patch_maxima
-from weldlab.screening import MARGINS, STATISTICS, check_input, image_statistics, input_ranges
+from weldlab.screening import (FILM_MARGINS, FILM_STATISTICS, MARGINS, STATISTICS, check_input, film_statistics,
+                               image_statistics, input_ranges)
 from weldlab.thresholds import ResidualThresholds
 from weldlab.unexpected import HELD_OUT_KINDS, NON_WELD_FILMS, held_out_inputs, non_weld_films
 
@@ -80,6 +81,44 @@ def test_input_statistics_and_ranges(rng):
         image_statistics(np.zeros((10, 10)))
     with pytest.raises(ValueError, match="at least one"):
         input_ranges([], "nothing")
+
+
+def test_film_statistics_measure_the_bead_across_the_short_side(rng):
+    rows = np.arange(240)[:, None]
+    # a bright bead along the long side; its intensities are symmetric about 0.5, so inverting
+    # the film keeps them and only the bead tells
+    bead = 0.325 + 0.35 * np.exp(-(((rows - 120) / 40) ** 2))
+    films = [np.clip(bead + rng.normal(0, 0.005, (240, 720)), 0, 1) for _ in range(3)]
+    stats = film_statistics(films[0])
+    assert set(stats) == set(STATISTICS) | set(FILM_STATISTICS)
+    assert stats["bead_contrast"] == pytest.approx(0.35, abs=0.02)
+    assert film_statistics(films[0].T)["bead_contrast"] == stats["bead_contrast"]  # a film turned upright
+    assert film_statistics(1 - films[0])["bead_contrast"] < 0.02  # inverted: the bead is no longer bright
+    ranges = input_ranges(films, "three bead films", films=True)
+    assert set(ranges["ranges"]) == set(FILM_MARGINS) and ranges["ranges"]["bead_contrast"][1] is None
+    assert check_input(film_statistics(films[1]), ranges) == []
+    (reason,) = check_input(film_statistics(1 - films[1]), ranges)
+    assert reason.startswith(FILM_STATISTICS["bead_contrast"]) and "below the training range" in reason
+    with pytest.raises(ValueError, match="missing bead_contrast"):
+        input_ranges(None, "patch statistics", statistics=[image_statistics(films[0])], films=True)
+
+
+def test_an_inverted_weld_film_goes_to_review_as_unlike_the_training_films(shipped, gdxray):
+    """A film stored inverted (a negative) keeps its grain, and its intensities stay within
+    those of the training films: before the bead check the shipped detector sent an inverted
+    W0001_0004 to review for its defects alone, its input within every training range. Every
+    GDXray weld film, the three test films included, lies within the bead's range."""
+    from weldlab.scan import scan_image
+
+    ranges = shipped.input_ranges
+    for film in gdxray:
+        assert not [r for r in check_input(film_statistics(film.image), ranges) if "bead" in r], film.name
+        outside = check_input(film_statistics(1 - film.image), ranges)
+        assert any(r.startswith(FILM_STATISTICS["bead_contrast"]) for r in outside), (film.name, outside)
+    film = next(r for r in gdxray if r.name == "W0001_0004")
+    verdict, _ = scan_image(shipped, 1 - film.image, name="inverted", keep_maps=False)
+    assert verdict["verdict"] == "review"
+    assert any(r.startswith("input outside the training films' range: weld bead") for r in verdict["reasons"])
 
 
 def test_shipped_detector_sends_a_flat_frame_to_review_with_both_reasons(shipped):

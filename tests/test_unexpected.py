@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from weldlab import perturbations
-from weldlab.unexpected import (EXPECTED_KINDS, HELD_OUT_IMAGES, UNEXPECTED_KINDS, detection_rates, expected_variations,
-                                unexpected_inputs)
+from weldlab.unexpected import (EXPECTED_KINDS, FILM_HELD_OUT_KINDS, FILM_KINDS, HELD_OUT_IMAGES, HELD_OUT_KINDS,
+                                UNEXPECTED_KINDS, detection_rates, expected_variations,
+                                unexpected_films, unexpected_inputs)
 
 
 def test_every_kind_is_made_seeded_and_differs_from_okay(rng):
@@ -45,3 +46,21 @@ def test_detection_rates_counts_scores_above_one():
     inputs = {"a": np.zeros((4, 192, 192)), "b": np.ones((2, 192, 192))}
     rates = detection_rates(inputs, {"ae": lambda x: x.mean(axis=(1, 2)) * 3})
     assert rates == {"a": {"n": 4, "ae": 0.0}, "b": {"n": 2, "ae": 1.0}}
+
+
+def test_films_are_made_unexpected_as_patches_are(rng):
+    assert set(FILM_KINDS) <= set(UNEXPECTED_KINDS) and set(FILM_HELD_OUT_KINDS) <= set(HELD_OUT_KINDS)
+    film = (0.35 + 0.1 * rng.random((300, 700))).astype(np.float32)
+    a, b = unexpected_films(film, seed=1), unexpected_films(film, seed=1)
+    assert tuple(a) == (*FILM_KINDS, *FILM_HELD_OUT_KINDS)
+    for kind, x in a.items():
+        assert x.shape == film.shape and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1, kind
+        assert np.array_equal(x, b[kind]) and not np.allclose(x, film, atol=1e-3), kind
+    assert np.array_equal(a["inverted"], 1 - film)
+    # magnified x2 about the centre: a ramp keeps its centre value and climbs half as fast
+    ramp = np.tile(np.linspace(0.2, 0.8, 700, dtype=np.float32), (300, 1))
+    magnified = unexpected_films(ramp)["magnified"][150]
+    assert np.polyfit(np.arange(700), magnified, 1)[0] == pytest.approx(0.6 / 699 / 2, rel=0.01)
+    assert magnified[350] == pytest.approx(ramp[150, 350], abs=0.002)
+    with pytest.raises(ValueError, match="film"):
+        unexpected_films(np.zeros((100, 700)))

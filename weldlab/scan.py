@@ -403,7 +403,7 @@ def calibrate_detector(autoencoder, val_okay, train_okay, films, fpr=DEFAULT_FPR
     return {
         "thresholds": ResidualThresholds.calibrate(max_mean, max_std, fpr).to_dict(),
         "two_sided_thresholds": two_sided.to_dict(),
-        "input_ranges": {"film": input_ranges(films, f"{len(films)} {films_source}"), "patch": patch},
+        "input_ranges": {"film": input_ranges(films, f"{len(films)} {films_source}", films=True), "patch": patch},
     }
 
 
@@ -669,7 +669,7 @@ def scan_image(detector, image, tile=TILE, name="image", keep_maps=True, progres
     >>> verdict["verdict"] in ("accept", "review"), verdict["rule"], maps["flags"].shape
     (True, 'two-sided', (256, 556))
     """
-    from .screening import check_input, image_statistics
+    from .screening import check_input, film_statistics
 
     image = np.asarray(image, np.float32)
     t0 = time.perf_counter()
@@ -680,7 +680,7 @@ def scan_image(detector, image, tile=TILE, name="image", keep_maps=True, progres
     score = th.score(maps["max_abs_mean"], maps["max_std"], maps.get("min_quiet"))
     reasons, checked = [], None
     if detector.input_ranges is not None:
-        stats = image_statistics(image)
+        stats = film_statistics(image)
         outside = check_input(stats, detector.input_ranges)
         checked = {"statistics": stats, "outside": outside, "ranges_from": detector.input_ranges.get("source")}
         reasons += [f"{REASONS['input']}: {why}" for why in outside]

@@ -25,7 +25,17 @@ The properties (all on intensities in [0, 1]):
 ``levels``
     The number of distinct intensities: a binary or coarsely quantised image has few.
 
-The ranges are the training data's extremes widened by :data:`MARGINS` (chosen once, by
+Whole radiographs have one more (:func:`film_statistics`, :data:`FILM_STATISTICS`):
+
+``bead_contrast``
+    How much brighter the weld bead is than the plate beside it: the across-weld profile of
+    :func:`weldlab.calibration.bead_profile`, taken across the film's short side (a weld
+    film is laid along the seam). The bead is thicker metal, so on a positive film it is
+    bright; on a film stored inverted (as a negative) or an image with no weld, it is not.
+    A patch has no plate beside its bead and no known orientation, so patches lack it.
+
+The ranges are the training data's extremes widened by :data:`MARGINS` (and, for films,
+:data:`FILM_MARGINS`; chosen once, by
 the size of each statistic's variation, not tuned on the unexpected inputs); their false
 positive rate is measured on okay validation and test patches (chapter 10).
 
@@ -45,7 +55,7 @@ import warnings
 
 import numpy as np
 
-from .calibration import lag_correlation, noise_residual
+from .calibration import bead_profile, lag_correlation, noise_residual
 from .thresholds import fpr_budget, leftover_threshold
 
 #: The statistics of :func:`image_statistics`, with how a reason names them.
@@ -73,6 +83,13 @@ MARGINS = {
     "clipped": ("upper", 0.01),
     "levels": ("lower", 2.0),
 }
+
+#: The statistics of whole radiographs only (:func:`film_statistics`), named as for reasons.
+FILM_STATISTICS = {"bead_contrast": "weld bead contrast (bead minus plate, across the short side)"}
+
+#: The margins of whole-film ranges: :data:`MARGINS`, and a bead at least half as far above
+#: the plate as on the faintest training film (no upper limit: a thicker weld is no anomaly).
+FILM_MARGINS = {**MARGINS, "bead_contrast": ("lower", 2.0)}
 
 BLOCK = 256
 MAX_BLOCKS = 64
@@ -157,7 +174,35 @@ def image_statistics(image):
     }
 
 
-def input_ranges(images, source, statistics=None):
+def film_statistics(image):
+    """The input statistics of a whole radiograph (:data:`STATISTICS` and :data:`FILM_STATISTICS`).
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W), float in [0, 1]
+        A radiograph whose weld runs along its long side, at least 32 px per side.
+
+    Returns
+    -------
+    dict
+        One float per name in :data:`STATISTICS` and :data:`FILM_STATISTICS`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weldlab.screening import film_statistics
+    >>> rows = np.arange(200)[:, None]
+    >>> film = np.broadcast_to(0.3 + 0.4 * np.exp(-((rows - 100) / 30) ** 2), (200, 600))
+    >>> round(film_statistics(film)["bead_contrast"], 2), round(film_statistics(1 - film)["bead_contrast"], 2)
+    (0.4, 0.0)
+    """
+    stats = image_statistics(image)  # validates the image
+    image = np.asarray(image)
+    across = image if image.shape[1] >= image.shape[0] else image.T  # the weld along the long side
+    return {**stats, "bead_contrast": bead_profile(across)[1]["bead_contrast"]}
+
+
+def input_ranges(images, source, statistics=None, films=False):
     """The ranges :func:`check_input` accepts, from the statistics of training images.
 
     Parameters
@@ -168,29 +213,40 @@ def input_ranges(images, source, statistics=None):
     source : str
         What they are, recorded with the ranges (e.g. "7 GDXray training films").
     statistics : list of dict, optional
-        Their :func:`image_statistics`, when already measured (then ``images`` is unused).
+        Their :func:`image_statistics` (:func:`film_statistics` for films), when already
+        measured (then ``images`` is unused).
+    films : bool
+        Whole radiographs: measured by :func:`film_statistics`, the ranges widened by
+        :data:`FILM_MARGINS`; else by :func:`image_statistics` and :data:`MARGINS`.
 
     Returns
     -------
     dict
         ``ranges``: name -> ``[low, high]`` (None for an open side); ``observed``: name ->
-        ``[min, max]`` over the images; ``margins`` (:data:`MARGINS`), ``n`` and ``source``.
+        ``[min, max]`` over the images; ``margins`` (:data:`MARGINS` or
+        :data:`FILM_MARGINS`), ``n`` and ``source``.
     """
-    stats = [image_statistics(x) for x in images] if statistics is None else list(statistics)
+    margins = FILM_MARGINS if films else MARGINS
+    measure = film_statistics if films else image_statistics
+    stats = [measure(x) for x in images] if statistics is None else list(statistics)
     if not stats:
         raise ValueError("images: expected at least one training image")
+    missing = sorted(set(margins) - set(stats[0]))
+    if missing:
+        raise ValueError(f"statistics: expected {', '.join(margins)}, missing {', '.join(missing)}"
+                         + (" (measure films with film_statistics)" if films else ""))
     ranges, observed = {}, {}
-    for name in MARGINS:
+    for name in margins:
         values = np.array([s[name] for s in stats], float)
         values = values[np.isfinite(values)]
         if values.size == 0:
             raise ValueError(f"images: {name} could not be measured on any of the {len(stats)} images")
         lo, hi = float(values.min()), float(values.max())
         observed[name] = [lo, hi]
-        kind, m = MARGINS[name]
+        kind, m = margins[name]
         ranges[name] = {"factor": [lo / m, hi * m], "add": [lo - m, hi + m], "upper": [None, hi + m],
                         "lower": [lo / m, None]}[kind]
-    return {"ranges": ranges, "observed": observed, "margins": {k: list(v) for k, v in MARGINS.items()},
+    return {"ranges": ranges, "observed": observed, "margins": {k: list(v) for k, v in margins.items()},
             "n": len(stats), "source": str(source)}
 
 
@@ -200,7 +256,7 @@ def check_input(statistics, ranges):
     Parameters
     ----------
     statistics : dict
-        From :func:`image_statistics`.
+        From :func:`image_statistics` (:func:`film_statistics` for film ranges).
     ranges : dict
         From :func:`input_ranges`; with a ``typicality`` model (:func:`typicality_model`,
         its threshold set), an image within every range is also checked for typicality.
@@ -209,7 +265,7 @@ def check_input(statistics, ranges):
     -------
     list of str
         One reason per statistic outside its range, e.g. "film grain (noise std.) 0
-        below the training range 0.0029-0.0074", or the typicality check's.
+        below the training range 0.0029 to 0.0074", or the typicality check's.
 
     Examples
     --------
@@ -255,13 +311,14 @@ def check_inputs(statistics, ranges):
     for stats in statistics:
         reasons = []
         for name, (lo, hi) in ranges["ranges"].items():
-            value, label = stats[name], STATISTICS[name]
-            shown = "-".join(f"{v:.3g}" if v is not None else "" for v in (lo, hi))
+            value, label = stats[name], _LABELS[name]
             if not np.isfinite(value):
                 reasons.append(f"{label} cannot be measured (no unclipped pixels)")
             elif lo is not None and value < lo:
+                shown = f"{lo:.3g} to {hi:.3g}" if hi is not None else f"(at least {lo:.3g})"
                 reasons.append(f"{label} {value:.3g} below the training range {shown}")
             elif hi is not None and value > hi:
+                shown = f"{lo:.3g} to {hi:.3g}" if lo is not None else f"(at most {hi:.3g})"
                 reasons.append(f"{label} {value:.3g} above the training range {shown}")
         out.append(reasons)
     model = ranges.get("typicality")
@@ -274,6 +331,8 @@ def check_inputs(statistics, ranges):
                               f"above {model['threshold']:.3g}; most of all its {STATISTICS[name]})")
     return out
 
+
+_LABELS = {**STATISTICS, **FILM_STATISTICS}
 
 #: The statistics the typicality check compares together (``noise_std`` on a log scale).
 TYPICALITY_STATISTICS = ("noise_std", "noise_lag1", "noise_lag2", "noise_skew", "p1", "p99")
@@ -307,7 +366,7 @@ def typicality_model(statistics, source):
     -------
     dict
         ``statistics`` (:data:`TYPICALITY_STATISTICS`), ``centre`` and ``scale`` (per
-        statistic: mean and standard deviation), ``reference`` (n lists of 6 scaled values,
+        statistic: mean and standard deviation, to 12 significant digits), ``reference`` (n lists of 6 scaled values,
         rounded to 4 decimals), ``neighbours``, ``n``, ``source``, and ``threshold`` (None:
         set by :func:`calibrate_typicality`).
     """
@@ -315,7 +374,9 @@ def typicality_model(statistics, source):
     x = x[np.isfinite(x).all(axis=1)]
     if len(x) <= NEIGHBOURS:
         raise ValueError(f"statistics: expected more than {NEIGHBOURS} measurable okay patches, got {len(x)}")
-    centre, scale = x.mean(axis=0), x.std(axis=0)
+    # 12 significant digits: numpy's sums may differ in the last bit with the arrays' memory
+    # alignment, and the same training patches should give the same record
+    centre, scale = (np.array([float(f"{v:.12g}") for v in a]) for a in (x.mean(axis=0), x.std(axis=0)))
     scale[scale == 0] = 1.0
     reference = np.round((x - centre) / scale, 4)
     return {"statistics": list(TYPICALITY_STATISTICS), "centre": centre.tolist(), "scale": scale.tolist(),

@@ -78,6 +78,62 @@ def _draw_okay(okay, n, seed, stream):
     return rng, base, base.mean(axis=(1, 2), keepdims=True), okay
 
 
+# --- the operations that make okay images unexpected, on a stack of images of any size ---
+# Each takes images (n, H, W) and a generator and returns images of the same shape (the
+# drawing order of the generator is part of the recorded results: keep it).
+
+
+def _inverted(x, rng):
+    return 1.0 - x
+
+
+def _saturated(x, rng):
+    return np.clip(x * 2.5, 0, 1)  # over-exposed: the brighter half clips at 1
+
+
+def _magnified(x, rng):
+    """x2 about the centre: the weld looks twice as wide and the grain twice as coarse."""
+    h, w = x.shape[1:]
+    ch, cw = (h + 1) // 2, (w + 1) // 2
+    return ndimage.zoom(x[:, h // 4 : h // 4 + ch, w // 4 : w // 4 + cw], (1, h / ch, w / cw), order=1)[:, :h, :w]
+
+
+def _noised(x, rng):
+    return np.clip(x + rng.normal(0, 0.05, x.shape), 0, 1)  # ten times the film noise
+
+
+def _stripes(x, rng):
+    """Scanner stripes: +-0.03 columns of a random period (6-20 px) and phase."""
+    cols = np.arange(x.shape[2])
+    stripes = np.zeros_like(x)
+    for k in range(len(x)):
+        period = rng.uniform(6, 20)
+        stripes[k] = 0.03 * np.sign(np.sin(2 * np.pi * cols / period + rng.uniform(0, 6.3)))[None, :]
+    return np.clip(x + stripes, 0, 1)
+
+
+def _blurred(x, rng):
+    return ndimage.gaussian_filter(x, (0, 1.5, 1.5))
+
+
+def _rescaled(x, rng):
+    """Scanned at 1.3 times the resolution (cubic): the top-left 1/1.3 of each image."""
+    h, w = x.shape[1:]
+    ch, cw = int(round(h / 1.3)), int(round(w / 1.3))
+    return np.stack([ndimage.zoom(image[:ch, :cw], (h / ch, w / cw), order=3)[:h, :w] for image in x])
+
+
+def _sharpened(x, rng):
+    return x + (x - ndimage.gaussian_filter(x, (0, 1.5, 1.5)))  # an unsharp mask, amount 1
+
+
+#: The operations of :func:`unexpected_films`: kinds of chapter 10's unexpected inputs
+#: (:data:`UNEXPECTED_KINDS`), then held-out kinds (:data:`HELD_OUT_KINDS`), that apply to a
+#: whole film as they do to a patch.
+FILM_OPERATIONS = {"inverted": _inverted, "saturated": _saturated, "magnified": _magnified, "noised": _noised,
+                   "stripes": _stripes, "blurred": _blurred, "rescaled": _rescaled, "sharpened": _sharpened}
+
+
 def unexpected_inputs(okay, n=20, seed=0):
     """Unexpected inputs made from okay patches (or, for "natural", from other images).
 
@@ -105,17 +161,8 @@ def unexpected_inputs(okay, n=20, seed=0):
         nat.append(img[r : r + PATCH, c : c + PATCH])
     out["natural"] = np.stack(nat)
     out["blank"] = np.broadcast_to(mean, base.shape).copy()  # a uniform frame at the patch's mean level
-    out["saturated"] = np.clip(base * 2.5, 0, 1)  # over-exposed: the brighter half clips at 1
-    out["inverted"] = 1.0 - base
-    # magnified x2 about the centre: the weld looks twice as wide and the noise twice as coarse
-    out["magnified"] = ndimage.zoom(base[:, PATCH // 4 : 3 * PATCH // 4, PATCH // 4 : 3 * PATCH // 4], (1, 2, 2), order=1)
-    out["noised"] = np.clip(base + rng.normal(0, 0.05, base.shape), 0, 1)  # ten times the film noise
-    cols = np.arange(PATCH)
-    stripes = np.zeros_like(base)
-    for k in range(n):
-        period = rng.uniform(6, 20)
-        stripes[k] = 0.03 * np.sign(np.sin(2 * np.pi * cols / period + rng.uniform(0, 6.3)))[None, :]
-    out["stripes"] = np.clip(base + stripes, 0, 1)
+    for kind in ("saturated", "inverted", "magnified", "noised", "stripes"):
+        out[kind] = FILM_OPERATIONS[kind](base, rng)
     marks = []
     for k in range(n):
         text = f"{'ABCDEFHKLMNPRSTW'[rng.integers(16)]}{rng.integers(10)}"
@@ -245,7 +292,7 @@ def held_out_inputs(okay, n=20, seed=0):
         patterns.append(mean[k] + 0.08 * np.sign(np.sin(2 * np.pi * xx * PATCH / period))
                         * np.sign(np.sin(2 * np.pi * yy * PATCH / period)))
     out["pattern"] = np.stack(patterns)
-    out["blurred"] = ndimage.gaussian_filter(base, (0, 1.5, 1.5))
+    out["blurred"] = _blurred(base, rng)
     out["underexposed"] = base / 3
     out["low_contrast"] = mean + 0.4 * (base - mean)
     sp = base.copy()
@@ -259,12 +306,11 @@ def held_out_inputs(okay, n=20, seed=0):
         jpegs.append(iio.imread(buf.getvalue(), extension=".jpg").astype(np.float32) / 255)
     out["jpeg"] = np.stack(jpegs)
     out["casting"] = np.stack([_casting(rng, (PATCH, PATCH)) for _ in range(n)])
-    crop = int(round(PATCH / 1.3))
-    out["rescaled"] = np.stack([ndimage.zoom(p[:crop, :crop], PATCH / crop, order=3)[:PATCH, :PATCH] for p in base])
+    out["rescaled"] = _rescaled(base, rng)
     out["posterized"] = np.round(base * 15) / 15
     other = okay[rng.integers(0, len(okay), n)]
     out["double_exposure"] = (base + other) / 2
-    out["sharpened"] = base + (base - ndimage.gaussian_filter(base, (0, 1.5, 1.5)))
+    out["sharpened"] = _sharpened(base, rng)
     return {k: np.ascontiguousarray(np.clip(out[k], 0, 1), np.float32) for k in HELD_OUT_KINDS}
 
 
@@ -300,6 +346,34 @@ def non_weld_films(shape=(512, 1024), seed=0):
         "casting": _casting(rng, shape),
     }
     return {k: np.clip(films[k], 0, 1).astype(np.float32) for k in NON_WELD_FILMS}
+
+
+#: Whole-film kinds (:func:`unexpected_films`): those of :data:`UNEXPECTED_KINDS` made by
+#: :data:`FILM_OPERATIONS`, then held-out ones (of :data:`HELD_OUT_KINDS`).
+FILM_KINDS = ("inverted", "saturated", "magnified", "noised", "stripes")
+FILM_HELD_OUT_KINDS = ("blurred", "rescaled", "sharpened")
+
+
+def unexpected_films(film, seed=0):
+    """A weld film made unexpected in each way of :data:`FILM_OPERATIONS`.
+
+    Parameters
+    ----------
+    film : ndarray, shape (H, W), float in [0, 1]
+    seed : int
+
+    Returns
+    -------
+    dict
+        kind (:data:`FILM_KINDS`, then :data:`FILM_HELD_OUT_KINDS`) -> ndarray, shape (H, W),
+        float32 in [0, 1]: made as chapter 10's patches of the same kind.
+    """
+    film = np.asarray(film, np.float32)
+    if film.ndim != 2 or min(film.shape) < PATCH:
+        raise ValueError(f"film: expected an image of at least {PATCH} px per side, got shape {film.shape}")
+    rng = np.random.default_rng([seed, 97])
+    return {kind: np.clip(FILM_OPERATIONS[kind](film[None], rng)[0], 0, 1).astype(np.float32)
+            for kind in (*FILM_KINDS, *FILM_HELD_OUT_KINDS)}
 
 
 def detection_rates(inputs, scorers):
@@ -458,8 +532,9 @@ def film_reviews(films, detector, cnn=None, cnn_threshold=None):
     -------
     dict
         name -> ``{"verdict", "reasons", "regions", "cnn"}``: the detector's verdict and
-        reasons (:func:`weldlab.scan.scan_image`), its number of flagged regions, and the
-        CNN's verdict ("review" when any patch is above its threshold; None without a CNN).
+        reasons (:func:`weldlab.scan.scan_image`), its number of flagged regions per reason
+        (``{"indication": n, "quiet": m}``), and the CNN's verdict ("review" when any patch
+        is above its threshold; None without a CNN).
     """
     from .scan import scan_image
 
@@ -469,6 +544,6 @@ def film_reviews(films, detector, cnn=None, cnn_threshold=None):
         cnn_verdict = None
         if cnn is not None:
             cnn_verdict = "review" if cnn_film_score(cnn, image, cnn_threshold) > 1 else "accept"
-        out[name] = {"verdict": verdict["verdict"], "reasons": verdict["reasons"], "regions": len(verdict["regions"]),
-                     "cnn": cnn_verdict}
+        regions = {reason: sum(r["reason"] == reason for r in verdict["regions"]) for reason in ("indication", "quiet")}
+        out[name] = {"verdict": verdict["verdict"], "reasons": verdict["reasons"], "regions": regions, "cnn": cnn_verdict}
     return out
