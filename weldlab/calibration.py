@@ -165,8 +165,9 @@ def bead_profile(image, mask=None):
     """
     image = np.asarray(image, dtype=np.float64)
     if mask is not None and mask.any():
-        image = np.where(mask, np.nan, image)
-    profile = np.nanmedian(image, axis=1)
+        profile = np.nanmedian(np.where(mask, np.nan, image), axis=1)
+    else:
+        profile = np.median(image, axis=1)  # the same values, without nanmedian's cost
     h = profile.size
     edge = max(1, h // 10)
     plate = float(np.median(np.r_[profile[:edge], profile[-edge:]]))
