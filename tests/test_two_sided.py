@@ -104,15 +104,17 @@ def test_film_statistics_measure_the_bead_across_the_short_side(rng):
 
 
 def test_an_inverted_weld_film_goes_to_review_as_unlike_the_training_films(shipped, gdxray):
-    """A film stored inverted (a negative) keeps its grain, and its intensities stay within
-    those of the training films: before the bead check the shipped detector sent an inverted
-    W0001_0004 to review for its defects alone, its input within every training range. Every
-    GDXray weld film, the three test films included, lies within the bead's range."""
+    """A film stored inverted (a negative) keeps its grain, and its intensities often stay
+    within those of the training films: before the bead check the shipped detector sent an
+    inverted W0001_0004 to review for its defects alone, its input within every training
+    range. Every GDXray weld film, the three test films included, lies within the bead's
+    range."""
     from weldlab.scan import scan_image
 
     ranges = shipped.input_ranges
     for film in gdxray:
-        assert not [r for r in check_input(film_statistics(film.image), ranges) if "bead" in r], film.name
+        assert not [r for r in check_input(film_statistics(film.image), ranges)
+                    if r.startswith(FILM_STATISTICS["bead_contrast"])], film.name
         outside = check_input(film_statistics(1 - film.image), ranges)
         assert any(r.startswith(FILM_STATISTICS["bead_contrast"]) for r in outside), (film.name, outside)
     film = next(r for r in gdxray if r.name == "W0001_0004")

@@ -3,7 +3,7 @@ import pytest
 
 from weldlab import perturbations
 from weldlab.unexpected import (EXPECTED_KINDS, FILM_HELD_OUT_KINDS, FILM_KINDS, HELD_OUT_IMAGES, HELD_OUT_KINDS,
-                                UNEXPECTED_KINDS, detection_rates, expected_variations,
+                                UNEXPECTED_KINDS, detection_rates, expected_variations, held_out_inputs,
                                 unexpected_films, unexpected_inputs)
 
 
@@ -57,6 +57,11 @@ def test_films_are_made_unexpected_as_patches_are(rng):
         assert x.shape == film.shape and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1, kind
         assert np.array_equal(x, b[kind]) and not np.allclose(x, film, atol=1e-3), kind
     assert np.array_equal(a["inverted"], 1 - film)
+    # the same operation as the patch kind of that name (those that draw no random numbers)
+    patch = film[:192, :192]
+    for kind in ("inverted", "saturated", "magnified", "blurred", "rescaled", "sharpened"):
+        made = {**unexpected_inputs(patch[None], n=1), **held_out_inputs(patch[None], n=1)}[kind][0]
+        assert np.allclose(unexpected_films(patch)[kind], made, atol=1e-6), kind
     # magnified x2 about the centre: a ramp keeps its centre value and climbs half as fast
     ramp = np.tile(np.linspace(0.2, 0.8, 700, dtype=np.float32), (300, 1))
     magnified = unexpected_films(ramp)["magnified"][150]

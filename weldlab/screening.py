@@ -91,6 +91,8 @@ FILM_STATISTICS = {"bead_contrast": "weld bead contrast (bead minus plate, acros
 #: the plate as on the faintest training film (no upper limit: a thicker weld is no anomaly).
 FILM_MARGINS = {**MARGINS, "bead_contrast": ("lower", 2.0)}
 
+_LABELS = {**STATISTICS, **FILM_STATISTICS}
+
 BLOCK = 256
 MAX_BLOCKS = 64
 MAX_SAMPLE = 4_000_000
@@ -332,8 +334,6 @@ def check_inputs(statistics, ranges):
     return out
 
 
-_LABELS = {**STATISTICS, **FILM_STATISTICS}
-
 #: The statistics the typicality check compares together (``noise_std`` on a log scale).
 TYPICALITY_STATISTICS = ("noise_std", "noise_lag1", "noise_lag2", "noise_skew", "p1", "p99")
 #: How many nearest okay training patches the typicality distance averages over.
@@ -366,9 +366,9 @@ def typicality_model(statistics, source):
     -------
     dict
         ``statistics`` (:data:`TYPICALITY_STATISTICS`), ``centre`` and ``scale`` (per
-        statistic: mean and standard deviation, to 12 significant digits), ``reference`` (n lists of 6 scaled values,
-        rounded to 4 decimals), ``neighbours``, ``n``, ``source``, and ``threshold`` (None:
-        set by :func:`calibrate_typicality`).
+        statistic: mean and standard deviation, to 12 significant digits), ``reference`` (n
+        lists of 6 scaled values, rounded to 4 decimals), ``neighbours``, ``n``, ``source``,
+        and ``threshold`` (None: set by :func:`calibrate_typicality`).
     """
     x = _typicality_features(statistics)
     x = x[np.isfinite(x).all(axis=1)]
