@@ -70,16 +70,20 @@ class PerturbedPairs(_EpochBatches):
         Batches per epoch (default: all samples once).
     fixed : bool
         Same pairing every epoch (validation).
+    clean_epochs : int
+        A curriculum: in epochs before this one the "perturbed" input is the okay patch
+        itself (no perturbation), so the model first learns to reconstruct okay patches.
     """
 
     def __init__(self, okay, perturbations, batch_size=16, seed=0, augment_okay=True, steps=None,
-                 fixed=False, **kwargs):
+                 fixed=False, clean_epochs=0, **kwargs):
         if len(okay) == 0:
             raise ValueError("okay: no okay patches to train on")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
         self.okay, self.perturbations = okay, list(perturbations)
         self.batch_size, self.augment_okay = int(batch_size), augment_okay
+        self.clean_epochs = int(clean_epochs)
         self.samples = len(okay) * (6 if augment_okay else 1)
         super().__init__(steps or math.ceil(self.samples / self.batch_size), seed, fixed, **kwargs)
 
@@ -96,7 +100,9 @@ class PerturbedPairs(_EpochBatches):
             x = np.asarray(self.okay[idx])
         x = decode(x) if x.dtype == np.uint16 else x.astype(np.float32)
         inputs = {"x_ok": x[..., None]}
-        if self.perturbations:
+        if self.perturbations and epoch < self.clean_epochs:
+            inputs["x_per"] = inputs["x_ok"]
+        elif self.perturbations:
             which = rng.integers(0, len(self.perturbations), len(idx))
             delta = np.empty_like(x)
             support = np.empty(x.shape, bool)

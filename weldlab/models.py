@@ -14,6 +14,8 @@ The autoencoder is made of two named sub-models, ``encoder`` (input -> z) and
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 from keras import layers
 
@@ -101,13 +103,88 @@ def build_decoder(seed=None):
     return keras.Model(z, r, name="decoder")
 
 
-def build_autoencoder(seed=None):
+@dataclass(frozen=True)
+class IntensityScaling:
+    """A fixed, parameter-free map of intensities around the network (our choice; method §4).
+
+    The encoder sees ``(x - centre) / scale`` and the decoder's output is mapped back,
+    ``y * scale + centre``, where ``centre`` is the constant ``offset`` or, with
+    ``patch_mean``, each patch's own mean intensity. Nothing here is trained, so the
+    autoencoder keeps its 41,186 parameters; the map is stored in the model as standard
+    Keras layers (``Rescaling``, ``GlobalAveragePooling2D``, ``Subtract``, ``Add``), so the
+    ``.keras`` file loads in safe mode.
+
+    Why: GDXray okay patches vary by about 0.005 (film grain) to 0.1 (the weld bead) around
+    a level of 0.25-0.47; at Keras' default initialisation the first layer sees almost
+    only that level, and the single-channel, [0, 1]-bounded code must carry the level too.
+
+    Parameters
+    ----------
+    offset : float
+        Subtracted before the encoder when ``patch_mean`` is False.
+    scale : float
+        Positive; the divisor after centring.
+    patch_mean : bool
+        Centre each patch on its own mean (the mean is added back after the decoder).
+    """
+
+    offset: float = 0.0
+    scale: float = 1.0
+    patch_mean: bool = False
+
+    def __post_init__(self):
+        if not (np.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"scale: expected a positive number, got {self.scale!r}")
+        if not np.isfinite(self.offset):
+            raise ValueError(f"offset: expected a finite number, got {self.offset!r}")
+
+    @classmethod
+    def from_patches(cls, patches, patch_mean=False, n=512):
+        """The map that gives the training okay patches zero mean and unit spread.
+
+        Parameters
+        ----------
+        patches : array-like, shape (m, 192, 192), float in [0, 1]
+            Training okay patches; the first ``n`` are used (a fixed, reproducible sample).
+        patch_mean : bool
+            Centre each patch on its own mean; the scale is then the spread within patches.
+
+        Returns
+        -------
+        IntensityScaling
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from weldlab.models import IntensityScaling
+        >>> x = np.random.default_rng(0).normal(0.4, 0.05, (4, 192, 192))
+        >>> s = IntensityScaling.from_patches(x)
+        >>> round(s.offset, 2), round(s.scale, 2), s.patch_mean
+        (0.4, 0.05, False)
+        """
+        x = np.asarray(patches[:n], np.float64)
+        if x.ndim != 3 or len(x) == 0:
+            raise ValueError(f"patches: expected shape (m, 192, 192) with m >= 1, got {x.shape}")
+        if patch_mean:
+            spread = float((x - x.mean(axis=(1, 2), keepdims=True)).std())
+            return cls(0.0, max(spread, 1e-3), True)
+        return cls(float(x.mean()), max(float(x.std()), 1e-3), False)
+
+    def to_dict(self):
+        """As a JSON-ready dict (the training record's ``scaling``)."""
+        return {"offset": self.offset, "scale": self.scale, "patch_mean": self.patch_mean}
+
+
+def build_autoencoder(seed=None, scaling=None):
     """The paper's autoencoder (method §4, ``book/method.md``).
 
     Parameters
     ----------
     seed : int, optional
         Seed of the dropout layers.
+    scaling : IntensityScaling, optional
+        A parameter-free intensity map around the encoder and decoder (None: the network
+        sees the intensities as they are, as the paper describes).
 
     Returns
     -------
@@ -117,7 +194,35 @@ def build_autoencoder(seed=None):
     """
     encoder, decoder = build_encoder(seed), build_decoder(seed)
     x_in = keras.Input((PATCH, PATCH, 1), name="image")
-    return keras.Model(x_in, decoder(encoder(x_in)), name="autoencoder")
+    if scaling is None:
+        return keras.Model(x_in, decoder(encoder(x_in)), name="autoencoder")
+    x, centre = x_in, scaling.offset
+    if scaling.patch_mean:
+        mean = layers.GlobalAveragePooling2D(keepdims=True, name="patch_mean")(x_in)
+        x, centre = layers.Subtract(name="centre")([x_in, mean]), 0.0
+    x = layers.Rescaling(1.0 / scaling.scale, offset=-centre / scaling.scale, name="normalise")(x)
+    y = layers.Rescaling(scaling.scale, offset=centre, name="denormalise")(decoder(encoder(x)))
+    if scaling.patch_mean:
+        y = layers.Add(name="restore_mean")([y, mean])
+    return keras.Model(x_in, y, name="autoencoder")
+
+
+def scaling_of(autoencoder):
+    """The :class:`IntensityScaling` built into an autoencoder, or None.
+
+    Examples
+    --------
+    >>> from weldlab.models import IntensityScaling, build_autoencoder, scaling_of
+    >>> scaling_of(build_autoencoder(0)) is None
+    True
+    >>> scaling_of(build_autoencoder(0, IntensityScaling(0.0, 0.05, True)))
+    IntensityScaling(offset=0.0, scale=0.05, patch_mean=True)
+    """
+    names = {layer.name for layer in autoencoder.layers}
+    if "denormalise" not in names:
+        return None
+    out = autoencoder.get_layer("denormalise")
+    return IntensityScaling(float(out.offset), float(out.scale), "patch_mean" in names)
 
 
 def build_cnn(seed=None):
@@ -172,6 +277,56 @@ def decoder_of(autoencoder):
     return autoencoder.get_layer("decoder")
 
 
+def code_and_reconstruction(model, x):
+    """Apply an autoencoder's layers to a tensor, returning its code and reconstruction.
+
+    ``model`` is an autoencoder or any model that shares its layers (a training model
+    from :func:`build_training_model`): the ``encoder`` and ``decoder`` sub-models and,
+    when the autoencoder has one, its :class:`IntensityScaling` layers.
+
+    Parameters
+    ----------
+    model : keras.Model
+    x : KerasTensor, shape (batch, 192, 192, 1)
+
+    Returns
+    -------
+    z, reconstruction : KerasTensor
+        Shapes (batch, 42, 42, 1) and (batch, 156, 156, 1).
+    """
+    names = {layer.name for layer in model.layers}
+    mean = None
+    if "patch_mean" in names:
+        mean = model.get_layer("patch_mean")(x)
+        x = model.get_layer("centre")([x, mean])
+    if "normalise" in names:
+        x = model.get_layer("normalise")(x)
+    z = encoder_of(model)(x)
+    y = decoder_of(model)(z)
+    if "denormalise" in names:
+        y = model.get_layer("denormalise")(y)
+    if mean is not None:
+        y = model.get_layer("restore_mean")([y, mean])
+    return z, y
+
+
+def inference_autoencoder(model):
+    """The autoencoder (image -> reconstruction) whose layers ``model`` holds.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A training model from :func:`build_training_model` (or an autoencoder).
+
+    Returns
+    -------
+    keras.Model
+        Named ``autoencoder``; its layers are ``model``'s (shared, not copied).
+    """
+    x = keras.Input((PATCH, PATCH, 1), name="image")
+    return keras.Model(x, code_and_reconstruction(model, x)[1], name="autoencoder")
+
+
 # The training model: the autoencoder wired to the five loss terms of weldlab.losses.
 
 
@@ -194,10 +349,8 @@ def build_training_model(autoencoder, perturbed=True):
         ``x_per``, concatenated along the channel axis). Compiled with the matching
         losses by :func:`compile_training_model`.
     """
-    encoder, decoder = encoder_of(autoencoder), decoder_of(autoencoder)
     x_ok = keras.Input((PATCH, PATCH, 1), name="x_ok")
-    z_ok = encoder(x_ok)
-    r_ok = decoder(z_ok)
+    z_ok, r_ok = code_and_reconstruction(autoencoder, x_ok)
     inputs = {"x_ok": x_ok}
     outputs = {
         "ok": keras.layers.Identity(name="ok")(r_ok),
@@ -206,8 +359,7 @@ def build_training_model(autoencoder, perturbed=True):
     z = z_ok
     if perturbed:
         x_per = keras.Input((PATCH, PATCH, 1), name="x_per")
-        z_per = encoder(x_per)
-        r_per = decoder(z_per)
+        z_per, r_per = code_and_reconstruction(autoencoder, x_per)
         inputs["x_per"] = x_per
         outputs["per"] = keras.layers.Identity(name="per")(r_per)
         outputs["per_kern"] = keras.layers.Identity(name="per_kern")(r_per)
@@ -216,20 +368,30 @@ def build_training_model(autoencoder, perturbed=True):
     return keras.Model(inputs, outputs, name="autoencoder_training")
 
 
-def compile_training_model(model, learning_rate=1e-3):
+def compile_training_model(model, learning_rate=1e-3, okay_weight=1.0):
     """Compile a training model from :func:`build_training_model` with Adam.
 
     With a perturbation set, the L1 term is computed on both codes; it is halved so that
     ``L_reg`` keeps the weight of one code per training pair.
+
+    Parameters
+    ----------
+    model : keras.Model
+    learning_rate : float or keras.optimizers.schedules.LearningRateSchedule
+    okay_weight : float
+        Weight of the two okay terms (``L_ok``, ``L_kern,ok``) against the perturbed ones
+        (1: the paper's plain sum). All five terms stay in the loss.
     """
     from . import losses as L
 
     perturbed = "per" in model.output_names
     losses = {"ok": L.ReconstructionLoss(), "ok_kern": L.KernelMaxLoss(),
               "z": L.CodeL1Loss(weight=L.L1_WEIGHT / (2 if perturbed else 1))}
+    weights = {"ok": float(okay_weight), "ok_kern": float(okay_weight), "z": 1.0}
     if perturbed:
         losses.update(per=L.ReconstructionLoss(), per_kern=L.KernelMaxLoss())
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=losses)
+        weights.update(per=1.0, per_kern=1.0)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=losses, loss_weights=weights)
     return model
 
 

@@ -25,7 +25,8 @@ import numpy as np
 
 from .batches import LabelledBatches, PerturbedPairs, split_defect_patches
 from .fitting import fit_resumable, set_dropout
-from .models import AE_DROPOUT, build_autoencoder, build_cnn, build_training_model, compile_training_model, load_model
+from .models import (AE_DROPOUT, IntensityScaling, build_autoencoder, build_cnn, build_training_model,
+                     compile_training_model, inference_autoencoder, load_model)
 from .provenance import provenance
 from .thresholds import DEFAULT_FPR
 from .trained import TrainedModel, check_kind, is_trained, model_dir, shipped_fits, stale_reason
@@ -33,6 +34,11 @@ from .trained import TrainedModel, check_kind, is_trained, model_dir, shipped_fi
 #: Validation: at most this many samples per epoch (the same ones every epoch, made once and
 #: kept in memory), so validation costs seconds, not minutes, at the larger presets.
 MAX_VALIDATION_SAMPLES = 512
+
+#: Learning-rate schedules of :func:`train_autoencoder`.
+LR_SCHEDULES = ("plateau", "cosine")
+#: Intensity maps around the autoencoder (:class:`weldlab.models.IntensityScaling`).
+SCALINGS = ("none", "affine", "patch_mean")
 
 #: Perturbation sets of Table 3 (plus weldlab's D+SNI).
 AE_PERTURBATIONS = ("none", "D", "sni", "D+sni")
@@ -105,7 +111,8 @@ def _record(kind, training_set, seed, state, steps, datasets, hyper):
 
 def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=50, batch_size=16,
                       patience=5, steps_per_epoch=None, val_steps=None, learning_rate=1e-3,
-                      dropout_epochs=None, lr_patience=None, verbose=1, stop_after=None, log=print):
+                      dropout_epochs=None, lr_patience=None, schedule="plateau", okay_weight=1.0,
+                      scaling="none", clean_epochs=0, verbose=1, stop_after=None, log=print):
     """Train one autoencoder on a perturbation set, resuming if interrupted.
 
     Parameters
@@ -136,13 +143,26 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
         MSE 0.014 against 0.0015 with dropout active), because dropout changes the
         statistics the ReLU layers after it see; the last phase removes that shift.
     lr_patience : int, optional
-        Halve the learning rate after so many epochs without a better validation loss.
+        Halve the learning rate after so many epochs without a better validation loss
+        (with ``schedule="plateau"`` only).
+    schedule : {"plateau", "cosine"}
+        ``"plateau"``: ``learning_rate``, halved on plateaus (``lr_patience``);
+        ``"cosine"``: decayed from ``learning_rate`` to 1 % of it along a cosine over all
+        ``epochs`` (the budget is then ``epochs x steps_per_epoch`` batches).
+    okay_weight : float
+        Weight of the okay terms against the perturbed ones
+        (:func:`weldlab.models.compile_training_model`).
+    scaling : {"none", "affine", "patch_mean"}
+        The parameter-free intensity map around the network
+        (:class:`weldlab.models.IntensityScaling`), fitted to the training okay patches.
+    clean_epochs : int
+        Okay-only warm-up: the first so many epochs pair every okay patch with itself.
 
     Returns
     -------
     dict
         The record written to ``record.json``; ``hyperparameters`` holds the arguments
-        above (from ``epochs`` to ``lr_patience``) as this call used them.
+        above (from ``epochs`` to ``clean_epochs``) as this call used them.
     """
     hyper = _hyperparameters_used(locals())
     if perturbation not in (*AE_PERTURBATIONS, AE_USE_CASE_2):
@@ -155,22 +175,36 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
     if perturbation == AE_USE_CASE_2:  # defect patches are inputs to reconstruct, like okay ones
         inputs = np.concatenate([np.asarray(inputs), np.asarray(datasets.raw("train_defect"))])
     # Two worker threads make the next batches while the model trains on the current one.
-    train = PerturbedPairs(inputs, psets, batch_size, seed, steps=steps_per_epoch, workers=2)
+    train = PerturbedPairs(inputs, psets, batch_size, seed, steps=steps_per_epoch, clean_epochs=clean_epochs,
+                           workers=2)
     n_val = len(datasets.raw("val_okay"))
     val_steps = val_steps or max(1, math.ceil(min(n_val, MAX_VALIDATION_SAMPLES) / batch_size))
     val = PerturbedPairs(datasets.raw("val_okay"), psets, batch_size, seed + 10_000, augment_okay=False,
                          steps=val_steps, fixed=True)
 
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"schedule: expected one of {LR_SCHEDULES}, got {schedule!r}")
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling: expected one of {SCALINGS}, got {scaling!r}")
+    intensity = (None if scaling == "none"
+                 else IntensityScaling.from_patches(datasets["train_okay"], patch_mean=scaling == "patch_mean"))
+    rate = learning_rate
+    if schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * len(train), alpha=0.01)
+        lr_patience = None
+
     def build():
-        return compile_training_model(build_training_model(build_autoencoder(seed), bool(psets)), learning_rate)
+        ae = build_autoencoder(seed, intensity)
+        return compile_training_model(build_training_model(ae, bool(psets)), rate, okay_weight)
 
     state = fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop_after, log, "ae",
                           dropout_epochs=dropout_epochs, lr_patience=lr_patience,
                           origin=datasets.manifest["dataset_key"])
-    autoencoder = _extract_autoencoder(load_model(out / "best.keras"))
+    autoencoder = inference_autoencoder(load_model(out / "best.keras"))
     set_dropout(autoencoder, AE_DROPOUT)  # the paper's layer settings (inference ignores them)
     record = _record("ae", perturbation, seed, state, len(train), datasets, hyper)
     record["training_patches"] = len(inputs)
+    record["scaling"] = None if intensity is None else intensity.to_dict()
     record["convergence"] = convergence(autoencoder, datasets["val_okay"], plateau=state["wait"] >= patience)
     TrainedModel(out, "ae", record, state["history"]).save(autoencoder)
     return record
@@ -229,17 +263,10 @@ def train_cnn(datasets, training_set="D+sni", *, seed=0, out_dir, epochs=50, bat
     return record
 
 
-def _extract_autoencoder(training_model):
-    """The inference autoencoder inside a training model (shared encoder/decoder)."""
-    enc, dec = training_model.get_layer("encoder"), training_model.get_layer("decoder")
-    x = keras.Input(enc.input.shape[1:], name="image")
-    return keras.Model(x, dec(enc(x)), name="autoencoder")
-
-
 #: The trainers' hyperparameters (keyword arguments), recorded as used.
 HYPERPARAMETERS = {
     "ae": ("epochs", "batch_size", "patience", "steps_per_epoch", "val_steps", "learning_rate",
-           "dropout_epochs", "lr_patience"),
+           "dropout_epochs", "lr_patience", "schedule", "okay_weight", "scaling", "clean_epochs"),
     "cnn": ("epochs", "batch_size", "patience", "steps_per_epoch", "val_steps", "learning_rate", "lr_patience"),
 }
 
