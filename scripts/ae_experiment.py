@@ -98,7 +98,8 @@ def main():
     ap.add_argument("--okay-weight", type=float, default=1.0)
     ap.add_argument("--clean-fraction", type=float, default=0.0, help="okay-only warm-up, fraction of the budget")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--steps-per-epoch", type=int, default=40)
+    ap.add_argument("--steps-per-epoch", type=int, default=25)
+    ap.add_argument("--val-steps", type=int, default=8, help="validation batches per epoch (the same every epoch)")
     ap.add_argument("--learning-rate", type=float, default=1e-3)
     ap.add_argument("--schedule", choices=("cosine", "plateau"), default="cosine")
     ap.add_argument("--dropout-epochs", type=int, default=0, help="epochs with the paper's dropout first")
@@ -123,7 +124,7 @@ def main():
     t0 = time.perf_counter()
     record = train_autoencoder(
         ds, args.set, seed=args.seed, out_dir=out, epochs=epochs, batch_size=args.batch_size,
-        patience=epochs + 1, steps_per_epoch=steps, learning_rate=args.learning_rate,
+        patience=epochs + 1, steps_per_epoch=steps, val_steps=args.val_steps, learning_rate=args.learning_rate,
         dropout_epochs=args.dropout_epochs, schedule=args.schedule, okay_weight=args.okay_weight,
         scaling=args.scaling, clean_epochs=clean, verbose=2)
     train_wall = time.perf_counter() - t0
@@ -140,7 +141,7 @@ def main():
         "name": args.name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "variant": {k: getattr(args, k) for k in ("set", "seed", "pairs", "scaling", "okay_weight", "clean_fraction",
-                                                  "batch_size", "steps_per_epoch", "learning_rate", "schedule",
+                                                  "batch_size", "steps_per_epoch", "val_steps", "learning_rate", "schedule",
                                                   "dropout_epochs")},
         "pairs_trained": record["epochs"] * steps * args.batch_size,
         "pairs_per_second": record["patches_per_second"],

@@ -38,6 +38,7 @@ from weldlab.datasets import build_or_load  # noqa: E402
 from weldlab.fitting import KeepFreedMemory  # noqa: E402
 from weldlab.models import build_autoencoder, build_cnn, build_training_model, compile_training_model  # noqa: E402
 from weldlab.provenance import machine_description, write_json  # noqa: E402
+from weldlab.sets import AE_SETS, CNN_SETS, parse  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import cpu_peak_gflops, model_flops  # noqa: E402
@@ -77,8 +78,8 @@ def main():
     bs, n = args.batch_size, args.batches
     rows = []
     ae = build_autoencoder(seed=0)
-    for name in ("none", "D", "sni", "D+sni"):
-        psets = [] if name == "none" else [ds.perturbation_set(k) for k in name.split("+")]
+    for name in AE_SETS:
+        psets = [ds.perturbation_set(k) for k in parse("ae", name).sources]
         data = PerturbedPairs(ds.raw("train_okay"), psets, bs, seed=0)
         pipe = n * bs / rate(data.batch, n)
         model = compile_training_model(build_training_model(ae, bool(psets)))
@@ -97,8 +98,8 @@ def main():
         rows.append(row)
     cnn = build_cnn(seed=0)
     cnn.compile(optimizer="adam", loss="binary_crossentropy")
-    for name in ("D", "D+circular", "D+circular+partial_circle", "D+sni"):
-        sources = {k: (None if k == "D" else ds.perturbation_set(k)) for k in name.split("+")}
+    for name in CNN_SETS:
+        sources = {k: (None if k == "D" else ds.perturbation_set(k)) for k in parse("cnn", name).sources}
         data = LabelledBatches(ds.raw("train_okay"), ds.raw("train_defect"), sources, bs, seed=0)
         pipe = n * bs / rate(data.batch, n)
         batches = [data.batch(i) for i in range(n + 2)]

@@ -115,12 +115,11 @@ def cmd_calibrate(args):
 def cmd_train(args):
     """`weldlab train`: train (or resume, or reuse) one configuration's models."""
     from .datasets import build_or_load
-    from .training import AE_PERTURBATIONS, AE_USE_CASE_2, CNN_TRAINING_SETS, train_models
+    from .sets import parse
+    from .training import train_models
 
     cfg = _config(args)
-    allowed = (*AE_PERTURBATIONS, AE_USE_CASE_2) if args.model == "ae" else CNN_TRAINING_SETS
-    if args.set not in allowed:
-        raise ValueError(f"--set: expected one of {allowed} for the {args.model}, got {args.set!r}")
+    parse(args.model, args.set, "--set")
     ds = build_or_load(cfg)
     for rec in train_models(cfg, ds, args.model, args.set, seeds=args.seeds, verbose=2 if args.quiet else 1):
         print(f"{args.model} {args.set} seed {rec['seed']}: {rec['epochs']} epochs (best {rec['best_epoch']}), "

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import metrics
 from .provenance import atomic_file, check_replaceable, provenance, write_json
+from .sets import AE_SETS, CNN_SETS, label
 from .thresholds import fpr_budget
 
 #: Rows of both tables: the three contrast classes of real defects, then the five synthetic
@@ -38,9 +39,8 @@ PAPER_TABLE3 = {
     "D": dict(zip(TABLE_ROWS, (79, 69, 16, 100, 100, 100, 99, 100))),
     "sni": dict(zip(TABLE_ROWS, (94, 90, 26, 100, 100, 100, 100, 100))),
 }
-#: Column labels as the paper writes them.
-COLUMN_LABELS = {"blur": "blur baseline", "none": "None", "D": "D", "sni": "SNI", "D+sni": "D+SNI", "D+circular": "D+SC",
-                 "D+circular+partial_circle": "D+SC+SPC"}
+#: Column labels as the paper writes them (:func:`weldlab.sets.label`).
+COLUMN_LABELS = {c: label(c) for c in ("blur", *AE_SETS, *CNN_SETS)}
 ROW_LABELS = {"partial_circle": "partial circle"}
 
 
@@ -56,12 +56,10 @@ def table_columns(kind):
 
 def configurations(kind):
     """The training configurations (table columns) of ``kind`` ("ae" or "cnn")."""
-    from .training import AE_PERTURBATIONS, CNN_TRAINING_SETS
-
     if kind == "ae":
-        return AE_PERTURBATIONS
+        return AE_SETS
     if kind == "cnn":
-        return CNN_TRAINING_SETS
+        return CNN_SETS
     raise ValueError(f"kind: expected 'ae' or 'cnn', got {kind!r}")
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .models import ARCHITECTURE_VERSION, kind_of, load_model
 from .provenance import atomic_file, write_json
+from .sets import SHIPPED
 from .thresholds import from_record
 
 #: The kinds of trained model, and the network file of each.
@@ -30,7 +31,7 @@ MODEL_FILES = {"ae": "autoencoder.keras", "cnn": "cnn.keras"}
 #: Models shipped with the package (see ``weldlab/pretrained/README.md``).
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 #: What is shipped: kind -> training set.
-PRETRAINED = {"ae": "sni", "cnn": "D+sni"}
+PRETRAINED = SHIPPED
 
 
 def check_kind(kind):

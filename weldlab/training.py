@@ -23,6 +23,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from . import sets
 from .batches import LabelledBatches, PerturbedPairs, split_defect_patches
 from .fitting import fit_resumable, set_dropout
 from .models import (AE_DROPOUT, IntensityScaling, build_autoencoder, build_cnn, build_training_model,
@@ -40,11 +41,6 @@ LR_SCHEDULES = ("plateau", "cosine")
 #: Intensity maps around the autoencoder (:class:`weldlab.models.IntensityScaling`).
 SCALINGS = ("none", "affine", "patch_mean")
 
-#: Perturbation sets of Table 3 (plus weldlab's D+SNI).
-AE_PERTURBATIONS = ("none", "D", "sni", "D+sni")
-#: The paper's use case 2: an AE trained to reconstruct okay *and* defect patches, without
-#: perturbations, as a pre-filter that passes anything weld-like on to a classifier.
-AE_USE_CASE_2 = "okay+defects"
 
 
 #: Part of the convergence criterion of an autoencoder (see :func:`convergence`): the
@@ -165,14 +161,12 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
         above (from ``epochs`` to ``clean_epochs``) as this call used them.
     """
     hyper = _hyperparameters_used(locals())
-    if perturbation not in (*AE_PERTURBATIONS, AE_USE_CASE_2):
-        raise ValueError(f"perturbation: expected one of {(*AE_PERTURBATIONS, AE_USE_CASE_2)}, got {perturbation!r}")
+    tset = sets.parse("ae", perturbation, "perturbation")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    names = [] if perturbation in ("none", AE_USE_CASE_2) else perturbation.split("+")
-    psets = [datasets.perturbation_set(n) for n in names]
+    psets = [datasets.perturbation_set(n) for n in tset.sources]
     inputs = datasets.raw("train_okay")
-    if perturbation == AE_USE_CASE_2:  # defect patches are inputs to reconstruct, like okay ones
+    if tset.reconstructs_defects:  # use case 2: defect patches are inputs to reconstruct, like okay ones
         inputs = np.concatenate([np.asarray(inputs), np.asarray(datasets.raw("train_defect"))])
     # Two worker threads make the next batches while the model trains on the current one.
     train = PerturbedPairs(inputs, psets, batch_size, seed, steps=steps_per_epoch, clean_epochs=clean_epochs,
@@ -210,10 +204,6 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
     return record
 
 
-#: Training sets of Table 2: okay = 0, everything else = 1.
-CNN_TRAINING_SETS = ("D", "D+circular", "D+circular+partial_circle", "D+sni")
-
-
 def train_cnn(datasets, training_set="D+sni", *, seed=0, out_dir, epochs=50, batch_size=32,
               patience=5, steps_per_epoch=None, val_steps=None, learning_rate=1e-3,
               lr_patience=None, verbose=1, stop_after=None, log=print):
@@ -236,12 +226,10 @@ def train_cnn(datasets, training_set="D+sni", *, seed=0, out_dir, epochs=50, bat
         The record written to ``record.json``; the model is ``cnn.keras``.
     """
     hyper = _hyperparameters_used(locals())
-    if training_set not in CNN_TRAINING_SETS:
-        raise ValueError(f"training_set: expected one of {CNN_TRAINING_SETS}, got {training_set!r}")
+    tset = sets.parse("cnn", training_set, "training_set")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    names = training_set.split("+")
-    sources = {n: (None if n == "D" else datasets.perturbation_set(n)) for n in names}
+    sources = {n: (None if n == "D" else datasets.perturbation_set(n)) for n in tset.sources}
     train_defects, val_defects = split_defect_patches(datasets.raw("train_defect"))
     train = LabelledBatches(datasets.raw("train_okay"), train_defects, sources,
                             batch_size, seed, steps=steps_per_epoch, workers=2)
