@@ -141,3 +141,24 @@ def test_code_starts_alive_for_every_seed(seed):
     x = (0.3 + 0.3 * np.exp(-((yy - 96) ** 2) / (2 * 40.0**2)))[None, ..., None].astype("float32")
     z = keras.ops.convert_to_numpy(enc(x, training=False))
     assert (z > 0).mean() > 0.5
+
+
+@pytest.mark.parametrize("patch_mean", [False, True])
+def test_intensity_scaling_adds_no_parameters_and_saves_in_safe_mode(patch_mean, tmp_path):
+    from weldlab.models import IntensityScaling, inference_autoencoder, scaling_of
+
+    rng = np.random.default_rng(0)
+    patches = rng.normal(0.4, 0.05, (8, 192, 192)).astype("float32")
+    scaling = IntensityScaling.from_patches(patches, patch_mean=patch_mean)
+    ae = build_autoencoder(0, scaling)
+    assert ae.count_params() == 41_186 and ae.output.shape[1:] == (156, 156, 1)
+    x = patches[:2, ..., None]
+    if patch_mean:  # a brighter exposure of the same patch is reconstructed just as much brighter
+        assert np.allclose(ae.predict(x + 0.1, verbose=0), ae.predict(x, verbose=0) + 0.1, atol=1e-5)
+    tm = compile_training_model(build_training_model(ae, perturbed=True), okay_weight=10.0)
+    tm.save(tmp_path / "training.keras")
+    back = inference_autoencoder(load_model(tmp_path / "training.keras"))
+    assert scaling_of(back) == scaling
+    assert np.allclose(back.predict(x, verbose=0), ae.predict(x, verbose=0), atol=1e-6)
+    with pytest.raises(ValueError, match="scale"):
+        IntensityScaling(0.0, 0.0)

@@ -50,7 +50,8 @@ def test_interrupted_training_resumes(quick_datasets, tmp_path):
     assert {"ok_loss", "ok_kern_loss", "per_loss", "per_kern_loss", "z_loss", "val_loss"} <= set(history[0])
     assert rec["epochs"] == 3 and rec["training_set"] == "D" and rec["backend"]
     assert rec["hyperparameters"] == {k: v for k, v in FAST.items() if k not in ("verbose", "log")} | {
-        "patience": 5, "learning_rate": 1e-3, "dropout_epochs": None, "lr_patience": None}
+        "patience": 5, "learning_rate": 1e-3, "dropout_epochs": None, "lr_patience": None, "schedule": "plateau",
+        "okay_weight": 1.0, "scaling": "none", "clean_epochs": 0}
     for key in ("wall_seconds", "patches_per_second", "git_commit", "weldlab_version", "preset", "data"):
         assert rec[key] is not None, key
     ae = load_model(out / "autoencoder.keras")
@@ -245,3 +246,36 @@ def test_training_steps_do_not_page_fault_their_tensors(quick_datasets):
     # with it but without one shared malloc arena, 55 to 69,389 depending on which threads ran
     # which ops (15,111 in a CI run); with both, 13-21 in 14 fresh runs of 14.
     assert per_step < 2_000, (per_step, faults)
+
+
+def test_okay_only_warm_up_pairs_each_patch_with_itself(quick_datasets):
+    _, ds = quick_datasets
+    p = PerturbedPairs(ds.raw("train_okay"), [ds.perturbation_set("sni")], batch_size=4, seed=0, clean_epochs=1)
+    x0, _ = p.batch(0, epoch=0)
+    x1, _ = p.batch(0, epoch=1)
+    assert np.array_equal(x0["x_per"], x0["x_ok"])
+    assert not np.array_equal(x1["x_per"], x1["x_ok"])
+
+
+def test_recipe_levers_are_used_and_recorded(quick_datasets, tmp_path):
+    """Issue 22's levers: a cosine schedule over the budget, the okay terms' weight, the
+    patch mean removed around the network, an okay-only warm-up; each recorded as used."""
+    _, ds = quick_datasets
+    rec = train_autoencoder(ds, "sni", seed=0, out_dir=tmp_path / "ae", schedule="cosine", okay_weight=5.0,
+                            scaling="patch_mean", clean_epochs=1, dropout_epochs=0, **FAST)
+    h = rec["hyperparameters"]
+    assert (h["schedule"], h["okay_weight"], h["scaling"], h["clean_epochs"]) == ("cosine", 5.0, "patch_mean", 1)
+    assert rec["scaling"]["patch_mean"] and rec["scaling"]["offset"] == 0 and 0 < rec["scaling"]["scale"] < 1
+    history = json.loads((tmp_path / "ae" / "history.json").read_text())
+    rates = [e["learning_rate"] for e in history]
+    assert rates[0] > rates[1] > rates[2] >= 1e-5  # decayed along the cosine, towards 1 % of 1e-3
+    # In the warm-up epoch the perturbed branch saw the okay patches: equal losses.
+    assert history[0]["per_loss"] == pytest.approx(history[0]["ok_loss"], rel=1e-4)
+    ae = load_model(tmp_path / "ae" / "autoencoder.keras")
+    from weldlab.models import scaling_of
+
+    assert scaling_of(ae).patch_mean and ae.count_params() == 41_186
+    with pytest.raises(ValueError, match="schedule"):
+        train_autoencoder(ds, "sni", out_dir=tmp_path / "x", schedule="linear", **FAST)
+    with pytest.raises(ValueError, match="perturbation"):
+        train_autoencoder(ds, "D+circular", out_dir=tmp_path / "x", **FAST)

@@ -21,7 +21,12 @@ PRESET_DIR = Path(__file__).resolve().parent / "presets"
 #: Parameters of training only: changing them never rebuilds the datasets.
 TRAINING_PARAMETERS = ("seeds", "ae_epochs", "ae_batch_size", "ae_steps_per_epoch", "cnn_epochs",
                        "cnn_batch_size", "cnn_steps_per_epoch", "patience", "learning_rate",
-                       "ae_dropout_epochs", "lr_patience", "chapter_seeds")
+                       "ae_dropout_epochs", "lr_patience", "chapter_seeds", "ae_schedule", "ae_okay_weight",
+                       "ae_scaling", "ae_clean_epochs")
+#: The autoencoder's learning-rate schedules (:func:`weldlab.training.train_autoencoder`).
+LR_SCHEDULES = ("plateau", "cosine")
+#: Intensity maps around the autoencoder (:class:`weldlab.models.IntensityScaling`).
+SCALINGS = ("none", "affine", "patch_mean")
 #: Parameters of evaluation only: changing them rebuilds nothing and retrains nothing.
 EVALUATION_PARAMETERS = ("fpr",)
 
@@ -77,6 +82,16 @@ class Config:
     lr_patience : int
         Halve the learning rate after this many epochs without a better validation loss
         (0: constant).
+    ae_schedule : {"plateau", "cosine"}
+        The autoencoder's learning-rate schedule (:func:`weldlab.training.train_autoencoder`):
+        halved on plateaus (``lr_patience``), or a cosine decay over ``ae_epochs``.
+    ae_okay_weight : float
+        Weight of the autoencoder's two okay loss terms against the perturbed ones.
+    ae_scaling : {"none", "affine", "patch_mean"}
+        The parameter-free intensity map around the autoencoder
+        (:class:`weldlab.models.IntensityScaling`).
+    ae_clean_epochs : int
+        Okay-only warm-up epochs of the autoencoder (each okay patch paired with itself).
     chapter_seeds : int
         How many of ``seeds`` the model chapters (4, 6) train or load.
     fpr : float
@@ -120,6 +135,10 @@ class Config:
     ae_dropout_epochs: int = 1
     lr_patience: int = 2
     chapter_seeds: int = 1
+    ae_schedule: str = "plateau"
+    ae_okay_weight: float = 1.0
+    ae_scaling: str = "none"
+    ae_clean_epochs: int = 0
     fpr: float = 0.001
     progress: bool = True
 
@@ -176,6 +195,13 @@ class Config:
                 raise ValueError(f"{name}: expected at least 1, got {getattr(self, name)!r}")
         if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
             raise ValueError(f"learning_rate: expected a number in (0, 1), got {self.learning_rate!r}")
+        if self.ae_schedule not in LR_SCHEDULES:
+            raise ValueError(f"ae_schedule: expected one of {LR_SCHEDULES}, got {self.ae_schedule!r}")
+        if self.ae_scaling not in SCALINGS:
+            raise ValueError(f"ae_scaling: expected one of {SCALINGS}, got {self.ae_scaling!r}")
+        if isinstance(self.ae_okay_weight, bool) or not (isinstance(self.ae_okay_weight, (int, float))
+                                                          and self.ae_okay_weight > 0):
+            raise ValueError(f"ae_okay_weight: expected a positive number, got {self.ae_okay_weight!r}")
         if isinstance(self.fpr, bool) or not (isinstance(self.fpr, (int, float)) and 0 < self.fpr < 1):
             raise ValueError(f"fpr: expected a rate in (0, 1) such as 0.001, got {self.fpr!r}")
 

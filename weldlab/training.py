@@ -25,6 +25,7 @@ import numpy as np
 
 from . import sets
 from .batches import LabelledBatches, PerturbedPairs, split_defect_patches
+from .config import LR_SCHEDULES, SCALINGS
 from .fitting import fit_resumable, set_dropout
 from .models import (AE_DROPOUT, IntensityScaling, build_autoencoder, build_cnn, build_training_model,
                      compile_training_model, inference_autoencoder, load_model)
@@ -35,11 +36,6 @@ from .trained import TrainedModel, check_kind, is_trained, model_dir, shipped_fi
 #: Validation: at most this many samples per epoch (the same ones every epoch, made once and
 #: kept in memory), so validation costs seconds, not minutes, at the larger presets.
 MAX_VALIDATION_SAMPLES = 512
-
-#: Learning-rate schedules of :func:`train_autoencoder`.
-LR_SCHEDULES = ("plateau", "cosine")
-#: Intensity maps around the autoencoder (:class:`weldlab.models.IntensityScaling`).
-SCALINGS = ("none", "affine", "patch_mean")
 
 
 
@@ -291,7 +287,8 @@ def hyperparameters(cfg, kind):
            "patience": cfg.patience, "steps_per_epoch": getattr(cfg, prefix + "steps_per_epoch") or None,
            "val_steps": None, "learning_rate": cfg.learning_rate, "lr_patience": cfg.lr_patience or None}
     if kind == "ae":
-        out["dropout_epochs"] = cfg.ae_dropout_epochs
+        out.update(dropout_epochs=cfg.ae_dropout_epochs, schedule=cfg.ae_schedule, okay_weight=cfg.ae_okay_weight,
+                   scaling=cfg.ae_scaling, clean_epochs=cfg.ae_clean_epochs)
     return out
 
 
