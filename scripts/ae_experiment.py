@@ -37,7 +37,9 @@ from weldlab import perturbations as pert  # noqa: E402
 from weldlab.config import make_config, parse_override  # noqa: E402
 from weldlab.convergence import RECORDS, convergence_table, read_records  # noqa: E402
 from weldlab.datasets import build_or_load, decode, encode  # noqa: E402
-from weldlab.evaluate import evaluate_autoencoder, evaluate_baseline, reconstruction_quality, residual_maxima  # noqa: E402
+from weldlab.evaluate import (background_residuals, evaluate_autoencoder, evaluate_baseline,  # noqa: E402
+                              okay_residual_statistics, reconstruction_residuals, residual_maxima)
+from weldlab.residuals import patch_maxima  # noqa: E402
 from weldlab.metrics import auroc  # noqa: E402
 from weldlab.provenance import provenance, write_json  # noqa: E402
 from weldlab.thresholds import ResidualThresholds  # noqa: E402
@@ -68,11 +70,17 @@ def validation_indications(val_okay, n, seed=INDICATION_SEED):
     return out
 
 
-def detection(model, val_okay, indications, fpr):
+def okay_residuals(model, val_okay):
+    """Residuals of the validation okay patches (None: the blur's), shape (n, 156, 156)."""
+    if model is None:
+        return background_residuals(val_okay)
+    return np.concatenate([reconstruction_residuals(model, val_okay[i : i + 256]) for i in range(0, len(val_okay), 256)])
+
+
+def detection(model, okay_maxima, indications, fpr):
     """AUROC and calibrated flag rate of each indication type (None: the blur)."""
-    mm, ms = residual_maxima(model, val_okay)
-    th = ResidualThresholds.calibrate(mm, ms, fpr)
-    okay = th.score(mm, ms)
+    th = ResidualThresholds.calibrate(*okay_maxima, fpr)
+    okay = th.score(*okay_maxima)
     out = {"thresholds": th.to_dict()}
     for kind, x in indications.items():
         s = th.score(*residual_maxima(model, x))
@@ -135,8 +143,16 @@ def main():
                                           **dict(parse_override(t) for t in args.param)))
     t1 = time.perf_counter()
     val = judge["val_okay"]
-    quality = reconstruction_quality(model, val, cfg.fpr)
     marks = validation_indications(val, args.indications)
+    quality, found = {}, {}
+    for who, net in (("autoencoder", model), ("blur", None)):
+        r = okay_residuals(net, val)
+        # The training record's convergence entry measured the same patches (training datasets).
+        quality[who] = record["convergence"][who] if judge is ds else okay_residual_statistics(r, val, cfg.fpr)
+        found[who] = detection(net, patch_maxima(r), marks, cfg.fpr)
+        if net is None:
+            quality["noise_std"] = float(r.std(dtype=np.float64))
+        del r
     result = {
         "name": args.name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -150,11 +166,11 @@ def main():
         "history": TrainedModel.load(out, "ae").history,
         "judged_on": {"dataset_key": judge.manifest["dataset_key"], "dataset_seed": judge.manifest["params"]["seed"],
                       "val_okay": len(val), "indications_per_type": args.indications},
-        "quality": {"autoencoder": quality["autoencoder"], "blur": quality["blur"],
-                    "noise_std": quality["noise_std"]},
-        "indications": {"autoencoder": detection(model, val, marks, cfg.fpr), "blur": detection(None, val, marks, cfg.fpr)},
+        "quality": quality,
+        "indications": found,
         "record": {k: record[k] for k in ("dataset_key", "data", "preset", "hyperparameters", "scaling", "backend")},
         "fpr": cfg.fpr,
+        "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
         **provenance(),
     }
     if args.test:
