@@ -158,7 +158,8 @@ def main():
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "variant": {k: getattr(args, k) for k in ("set", "seed", "pairs", "scaling", "okay_weight", "clean_fraction",
                                                   "batch_size", "steps_per_epoch", "val_steps", "learning_rate", "schedule",
-                                                  "dropout_epochs")},
+                                                  "dropout_epochs")}
+                   | {"loss_units": "image" if args.scaling == "none" else "scaled"},
         "pairs_trained": record["epochs"] * steps * args.batch_size,
         "pairs_per_second": record["patches_per_second"],
         "train_seconds": round(record["wall_seconds"], 1),

@@ -265,7 +265,7 @@ def test_recipe_levers_are_used_and_recorded(quick_datasets, tmp_path):
                             scaling="patch_mean", clean_epochs=1, dropout_epochs=0, **FAST)
     h = rec["hyperparameters"]
     assert (h["schedule"], h["okay_weight"], h["scaling"], h["clean_epochs"]) == ("cosine", 5.0, "patch_mean", 1)
-    assert rec["scaling"]["patch_mean"] and rec["scaling"]["offset"] == 0 and 0 < rec["scaling"]["scale"] < 1
+    assert rec["scaling"] == {"offset": 0.0, "scale": 1.0, "patch_mean": True}
     history = json.loads((tmp_path / "ae" / "history.json").read_text())
     rates = [e["learning_rate"] for e in history]
     assert rates[0] > rates[1] > rates[2] >= 1e-5  # decayed along the cosine, towards 1 % of 1e-3

@@ -21,6 +21,41 @@ RECORDS = RESULTS_DIR / "convergence"
 TYPES = TEST_INDICATIONS
 
 
+#: The reconstruction goal of issue 22 (``book/method.md`` §8), on validation okay patches:
+#: the 99.9th percentile of the patch maximum |<r>| at most the blur's, the median at most
+#: ``MEDIAN_OVER_BLUR`` times the blur's, no intensity decile biased by more than
+#: ``MAX_BIAS``; and at least ``MIN_FLAGGED`` of every synthetic type flagged at 0.1 % FPR.
+MEDIAN_OVER_BLUR = 1.2
+MAX_BIAS = 0.002
+MIN_FLAGGED = 0.95
+
+
+def goal(record):
+    """Which parts of the reconstruction goal a recorded run meets.
+
+    Returns
+    -------
+    dict of str -> bool
+        ``tail``, ``median``, ``bias``, ``indications`` and ``all``.
+
+    Examples
+    --------
+    >>> from weldlab.convergence import goal
+    >>> blur = {"max_mean": {"median": 0.0067, "tail": 0.021}, "max_abs_bias": 0.0003}
+    >>> ae = {"max_mean": {"median": 0.0075, "tail": 0.020}, "max_abs_bias": 0.001}
+    >>> found = {t: {"flagged": 0.97} for t in TYPES}
+    >>> goal({"quality": {"autoencoder": ae, "blur": blur}, "indications": {"autoencoder": found}})["all"]
+    True
+    """
+    ae, blur = record["quality"]["autoencoder"], record["quality"]["blur"]
+    out = {"tail": ae["max_mean"]["tail"] <= blur["max_mean"]["tail"],
+           "median": ae["max_mean"]["median"] <= MEDIAN_OVER_BLUR * blur["max_mean"]["median"],
+           "bias": ae["max_abs_bias"] <= MAX_BIAS,
+           "indications": all(record["indications"]["autoencoder"][t]["flagged"] >= MIN_FLAGGED for t in TYPES)}
+    out["all"] = all(out.values())
+    return out
+
+
 def read_records(folder=RECORDS, names=None):
     """The recorded runs, oldest first.
 
@@ -57,7 +92,10 @@ def describe(variant):
     """
     parts = [variant["set"]]
     if variant.get("scaling", "none") != "none":
-        parts.append(variant["scaling"].replace("_", " "))
+        units = variant.get("loss_units", "scaled")
+        name = {"patch_mean_spread": "patch mean, divided by the spread (0.114)"}.get(
+            variant["scaling"], variant["scaling"].replace("_", " "))
+        parts.append(name + (" (residuals in image units)" if units == "image" else ""))
     if variant.get("okay_weight", 1.0) != 1.0:
         parts.append(f"okay x{variant['okay_weight']:g}")
     if variant.get("clean_fraction", 0.0):
@@ -98,4 +136,105 @@ def convergence_table(records):
         det = r["indications"]["autoencoder"]
         cells += [f"{100 * det[t]['flagged']:.0f} % ({det[t]['auroc']:.2f})" for t in TYPES]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+#: The speed levers of the training step (``scripts/bench_step.py``).
+STEP_SPEED = RESULTS_DIR / "step_speed.json"
+
+
+def speed_table(path=STEP_SPEED):
+    """The measured speed levers of the AE training step as a Markdown table.
+
+    Returns
+    -------
+    str
+        One row per setting: XLA, oneDNN, precision, seconds per step of 16 pairs and
+        pairs per second.
+    """
+    data = json.loads(Path(path).read_text())
+    lines = ["| XLA (jit_compile) | oneDNN kernels | precision | s per step | pairs/s |", "| --- | --- | --- | ---: | ---: |"]
+    for r in data["rows"]:
+        xla = {"auto": f"auto ({'on' if r['jit_resolved'] else 'off'})", "on": "on", "off": "off"}[r["jit"]]
+        lines.append(f"| {xla} | {'on' if r['onednn'] == '1' else 'off'} | {r['precision']} "
+                     f"| {r['seconds_per_step']:.2f} | {r['pairs_per_second']:.1f} |")
+    return "\n".join(lines)
+
+
+def plot_learning_curves(records, ax=None):
+    """Validation okay loss (``L_ok``) against training pairs, one line per run.
+
+    Parameters
+    ----------
+    records : list of dict
+        From :func:`read_records`.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        ax = plt.subplots(figsize=(8, 4), layout="constrained")[1]
+    for r in records:
+        per_epoch = r["variant"]["steps_per_epoch"] * r["variant"]["batch_size"]
+        h = r["history"]
+        ax.plot([e["epoch"] * per_epoch for e in h], [e["val_ok_loss"] for e in h], "-o", ms=3,
+                label=f"{r['name']}: {describe(r['variant'])}")
+    ax.set_yscale("log")
+    ax.set_xlabel("training pairs")
+    ax.set_ylabel("validation L_ok (mean squared residual)")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def read_speed(path=STEP_SPEED):
+    """The recorded speed levers (``scripts/bench_step.py``'s JSON)."""
+    return json.loads(Path(path).read_text())
+
+
+def findings(records, reference="base"):
+    """What the recorded runs show, as Markdown bullet points generated from their numbers.
+
+    Each run is compared with the ``reference`` run (the plain recipe) on the median and the
+    99.9th percentile of the okay patches' maximum ``|<r>|`` and on the largest decile bias;
+    then the runs that meet the goal (:func:`goal`) are named, and the run with the lowest
+    99.9th percentile.
+
+    Returns
+    -------
+    str
+    """
+    by_name = {r["name"]: r for r in records}
+    if reference not in by_name:
+        raise ValueError(f"reference: no recorded run named {reference!r}; have {sorted(by_name)}")
+    ref = by_name[reference]["quality"]["autoencoder"]
+
+    def numbers(r):
+        q = r["quality"]["autoencoder"]
+        return q["max_mean"]["median"], q["max_mean"]["tail"], q["max_abs_bias"]
+
+    blur = by_name[reference]["quality"]["blur"]
+    lines = [f"- The plain recipe ({describe(by_name[reference]['variant'])}, {by_name[reference]['pairs_trained']:,} "
+             f"pairs): median {ref['max_mean']['median']:.4f}, {ref['max_mean']['median'] / blur['max_mean']['median']:.1f} "
+             f"times the blur's {blur['max_mean']['median']:.4f}; 99.9th percentile {ref['max_mean']['tail']:.4f} against "
+             f"{blur['max_mean']['tail']:.4f}; the worst intensity decile off by {ref['max_abs_bias']:.4f}."]
+    m0, t0, b0 = numbers(by_name[reference])
+    for r in records:
+        if r["name"] == reference:
+            continue
+        m, t, b = numbers(r)
+        better = [m < m0, t < t0, b < b0]
+        verdict = "better on all three" if all(better) else "worse on all three" if not any(better) else "mixed"
+        lines.append(f"- {describe(r['variant'])}: median {m:.4f} ({m / m0:.2f} times the plain recipe's), 99.9th "
+                     f"percentile {t:.4f} ({t / t0:.2f} times), decile bias {b:.4f}: {verdict}.")
+    met = [r["name"] for r in records if goal(r)["all"]]
+    lines.append(f"- Runs that meet the goal: {', '.join(met)}." if met else
+                 "- No run meets the goal yet (99.9th percentile at most the blur's, median within "
+                 f"{MEDIAN_OVER_BLUR:g} times the blur's, no decile biased by more than {MAX_BIAS:g}, at least "
+                 f"{100 * MIN_FLAGGED:.0f} % of every synthetic type flagged).")
+    best = min(records, key=lambda r: numbers(r)[1])
+    lines.append(f"- Lowest 99.9th percentile: {best['name']} ({describe(best['variant'])}).")
     return "\n".join(lines)

@@ -147,7 +147,8 @@ class IntensityScaling:
         patches : array-like, shape (m, 192, 192), float in [0, 1]
             Training okay patches; the first ``n`` are used (a fixed, reproducible sample).
         patch_mean : bool
-            Centre each patch on its own mean; the scale is then the spread within patches.
+            Centre each patch on its own mean, and keep the scale at 1 (the network then
+            works in image units, as without a map, and the loss keeps its balance).
 
         Returns
         -------
@@ -166,8 +167,7 @@ class IntensityScaling:
         if x.ndim != 3 or len(x) == 0:
             raise ValueError(f"patches: expected shape (m, 192, 192) with m >= 1, got {x.shape}")
         if patch_mean:
-            spread = float((x - x.mean(axis=(1, 2), keepdims=True)).std())
-            return cls(0.0, max(spread, 1e-3), True)
+            return cls(0.0, 1.0, True)
         return cls(float(x.mean()), max(float(x.std()), 1e-3), False)
 
     def to_dict(self):
@@ -215,8 +215,8 @@ def scaling_of(autoencoder):
     >>> from weldlab.models import IntensityScaling, build_autoencoder, scaling_of
     >>> scaling_of(build_autoencoder(0)) is None
     True
-    >>> scaling_of(build_autoencoder(0, IntensityScaling(0.0, 0.05, True)))
-    IntensityScaling(offset=0.0, scale=0.05, patch_mean=True)
+    >>> scaling_of(build_autoencoder(0, IntensityScaling(0.0, 1.0, True)))
+    IntensityScaling(offset=0.0, scale=1.0, patch_mean=True)
     """
     names = {layer.name for layer in autoencoder.layers}
     if "denormalise" not in names:
@@ -368,7 +368,7 @@ def build_training_model(autoencoder, perturbed=True):
     return keras.Model(inputs, outputs, name="autoencoder_training")
 
 
-def compile_training_model(model, learning_rate=1e-3, okay_weight=1.0):
+def compile_training_model(model, learning_rate=1e-3, okay_weight=1.0, residual_unit=1.0):
     """Compile a training model from :func:`build_training_model` with Adam.
 
     With a perturbation set, the L1 term is computed on both codes; it is halved so that
@@ -381,16 +381,24 @@ def compile_training_model(model, learning_rate=1e-3, okay_weight=1.0):
     okay_weight : float
         Weight of the two okay terms (``L_ok``, ``L_kern,ok``) against the perturbed ones
         (1: the paper's plain sum). All five terms stay in the loss.
+    residual_unit : float
+        The four residual terms measure ``Delta / residual_unit`` (their weights are
+        divided by its square); ``L_reg`` is unchanged. With an :class:`IntensityScaling`,
+        pass its ``scale``: the terms then keep the balance they have for a network that
+        works in those units. (Measured: with the patch mean removed and the residuals in
+        image units, the L1 term outweighed the reconstruction 33-fold at the encoder, the
+        code shrank and the okay loss stayed 25 times the plain recipe's.)
     """
     from . import losses as L
 
     perturbed = "per" in model.output_names
     losses = {"ok": L.ReconstructionLoss(), "ok_kern": L.KernelMaxLoss(),
               "z": L.CodeL1Loss(weight=L.L1_WEIGHT / (2 if perturbed else 1))}
-    weights = {"ok": float(okay_weight), "ok_kern": float(okay_weight), "z": 1.0}
+    unit = 1.0 / float(residual_unit) ** 2
+    weights = {"ok": float(okay_weight) * unit, "ok_kern": float(okay_weight) * unit, "z": 1.0}
     if perturbed:
         losses.update(per=L.ReconstructionLoss(), per_kern=L.KernelMaxLoss())
-        weights.update(per=1.0, per_kern=1.0)
+        weights.update(per=unit, per_kern=unit)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=losses, loss_weights=weights)
     return model
 

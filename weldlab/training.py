@@ -146,7 +146,9 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
         (:func:`weldlab.models.compile_training_model`).
     scaling : {"none", "affine", "patch_mean"}
         The parameter-free intensity map around the network
-        (:class:`weldlab.models.IntensityScaling`), fitted to the training okay patches.
+        (:class:`weldlab.models.IntensityScaling`), fitted to the training okay patches;
+        the residual terms of the loss are then measured in its units
+        (:func:`weldlab.models.compile_training_model`'s ``residual_unit``).
     clean_epochs : int
         Okay-only warm-up: the first so many epochs pair every okay patch with itself.
 
@@ -185,7 +187,8 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
 
     def build():
         ae = build_autoencoder(seed, intensity)
-        return compile_training_model(build_training_model(ae, bool(psets)), rate, okay_weight)
+        unit = 1.0 if intensity is None else intensity.scale  # residuals in the network's units
+        return compile_training_model(build_training_model(ae, bool(psets)), rate, okay_weight, unit)
 
     state = fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop_after, log, "ae",
                           dropout_epochs=dropout_epochs, lr_patience=lr_patience,
