@@ -140,7 +140,8 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
     schedule : {"plateau", "cosine"}
         ``"plateau"``: ``learning_rate``, halved on plateaus (``lr_patience``);
         ``"cosine"``: decayed from ``learning_rate`` to 1 % of it along a cosine over all
-        ``epochs`` (the budget is then ``epochs x steps_per_epoch`` batches).
+        ``epochs`` (the budget is then ``epochs x steps_per_epoch`` batches, and
+        ``patience`` is not used: training runs to the end of the schedule).
     okay_weight : float
         Weight of the okay terms against the perturbed ones
         (:func:`weldlab.models.compile_training_model`).
@@ -183,7 +184,8 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
     rate = learning_rate
     if schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * len(train), alpha=0.01)
-        lr_patience = None
+        # The schedule is the budget: stopping on a plateau would leave the rate high.
+        lr_patience, patience = None, epochs + 1
 
     def build():
         ae = build_autoencoder(seed, intensity)
