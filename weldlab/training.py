@@ -48,7 +48,7 @@ def convergence(autoencoder, val_okay, plateau, fpr=DEFAULT_FPR):
     """The convergence entry of an autoencoder's training record.
 
     An autoencoder is called converged when (1) its validation loss reached a plateau
-    (early stopping fired), (2) its residual's RMS on the validation okay patches is at
+    (early stopping fired, or a cosine schedule ran to its end), (2) its residual's RMS on the validation okay patches is at
     most :data:`CONVERGED_RMS_OVER_NOISE` times the film noise of those patches, and (3)
     the ``1 - fpr`` quantile of its per-patch maximum ``|<r>|`` (where t_mean will be
     calibrated) is below the classical blur baseline's: otherwise a blur detects more.
@@ -104,7 +104,7 @@ def _record(kind, training_set, seed, state, steps, datasets, hyper):
 def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=50, batch_size=16,
                       patience=5, steps_per_epoch=None, val_steps=None, learning_rate=1e-3,
                       dropout_epochs=None, lr_patience=None, schedule="plateau", okay_weight=1.0,
-                      scaling="none", clean_epochs=0, verbose=1, stop_after=None, log=print):
+                      scaling="none", clean_epochs=0, fpr=DEFAULT_FPR, verbose=1, stop_after=None, log=print):
     """Train one autoencoder on a perturbation set, resuming if interrupted.
 
     Parameters
@@ -152,6 +152,9 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
         (:func:`weldlab.models.compile_training_model`'s ``residual_unit``).
     clean_epochs : int
         Okay-only warm-up: the first so many epochs pair every okay patch with itself.
+    fpr : float
+        The false positive rate of the convergence entry's window statistic (the run's
+        ``cfg.fpr``; not a training hyperparameter).
 
     Returns
     -------
@@ -200,7 +203,9 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
     record = _record("ae", perturbation, seed, state, len(train), datasets, hyper)
     record["training_patches"] = len(inputs)
     record["scaling"] = None if intensity is None else intensity.to_dict()
-    record["convergence"] = convergence(autoencoder, datasets["val_okay"], plateau=state["wait"] >= patience)
+    # A cosine schedule ends at 1 % of its rate: run to its end, it counts as the plateau.
+    plateau = state["wait"] >= patience or (schedule == "cosine" and state["epochs_done"] >= epochs)
+    record["convergence"] = convergence(autoencoder, datasets["val_okay"], plateau=plateau, fpr=fpr)
     TrainedModel(out, "ae", record, state["history"]).save(autoencoder)
     return record
 
@@ -321,6 +326,8 @@ def train_models(cfg, datasets, kind, training_set, seeds=None, verbose=1, log=p
     """
     trainer = {"ae": train_autoencoder, "cnn": train_cnn}[check_kind(kind)]
     hyper = hyperparameters(cfg, kind)
+    if kind == "ae":
+        hyper["fpr"] = cfg.fpr  # where the convergence entry's window statistic is read
     return [trainer(datasets, training_set, seed=seed, out_dir=model_dir(cfg, kind, training_set, seed),
                     verbose=verbose, log=log, **hyper)
             for seed in (cfg.seeds if seeds is None else seeds)]
