@@ -15,6 +15,9 @@ import pytest
 
 from weldlab import book
 
+#: `pytest -m "not book"` runs everything but the chapters (minutes instead of most of an hour).
+pytestmark = pytest.mark.book
+
 REPO = Path(__file__).resolve().parent.parent
 CHAPTERS = [p.stem for p in book.chapters(REPO)]
 

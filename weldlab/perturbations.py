@@ -157,6 +157,13 @@ def skimage_gray(names):
     return out
 
 
+#: scikit-image's bundled images that SNI cuts its textures from by default (none needs a
+#: download). Chapter 10's held-out natural images (``weldlab.unexpected.HELD_OUT_IMAGES``)
+#: must not be among them.
+SNI_IMAGES = ("astronaut", "brick", "camera", "cat", "coffee", "coins", "grass", "gravel", "horse", "moon", "page",
+              "rocket", "text", "chelsea", "clock", "immunohistochemistry")
+
+
 def natural_images(folder=None, max_side=512):
     """Grayscale natural images used as SNI texture sources.
 
@@ -192,9 +199,7 @@ def natural_images(folder=None, max_side=512):
                 warnings.simplefilter("ignore")
                 raw.append(load_image(f, min_side=16))
     else:
-        raw = skimage_gray(("astronaut", "brick", "camera", "cat", "coffee", "coins", "grass", "gravel",
-                            "horse", "moon", "page", "rocket", "text", "chelsea", "clock",
-                            "immunohistochemistry"))
+        raw = skimage_gray(SNI_IMAGES)
     for img in raw:
         scale = max_side / max(img.shape)
         if scale < 1:
