@@ -28,6 +28,7 @@ import os
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -99,6 +100,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("name", nargs="?", help="the run's name (its record and model folder)")
     ap.add_argument("--table", action="store_true", help="print every recorded run as a Markdown table")
+    ap.add_argument("--model", default=None, metavar="FOLDER",
+                    help="evaluate this trained AE folder (e.g. weldlab/pretrained/ae/sni/seed0) instead of training")
     ap.add_argument("--pairs", type=int, default=9600, help="training pairs (budget)")
     ap.add_argument("--set", default="sni", help="perturbation set (none, D, sni, D+sni)")
     ap.add_argument("--seed", type=int, default=0, help="model seed")
@@ -128,13 +131,27 @@ def main():
     steps = args.steps_per_epoch
     epochs = max(1, math.ceil(args.pairs / (steps * args.batch_size)))
     clean = round(args.clean_fraction * epochs)
-    out = cfg.artifacts / "experiments" / args.name
+    out = Path(args.model) if args.model else cfg.artifacts / "experiments" / args.name
     t0 = time.perf_counter()
-    record = train_autoencoder(
-        ds, args.set, seed=args.seed, out_dir=out, epochs=epochs, batch_size=args.batch_size,
-        patience=epochs + 1, steps_per_epoch=steps, val_steps=args.val_steps, learning_rate=args.learning_rate,
-        dropout_epochs=args.dropout_epochs, schedule=args.schedule, okay_weight=args.okay_weight,
-        scaling=args.scaling, clean_epochs=clean, verbose=2)
+    if args.model:  # a model trained elsewhere: its own record says how
+        record = TrainedModel.load(out, "ae").record
+        tp = record.get("training_parameters", {})  # records of the first shipped models
+        h = record.get("hyperparameters") or {"learning_rate": tp.get("learning_rate"),
+                                               "dropout_epochs": tp.get("ae_dropout_epochs")}
+        steps, epochs = record["steps_per_epoch"], record["epochs"]
+        for key, value in (("set", record["training_set"]), ("seed", record["seed"]), ("batch_size", record["batch_size"]),
+                           ("steps_per_epoch", steps), ("val_steps", h.get("val_steps")),
+                           ("pairs", epochs * steps * record["batch_size"]), ("learning_rate", h["learning_rate"]),
+                           ("schedule", h.get("schedule", "plateau")), ("dropout_epochs", h.get("dropout_epochs")),
+                           ("okay_weight", h.get("okay_weight", 1.0)), ("scaling", h.get("scaling", "none")),
+                           ("clean_fraction", h.get("clean_epochs", 0) / epochs)):
+            setattr(args, key, value)
+    else:
+        record = train_autoencoder(
+            ds, args.set, seed=args.seed, out_dir=out, epochs=epochs, batch_size=args.batch_size,
+            patience=epochs + 1, steps_per_epoch=steps, val_steps=args.val_steps, learning_rate=args.learning_rate,
+            dropout_epochs=args.dropout_epochs, schedule=args.schedule, okay_weight=args.okay_weight,
+            scaling=args.scaling, clean_epochs=clean, verbose=2)
     train_wall = time.perf_counter() - t0
     model = TrainedModel.load(out, "ae").model
     judge = ds
@@ -148,7 +165,8 @@ def main():
     for who, net in (("autoencoder", model), ("blur", None)):
         r = okay_residuals(net, val)
         # The training record's convergence entry measured the same patches (training datasets).
-        quality[who] = record["convergence"][who] if judge is ds else okay_residual_statistics(r, val, cfg.fpr)
+        recorded = record.get("convergence", {}).get(who) if judge is ds else None
+        quality[who] = recorded or okay_residual_statistics(r, val, cfg.fpr)
         found[who] = detection(net, patch_maxima(r), marks, cfg.fpr)
         if net is None:
             quality["noise_std"] = float(r.std(dtype=np.float64))
@@ -169,7 +187,9 @@ def main():
                       "val_okay": len(val), "indications_per_type": args.indications},
         "quality": quality,
         "indications": found,
-        "record": {k: record[k] for k in ("dataset_key", "data", "preset", "hyperparameters", "scaling", "backend")},
+        "record": {k: record.get(k) for k in ("dataset_key", "data", "preset", "hyperparameters",
+                                             "training_parameters", "scaling", "backend")},
+        "model_folder": str(args.model) if args.model else None,
         "fpr": cfg.fpr,
         "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
         **provenance(),

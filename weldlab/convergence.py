@@ -230,6 +230,16 @@ def findings(records, reference="base"):
         verdict = "better on all three" if all(better) else "worse on all three" if not any(better) else "mixed"
         lines.append(f"- {describe(r['variant'])}: median {m:.4f} ({m / m0:.2f} times the plain recipe's), 99.9th "
                      f"percentile {t:.4f} ({t / t0:.2f} times), decile bias {b:.4f}: {verdict}.")
+    plain = [r for r in records if r["variant"]["set"] == "none" and r["pairs_trained"] == by_name[reference]["pairs_trained"]
+             and describe(r["variant"]) == "none, " + r["variant"].get("schedule", "cosine")]
+    if plain:
+        mn, tn, _ = numbers(plain[0])
+        close = abs(mn / m0 - 1) <= 0.2
+        lines.append(f"- Without any perturbation ({plain[0]['name']}, the same budget) the median is {mn:.4f} and the "
+                     f"99.9th percentile {tn:.4f}: "
+                     + ("within 20 % of the SNI run's median, so at this budget the perturbations have not yet cost "
+                        "the okay fit anything, and levers aimed at that trade-off cannot show an effect here."
+                        if close else f"{mn / m0:.2f} times the SNI run's median."))
     met = [r["name"] for r in records if goal(r)["all"]]
     lines.append(f"- Runs that meet the goal: {', '.join(met)}." if met else
                  "- No run meets the goal yet (99.9th percentile at most the blur's, median within "
