@@ -111,13 +111,14 @@ def describe(variant):
 
 
 def convergence_table(records):
-    """The runs as one Markdown table, each beside the blur on the same patches.
+    """The runs as one wide Markdown table, each beside the blur on the same patches.
 
     Columns: the recipe, the pairs trained and their rate, the median / 99th / 99.9th
     percentile of the okay patches' maximum ``|<r>|`` (AE, then the blur in brackets), the
     residual RMS in flat areas and at edges, the largest mean residual of an intensity
     decile, and for each synthetic type the fraction flagged at 0.1 % FPR (AUROC in
-    brackets).
+    brackets). For a terminal; the book shows :func:`residual_table` and
+    :func:`indication_table`, which fit its page.
 
     Returns
     -------
@@ -133,10 +134,68 @@ def convergence_table(records):
             cells.append(f"{ae['max_mean'][key]:.4f} ({blur['max_mean'][key]:.4f})")
         cells += [f"{ae['rms_flat']:.4f} ({blur['rms_flat']:.4f})", f"{ae['rms_edge']:.4f} ({blur['rms_edge']:.4f})",
                   f"{ae['max_abs_bias']:.4f} ({blur['max_abs_bias']:.4f})"]
-        det = r["indications"]["autoencoder"]
-        cells += [f"{100 * det[t]['flagged']:.0f} % ({det[t]['auroc']:.2f})" for t in TYPES]
+        cells += _flagged(r["indications"]["autoencoder"])
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _flagged(found):
+    return [f"{100 * found[t]['flagged']:.0f} % ({found[t]['auroc']:.2f})" for t in TYPES]
+
+
+def _same_blur(records):
+    """The blur's figures, once: every run must have been judged on the same patches."""
+    keys = {json.dumps(r["judged_on"], sort_keys=True) for r in records}
+    if len(keys) != 1:
+        raise ValueError(f"the runs were judged on different patches ({len(keys)} sets); tabulate them apart")
+    return records[0]["quality"]["blur"], records[0]["indications"]["blur"]
+
+
+def residual_table(records):
+    """The okay-residual figures of each run, with the blur as the first row (the book's table).
+
+    Columns: pairs trained and pairs per second, the median / 99th / 99.9th percentile of the
+    okay patches' maximum ``|<r>|``, the residual RMS in flat areas and at edges, and the
+    largest mean residual of an intensity decile.
+
+    Returns
+    -------
+    str
+    """
+    blur, _ = _same_blur(records)
+
+    def row(name, q, pairs="", rate=""):
+        m = q["max_mean"]
+        return (f"| {name} | {pairs} | {rate} | {m['median']:.4f} | {m['p99']:.4f} | {m['tail']:.4f} "
+                f"| {q['rms_flat']:.4f} | {q['rms_edge']:.4f} | {q['max_abs_bias']:.4f} |")
+
+    lines = ["| run | pairs | pairs/s | median | 99th pct | 99.9th pct | RMS flat | RMS edge | worst decile bias |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", row("*blur*", blur)]
+    lines += [row(r["name"], r["quality"]["autoencoder"], f"{r['pairs_trained']:,}", f"{r['pairs_per_second']:.1f}")
+              for r in records]
+    return "\n".join(lines)
+
+
+def indication_table(records):
+    """Each run's share of every synthetic type flagged at 0.1 % FPR (AUROC in brackets).
+
+    The blur is the first row.
+
+    Returns
+    -------
+    str
+    """
+    _, blur = _same_blur(records)
+    names = [t.replace("_", " ") for t in TYPES]
+    lines = ["| run | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(TYPES),
+             "| *blur* | " + " | ".join(_flagged(blur)) + " |"]
+    lines += ["| " + r["name"] + " | " + " | ".join(_flagged(r["indications"]["autoencoder"])) + " |" for r in records]
+    return "\n".join(lines)
+
+
+def recipes(records):
+    """Each run's recipe as a Markdown list (the key to the tables' run names)."""
+    return "\n".join(f"- **{r['name']}**: {describe(r['variant'])}, {r['pairs_trained']:,} pairs" for r in records)
 
 
 #: The speed levers of the training step (``scripts/bench_step.py``).
