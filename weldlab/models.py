@@ -387,8 +387,9 @@ def compile_training_model(model, learning_rate=1e-3, okay_weight=1.0, residual_
         pass its ``scale``: the terms then keep the balance they have for a network that
         works in those units. (Measured: with the patch mean removed, divided by its spread
         0.114, and the residuals in image units, the reconstruction's gradient reached the
-        encoder nine times weaker against the L1 term; the code's mean fell to 0.33 and the
-        okay loss stayed 25 times the plain recipe's, ``book/results/convergence/pm.json``.)
+        encoder nine times weaker against the L1 term; after 3,200 pairs the code's L1 term
+        was 2.3e-4 against the plain recipe's 3.9e-4 and the validation okay loss 4.5 times
+        the plain recipe's, ``book/results/convergence/pm.json`` and ``base.json``.)
     """
     from . import losses as L
 
