@@ -39,7 +39,7 @@ from weldlab.config import make_config, parse_override  # noqa: E402
 from weldlab.convergence import RECORDS, convergence_table, read_records  # noqa: E402
 from weldlab.datasets import build_or_load, decode, encode  # noqa: E402
 from weldlab.evaluate import (background_residuals, evaluate_autoencoder, evaluate_baseline,  # noqa: E402
-                              okay_residual_statistics, reconstruction_residuals, residual_maxima)
+                              okay_residual_statistics, okay_strata, reconstruction_residuals, residual_maxima)
 from weldlab.residuals import patch_maxima  # noqa: E402
 from weldlab.metrics import auroc  # noqa: E402
 from weldlab.provenance import provenance, write_json  # noqa: E402
@@ -66,8 +66,7 @@ def validation_indications(val_okay, n, seed=INDICATION_SEED):
     out = {}
     for j, kind in enumerate(pert.TEST_INDICATIONS):
         base = np.random.default_rng([seed, j]).integers(0, len(val_okay), n)
-        d, w = pert.GeneratedPerturbations(kind, n, seed=seed + j)[np.arange(n)]
-        out[kind] = decode(encode(pert.apply_perturbation(val_okay[base], d, w)))
+        out[kind] = decode(encode(pert.paste_indications(val_okay, kind, base, seed + j)[0]))
     return out
 
 
@@ -162,11 +161,10 @@ def main():
     val = judge["val_okay"]
     marks = validation_indications(val, args.indications)
     quality, found = {}, {}
+    strata = okay_strata(val)
     for who, net in (("autoencoder", model), ("blur", None)):
         r = okay_residuals(net, val)
-        # The training record's convergence entry measured the same patches (training datasets).
-        recorded = record.get("convergence", {}).get(who) if judge is ds else None
-        quality[who] = recorded or okay_residual_statistics(r, val, cfg.fpr)
+        quality[who] = okay_residual_statistics(r, strata, cfg.fpr)
         found[who] = detection(net, patch_maxima(r), marks, cfg.fpr)
         if net is None:
             quality["noise_std"] = float(r.std(dtype=np.float64))

@@ -49,8 +49,7 @@ def one(setting, steps, batch_size):
     from weldlab.batches import PerturbedPairs
     from weldlab.config import make_config
     from weldlab.datasets import build_or_load
-    from weldlab.losses import CodeL1Loss, KernelMaxLoss, ReconstructionLoss, L1_WEIGHT
-    from weldlab.models import build_autoencoder, build_training_model
+    from weldlab.models import build_autoencoder, build_training_model, compile_training_model
 
     if setting["threads"]:
         import tensorflow as tf  # the thread setting has no Keras equivalent; this script only
@@ -61,11 +60,8 @@ def one(setting, steps, batch_size):
     ds = build_or_load(make_config("quick", progress=False))
     data = PerturbedPairs(ds.raw("train_okay"), [ds.perturbation_set("sni")], batch_size, seed=0)
     batches = [data.batch(i) for i in range(steps + 2)]
-    model = build_training_model(build_autoencoder(0), True)
-    losses = {"ok": ReconstructionLoss(), "ok_kern": KernelMaxLoss(), "per": ReconstructionLoss(),
-              "per_kern": KernelMaxLoss(), "z": CodeL1Loss(weight=L1_WEIGHT / 2)}
     jit = {"auto": "auto", "on": True, "off": False}[setting["jit"]]
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=losses, jit_compile=jit)
+    model = compile_training_model(build_training_model(build_autoencoder(0), True), jit_compile=jit)
     for b in batches[:2]:
         model.train_on_batch(*b)
     t = time.perf_counter()

@@ -25,7 +25,8 @@ from weldlab.evaluate import cnn_scores  # noqa: E402
 from weldlab.models import build_autoencoder, build_cnn  # noqa: E402
 from weldlab.scan import calibrate_detector  # noqa: E402
 from weldlab.thresholds import ProbabilityThreshold  # noqa: E402
-from weldlab.trained import PRETRAINED, PRETRAINED_DIR, TrainedModel, load_pretrained, model_dir  # noqa: E402
+from weldlab.sets import SHIPPED  # noqa: E402
+from weldlab.trained import PRETRAINED_DIR, TrainedModel, load_pretrained, model_dir  # noqa: E402
 from weldlab.training import hyperparameters  # noqa: E402
 
 
@@ -119,7 +120,7 @@ def main():
     ap.add_argument("--preset", default="standard")
     ap.add_argument("--data", default="gdxray")
     ap.add_argument("--machine", default="the 2-core CPU machine (no GPU)", help="where they were trained")
-    ap.add_argument("--only", choices=tuple(PRETRAINED), help="ship only this kind; the other's rows are read "
+    ap.add_argument("--only", choices=tuple(SHIPPED), help="ship only this kind; the other's rows are read "
                     "from its shipped records")
     ap.add_argument("--seeds", type=int, nargs="+", default=None,
                     help="ship only these seeds (default: the preset's); the others' rows are read from their shipped records")
@@ -134,7 +135,7 @@ def main():
     ds = build_or_load(cfg)
     val = ds["val_okay"]
     rows, schedules = [], set()
-    for kind, training_set in PRETRAINED.items():
+    for kind, training_set in SHIPPED.items():
         for seed in cfg.seeds:
             if (args.only and kind != args.only) or (args.seeds is not None and seed not in args.seeds):
                 # already shipped: keep it as it is

@@ -8,14 +8,15 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from weldlab.trained import MODEL_FILES, PRETRAINED, load_pretrained, pretrained_dir  # noqa: E402
+from weldlab.sets import SHIPPED  # noqa: E402
+from weldlab.trained import MODEL_FILES, load_pretrained, pretrained_dir  # noqa: E402
 
 SEEDS = (0, 1, 2)
 
 
-@pytest.mark.parametrize("kind", sorted(PRETRAINED))
+@pytest.mark.parametrize("kind", sorted(SHIPPED))
 def test_three_seeds_are_shipped_with_records_and_thresholds(kind):
-    training_set, filename = PRETRAINED[kind], MODEL_FILES[kind]
+    training_set, filename = SHIPPED[kind], MODEL_FILES[kind]
     for seed in SEEDS:
         folder = pretrained_dir(kind, seed)
         assert (folder / filename).stat().st_size < 5e6  # small enough to ship

@@ -152,20 +152,21 @@ def test_threshold_objects_round_trip_through_records_and_refuse_bad_values(rng)
 def test_okay_residual_table_tells_a_contrast_compressed_reconstruction_from_the_blur():
     """Issue 22: a reconstruction pulled towards mid-grey errs with the intensity (dark areas
     too bright: a negative mean residual in the darkest decile) and at the edges."""
-    from weldlab.evaluate import background_residuals, okay_residual_statistics
+    from weldlab.evaluate import background_residuals, okay_residual_statistics, okay_strata
     from weldlab.patches import crop
 
     rng = np.random.default_rng(0)
     yy = np.mgrid[:192, :192][0]
     level = 0.3 + 0.2 / (1 + np.exp(-(yy - 96) / 12.0))  # a bead edge across the patch
     x = (level + 0.005 * rng.standard_normal((20, 192, 192))).astype(np.float32)
-    blur = okay_residual_statistics(background_residuals(x), x)
+    strata = okay_strata(x)
+    blur = okay_residual_statistics(background_residuals(x), strata)
     c = crop(level)
     compressed = crop(x) - (c.mean() + 0.9 * (c - c.mean()))  # residual of a gain-0.9 reconstruction
-    worse = okay_residual_statistics(compressed, x)
+    worse = okay_residual_statistics(compressed, strata)
     assert worse["bias_by_decile"][0] < -0.005 < 0.005 < worse["bias_by_decile"][-1]
     assert blur["max_abs_bias"] < 0.002 < worse["max_abs_bias"]
     assert worse["max_mean"]["median"] > 2 * blur["max_mean"]["median"]
     assert blur["rms_edge"] > blur["rms_flat"]  # the blur too errs most at the edge
     with pytest.raises(ValueError, match="shape"):
-        okay_residual_statistics(compressed[:, :100], x)
+        okay_residual_statistics(compressed[:, :100], strata)

@@ -16,7 +16,6 @@ def test_every_set_parses_to_its_sources_and_paper_label():
         assert (ts.sources, ts.label, str(ts)) == (sources, label, name)
     assert sets.parse("ae", "D+sni").perturbed and not sets.parse("ae", "okay+defects").perturbed
     assert sets.parse("ae", "okay+defects").reconstructs_defects
-    assert sets.parse("cnn", "D+sni").generated == ("sni",)
     assert configurations("ae") == sets.AE_SETS and configurations("cnn") == sets.CNN_SETS
     assert COLUMN_LABELS["D+circular+partial_circle"] == "D+SC+SPC" and COLUMN_LABELS["blur"] == "blur baseline"
 

@@ -73,6 +73,8 @@ class PerturbedPairs(_EpochBatches):
     clean_epochs : int
         A curriculum: in epochs before this one the "perturbed" input is the okay patch
         itself (no perturbation), so the model first learns to reconstruct okay patches.
+        The training model still runs both branches on it, so a warm-up epoch costs as
+        much as a perturbed one.
     """
 
     def __init__(self, okay, perturbations, batch_size=16, seed=0, augment_okay=True, steps=None,

@@ -75,9 +75,9 @@ def read_records(folder=RECORDS, names=None):
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"no such convergence record: {', '.join(missing)}")
-    else:
-        paths = sorted(folder.glob("*.json"), key=lambda p: json.loads(p.read_text()).get("created", ""))
-    return [json.loads(p.read_text()) for p in paths]
+        return [json.loads(p.read_text()) for p in paths]
+    records = [json.loads(p.read_text()) for p in folder.glob("*.json")]
+    return sorted(records, key=lambda r: r.get("created", ""))
 
 
 def describe(variant):
@@ -211,7 +211,7 @@ def speed_table(path=STEP_SPEED):
         One row per setting: XLA, oneDNN, precision, seconds per step of 16 pairs and
         pairs per second.
     """
-    data = json.loads(Path(path).read_text())
+    data = read_speed(path)
     lines = ["| XLA (jit_compile) | oneDNN kernels | precision | s per step | pairs/s |", "| --- | --- | --- | ---: | ---: |"]
     for r in data["rows"]:
         xla = {"auto": f"auto ({'on' if r['jit_resolved'] else 'off'})", "on": "on", "off": "off"}[r["jit"]]
@@ -287,18 +287,9 @@ def findings(records, reference="base"):
         m, t, b = numbers(r)
         better = [m < m0, t < t0, b < b0]
         verdict = "better on all three" if all(better) else "worse on all three" if not any(better) else "mixed"
-        lines.append(f"- {describe(r['variant'])}: median {m:.4f} ({m / m0:.2f} times the plain recipe's), 99.9th "
+        lines.append(f"- {r['name']} ({describe(r['variant'])}, {r['pairs_trained']:,} pairs): median {m:.4f} "
+                     f"({m / m0:.2f} times the plain recipe's), 99.9th "
                      f"percentile {t:.4f} ({t / t0:.2f} times), decile bias {b:.4f}: {verdict}.")
-    plain = [r for r in records if r["variant"]["set"] == "none" and r["pairs_trained"] == by_name[reference]["pairs_trained"]
-             and describe(r["variant"]) == "none, " + r["variant"].get("schedule", "cosine")]
-    if plain:
-        mn, tn, _ = numbers(plain[0])
-        close = abs(mn / m0 - 1) <= 0.2
-        lines.append(f"- Without any perturbation ({plain[0]['name']}, the same budget) the median is {mn:.4f} and the "
-                     f"99.9th percentile {tn:.4f}: "
-                     + ("within 20 % of the SNI run's median, so at this budget the perturbations have not yet cost "
-                        "the okay fit anything, and levers aimed at that trade-off cannot show an effect here."
-                        if close else f"{mn / m0:.2f} times the SNI run's median."))
     met = [r["name"] for r in records if goal(r)["all"]]
     lines.append(f"- Runs that meet the goal: {', '.join(met)}." if met else
                  "- No run meets the goal yet (99.9th percentile at most the blur's, median within "

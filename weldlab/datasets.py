@@ -316,12 +316,12 @@ def build_datasets(cfg: Config, out_dir=None, overwrite=False):
     for j, kind in enumerate(pert.TEST_INDICATIONS):
         rng = np.random.default_rng([seed, STREAM_SYNTH_TEST, j])
         base = rng.integers(0, n_ok, cfg.n_synthetic_test)
-        gen = pert.GeneratedPerturbations(kind, max(cfg.n_synthetic_test, 1), seed=int(rng.integers(2**31)))
-        d, w = gen[np.arange(cfg.n_synthetic_test)]
-        arrays[f"test_{kind}"] = encode(pert.apply_perturbation(decode(arrays["test_okay"][base]), d, w))
+        gen_seed = int(rng.integers(2**31))
+        x, w = pert.paste_indications(_Decoded(arrays["test_okay"]), kind, base, gen_seed)
+        arrays[f"test_{kind}"] = encode(x)
         arrays[f"test_{kind}_mask"] = w
         arrays[f"test_{kind}_base"] = base
-        synthetic[kind] = {"count": int(cfg.n_synthetic_test), "seed": gen.seed}
+        synthetic[kind] = {"count": int(cfg.n_synthetic_test), "seed": gen_seed}
 
     generated = {
         "sni": {"size": cfg.n_sni, "seed": _stream_seed(seed, STREAM_SNI),

@@ -170,16 +170,46 @@ FLAT_QUANTILE, EDGE_QUANTILE = 0.5, 0.99
 BIAS_BINS = 10
 
 
-def okay_residual_statistics(residual, patches, fpr=DEFAULT_FPR):
+def okay_strata(patches):
+    """Where on okay patches each pixel lies: flat or edge, and which intensity decile.
+
+    Computed once per set of patches and shared by every residual measured on them
+    (:func:`okay_residual_statistics`).
+
+    Parameters
+    ----------
+    patches : ndarray, shape (n, 192, 192)
+
+    Returns
+    -------
+    dict
+        ``flat`` and ``edge``: bool masks of the central pixels, shape (n, 156, 156)
+        (:data:`FLAT_QUANTILE`, :data:`EDGE_QUANTILE` of the gradient magnitude, Gaussian
+        derivative sigma 2 px); ``bins``: uint8, the decile of each pixel's local level.
+    """
+    from scipy import ndimage as ndi
+
+    full = np.asarray(patches, np.float32)
+    if full.ndim != 3 or full.shape[1:] != (192, 192):
+        raise ValueError(f"patches: expected shape (n, 192, 192), got {full.shape}")
+    grad = ndi.gaussian_gradient_magnitude(crop(full), sigma=(0, 2, 2))
+    lo, hi = np.quantile(grad, [FLAT_QUANTILE, EDGE_QUANTILE])
+    flat, edge = grad < lo, grad >= hi
+    del grad
+    level = crop(ndi.gaussian_filter(full, (0, BASELINE_SIGMA, BASELINE_SIGMA), mode="reflect"))
+    edges = np.quantile(level, np.arange(1, BIAS_BINS) / BIAS_BINS)
+    return {"flat": flat, "edge": edge, "bins": np.digitize(level, edges).astype(np.uint8)}
+
+
+def okay_residual_statistics(residual, strata, fpr=DEFAULT_FPR):
     """How a reconstruction errs on okay patches: the table of the convergence harness.
 
     Parameters
     ----------
     residual : ndarray, shape (n, 156, 156)
         ``crop(x) - reconstruction`` of okay patches.
-    patches : ndarray, shape (n, 192, 192)
-        The okay patches themselves (their central 156 x 156 px locate flat areas, edges
-        and intensity deciles).
+    strata : dict
+        :func:`okay_strata` of the same patches.
     fpr : float
         The ``1 - fpr`` quantile of the patch maxima is reported (where the thresholds
         are calibrated).
@@ -189,34 +219,26 @@ def okay_residual_statistics(residual, patches, fpr=DEFAULT_FPR):
     dict
         ``max_mean`` and ``max_std``: the median, 99th percentile and ``1 - fpr`` quantile
         (keys ``median``, ``p99``, ``tail``) of the per-patch maxima of ``|<r>|`` and
-        ``sigma(r)``; ``rms``, ``rms_flat`` and ``rms_edge`` (:data:`FLAT_QUANTILE`,
-        :data:`EDGE_QUANTILE`); ``bias_by_decile`` (mean residual in each decile of the
-        local intensity level, darkest first) and ``max_abs_bias``; ``n``.
+        ``sigma(r)``; ``rms``, ``rms_flat`` and ``rms_edge``; ``bias_by_decile`` (mean
+        residual in each decile of the local intensity level, darkest first) and
+        ``max_abs_bias``; ``n``.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from weldlab.evaluate import background_residuals, okay_residual_statistics
+    >>> from weldlab.evaluate import background_residuals, okay_residual_statistics, okay_strata
     >>> x = np.random.default_rng(0).normal(0.4, 0.005, (4, 192, 192)).astype(np.float32)
-    >>> s = okay_residual_statistics(background_residuals(x), x)
+    >>> s = okay_residual_statistics(background_residuals(x), okay_strata(x))
     >>> s["n"], len(s["bias_by_decile"]), s["max_abs_bias"] < 1e-3
     (4, 10, True)
     """
-    from scipy import ndimage as ndi
-
     r = np.asarray(residual, np.float32)
-    full = np.asarray(patches, np.float32)
-    x = crop(full)
-    if r.shape != x.shape:
-        raise ValueError(f"residual: expected the shape of the patches' crops {x.shape}, got {r.shape}")
+    if r.shape != strata["bins"].shape:
+        raise ValueError(f"residual: expected the shape of the patches' crops {strata['bins'].shape}, got {r.shape}")
     mm, ms = patch_maxima(r)
-    grad = ndi.gaussian_gradient_magnitude(x, sigma=(0, 2, 2))
-    lo, hi = np.quantile(grad, [FLAT_QUANTILE, EDGE_QUANTILE])
-    level = crop(ndi.gaussian_filter(full, (0, BASELINE_SIGMA, BASELINE_SIGMA), mode="reflect"))
-    edges = np.quantile(level, np.arange(1, BIAS_BINS) / BIAS_BINS)
-    bins = np.digitize(level, edges).ravel()
+    bins = strata["bins"].ravel()
     counts = np.bincount(bins, minlength=BIAS_BINS)
-    bias = np.bincount(bins, weights=r.ravel().astype(np.float64), minlength=BIAS_BINS) / np.maximum(counts, 1)
+    bias = np.bincount(bins, weights=r.ravel(), minlength=BIAS_BINS) / np.maximum(counts, 1)
     q = [50, 99, 100 * (1 - fpr)]
 
     def quantiles(v):
@@ -227,7 +249,7 @@ def okay_residual_statistics(residual, patches, fpr=DEFAULT_FPR):
         return float(np.sqrt(np.mean(np.square(v, dtype=np.float64))))
 
     return {"n": int(len(r)), "max_mean": quantiles(mm), "max_std": quantiles(ms), "tail_quantile": 1 - fpr,
-            "rms": rms(), "rms_flat": rms(grad < lo), "rms_edge": rms(grad >= hi),
+            "rms": rms(), "rms_flat": rms(strata["flat"]), "rms_edge": rms(strata["edge"]),
             "bias_by_decile": [float(b) for b in bias], "max_abs_bias": float(np.abs(bias).max())}
 
 
@@ -263,17 +285,19 @@ def reconstruction_quality(model, okay, fpr=DEFAULT_FPR, batch_size=64):
     r = np.empty((len(x), CROP, CROP), np.float32)
     for i in range(0, len(x), 256):
         r[i : i + 256] = reconstruction_residuals(model, x[i : i + 256], batch_size)
-    ae = okay_residual_statistics(r, x, fpr)
+    strata = okay_strata(x)
+    ae = okay_residual_statistics(r, strata, fpr)
     mean = float(r.mean(dtype=np.float64))
-    r = background_residuals(x)  # reuses the memory of the AE's residuals once they are summarised
-    blur = okay_residual_statistics(r, x, fpr)
+    r = background_residuals(x)  # the AE's residuals are summarised: their memory can go
+    blur = okay_residual_statistics(r, strata, fpr)
+    noise_std = float(r.std(dtype=np.float64))
     return {
         "autoencoder": ae, "blur": blur,
         "n": int(len(x)),
         "residual_rms": ae["rms"],
         "residual_bias": mean,
-        "noise_std": float(r.std(dtype=np.float64)),
-        "rms_over_noise": ae["rms"] / float(r.std(dtype=np.float64)),
+        "noise_std": noise_std,
+        "rms_over_noise": ae["rms"] / noise_std,
         "window_mean_quantile": ae["max_mean"]["tail"],
         "baseline_window_mean_quantile": blur["max_mean"]["tail"],
         "quantile": 1 - fpr,

@@ -404,6 +404,30 @@ def indication_perturbation(kind, rng, sigma=INDICATION_PSF_SIGMA):
     return delta.astype(np.float32), np.abs(delta) >= SUPPORT_LEVEL
 
 
+def paste_indications(okay, kind, base, seed):
+    """Synthetic indications of one kind pasted into chosen okay patches (a synthetic set).
+
+    Parameters
+    ----------
+    okay : indexable of float patches, shape (m, 192, 192)
+        Okay patches; ``okay[base]`` gives float intensities in [0, 1].
+    kind : str
+        One of :data:`TEST_INDICATIONS`.
+    base : ndarray of int, shape (n,)
+        Which okay patch each indication goes into.
+    seed : int
+        Seed of the :class:`GeneratedPerturbations` (indication ``i`` from ``[seed, i]``).
+
+    Returns
+    -------
+    patches : ndarray, shape (n, 192, 192), float
+    support : ndarray, shape (n, 192, 192), bool
+    """
+    n = len(base)
+    delta, support = GeneratedPerturbations(kind, max(n, 1), seed=seed)[np.arange(n)]
+    return apply_perturbation(okay[base], delta, support), support
+
+
 def indication_peak_amplitudes(seed=0, n=20):
     """Peak |amplitude| that remains after the σ = 9 px smoothing, per type.
 

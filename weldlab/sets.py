@@ -54,11 +54,6 @@ class TrainingSet:
         return () if self.name in ("none", USE_CASE_2) else tuple(self.name.split("+"))
 
     @property
-    def generated(self):
-        """The sources generated on the fly (all but the real defects D)."""
-        return tuple(s for s in self.sources if s != "D")
-
-    @property
     def perturbed(self):
         """Whether an autoencoder trains on perturbed copies (False for none and use case 2)."""
         return bool(self.sources) and self.kind == "ae"

@@ -30,8 +30,6 @@ from .thresholds import from_record
 MODEL_FILES = {"ae": "autoencoder.keras", "cnn": "cnn.keras"}
 #: Models shipped with the package (see ``weldlab/pretrained/README.md``).
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-#: What is shipped: kind -> training set.
-PRETRAINED = SHIPPED
 
 
 def check_kind(kind):
@@ -219,7 +217,7 @@ def pretrained_dir(kind, seed=0):
     FileNotFoundError
         If no such model is shipped.
     """
-    folder = PRETRAINED_DIR / check_kind(kind) / PRETRAINED[kind] / f"seed{int(seed)}"
+    folder = PRETRAINED_DIR / check_kind(kind) / SHIPPED[kind] / f"seed{int(seed)}"
     if not (folder / MODEL_FILES[kind]).is_file():
         raise FileNotFoundError(f"{folder}: no shipped {kind} model for seed {seed}")
     return folder
@@ -236,7 +234,7 @@ def shipped_fits(cfg, kind, training_set, seed):
     It fits when the preset is not ``quick``, the configuration is the one shipped (AE with
     SNI, CNN on D+SNI) and it was trained on the same data source as ``cfg.data``.
     """
-    if cfg.preset == "quick" or PRETRAINED.get(kind) != training_set:
+    if cfg.preset == "quick" or SHIPPED.get(kind) != training_set:
         return None
     try:
         folder = pretrained_dir(kind, seed)

@@ -26,6 +26,7 @@ import numpy as np
 from . import sets
 from .batches import LabelledBatches, PerturbedPairs, split_defect_patches
 from .config import LR_SCHEDULES, SCALINGS
+from .datasets import decode
 from .fitting import fit_resumable, set_dropout
 from .models import (AE_DROPOUT, IntensityScaling, build_autoencoder, build_cnn, build_training_model,
                      compile_training_model, inference_autoencoder, load_model)
@@ -36,6 +37,8 @@ from .trained import TrainedModel, check_kind, is_trained, model_dir, shipped_fi
 #: Validation: at most this many samples per epoch (the same ones every epoch, made once and
 #: kept in memory), so validation costs seconds, not minutes, at the larger presets.
 MAX_VALIDATION_SAMPLES = 512
+#: The intensity map of ``scaling="affine"`` is fitted to the first so many training okay patches.
+SCALING_SAMPLE = 512
 
 
 
@@ -48,8 +51,9 @@ def convergence(autoencoder, val_okay, plateau, fpr=DEFAULT_FPR):
     """The convergence entry of an autoencoder's training record.
 
     An autoencoder is called converged when (1) its validation loss reached a plateau
-    (early stopping fired, or a cosine schedule ran to its end), (2) its residual's RMS on the validation okay patches is at
-    most :data:`CONVERGED_RMS_OVER_NOISE` times the film noise of those patches, and (3)
+    (early stopping fired, or a cosine schedule ran to its end), (2) its residual's RMS on
+    the validation okay patches is at most :data:`CONVERGED_RMS_OVER_NOISE` times the film
+    noise of those patches, and (3)
     the ``1 - fpr`` quantile of its per-patch maximum ``|<r>|`` (where t_mean will be
     calibrated) is below the classical blur baseline's: otherwise a blur detects more.
 
@@ -140,8 +144,9 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
     schedule : {"plateau", "cosine"}
         ``"plateau"``: ``learning_rate``, halved on plateaus (``lr_patience``);
         ``"cosine"``: decayed from ``learning_rate`` to 1 % of it along a cosine over all
-        ``epochs`` (the budget is then ``epochs x steps_per_epoch`` batches, and
-        ``patience`` is not used: training runs to the end of the schedule).
+        ``epochs`` (the budget is then ``epochs x steps_per_epoch`` batches; ``patience``
+        and ``lr_patience`` are not used, and recorded as ``epochs + 1`` and None: training
+        runs to the end of the schedule).
     okay_weight : float
         Weight of the okay terms against the perturbed ones
         (:func:`weldlab.models.compile_training_model`).
@@ -162,8 +167,14 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
         The record written to ``record.json``; ``hyperparameters`` holds the arguments
         above (from ``epochs`` to ``clean_epochs``) as this call used them.
     """
-    hyper = _hyperparameters_used(locals())
     tset = sets.parse("ae", perturbation, "perturbation")
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"schedule: expected one of {LR_SCHEDULES}, got {schedule!r}")
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling: expected one of {SCALINGS}, got {scaling!r}")
+    if schedule == "cosine":  # the schedule is the budget: stopping on a plateau would leave the rate high
+        lr_patience, patience = None, epochs + 1
+    hyper = _hyperparameters_used(locals())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     psets = [datasets.perturbation_set(n) for n in tset.sources]
@@ -178,22 +189,18 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
     val = PerturbedPairs(datasets.raw("val_okay"), psets, batch_size, seed + 10_000, augment_okay=False,
                          steps=val_steps, fixed=True)
 
-    if schedule not in LR_SCHEDULES:
-        raise ValueError(f"schedule: expected one of {LR_SCHEDULES}, got {schedule!r}")
-    if scaling not in SCALINGS:
-        raise ValueError(f"scaling: expected one of {SCALINGS}, got {scaling!r}")
-    intensity = (None if scaling == "none"
-                 else IntensityScaling.from_patches(datasets["train_okay"], patch_mean=scaling == "patch_mean"))
+    intensity = None
+    if scaling != "none":  # fitted to a fixed sample, not to every training patch decoded
+        sample = decode(datasets.raw("train_okay")[:SCALING_SAMPLE])
+        intensity = IntensityScaling.from_patches(sample, patch_mean=scaling == "patch_mean")
     rate = learning_rate
     if schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * len(train), alpha=0.01)
-        # The schedule is the budget: stopping on a plateau would leave the rate high.
-        lr_patience, patience = None, epochs + 1
 
     def build():
         ae = build_autoencoder(seed, intensity)
         unit = 1.0 if intensity is None else intensity.scale  # residuals in the network's units
-        return compile_training_model(build_training_model(ae, bool(psets)), rate, okay_weight, unit)
+        return compile_training_model(build_training_model(ae, tset.perturbed), rate, okay_weight, unit)
 
     state = fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop_after, log, "ae",
                           dropout_epochs=dropout_epochs, lr_patience=lr_patience,
