@@ -189,7 +189,8 @@ def main():
                                              "training_parameters", "scaling", "backend")},
         "model_folder": str(args.model) if args.model else None,
         "fpr": cfg.fpr,
-        "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+        # whether the training (in this call) used TensorFlow's oneDNN kernels; unknown for --model
+        "training_onednn": None if args.model else os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1",
         **provenance(),
     }
     if args.test:
