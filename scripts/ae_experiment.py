@@ -106,6 +106,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0, help="model seed")
     ap.add_argument("--scaling", choices=("none", "affine", "patch_mean"), default="none")
     ap.add_argument("--okay-weight", type=float, default=1.0)
+    ap.add_argument("--code-weight", type=float, default=1.0, help="weight of the code's L1 term (1: the paper's)")
     ap.add_argument("--clean-fraction", type=float, default=0.0, help="okay-only warm-up, fraction of the budget")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--steps-per-epoch", type=int, default=25)
@@ -143,14 +144,15 @@ def main():
                            ("pairs", epochs * steps * record["batch_size"]), ("learning_rate", h["learning_rate"]),
                            ("schedule", h.get("schedule", "plateau")), ("dropout_epochs", h.get("dropout_epochs")),
                            ("okay_weight", h.get("okay_weight", 1.0)), ("scaling", h.get("scaling", "none")),
-                           ("clean_fraction", h.get("clean_epochs", 0) / epochs)):
+                           ("clean_fraction", h.get("clean_epochs", 0) / epochs),
+                           ("code_weight", h.get("code_weight", 1.0))):
             setattr(args, key, value)
     else:
         record = train_autoencoder(
             ds, args.set, seed=args.seed, out_dir=out, epochs=epochs, batch_size=args.batch_size,
             patience=epochs + 1, steps_per_epoch=steps, val_steps=args.val_steps, learning_rate=args.learning_rate,
             dropout_epochs=args.dropout_epochs, schedule=args.schedule, okay_weight=args.okay_weight,
-            scaling=args.scaling, clean_epochs=clean, verbose=2)
+            scaling=args.scaling, clean_epochs=clean, code_weight=args.code_weight, verbose=2)
     train_wall = time.perf_counter() - t0
     model = TrainedModel.load(out, "ae").model
     judge = ds
@@ -172,7 +174,8 @@ def main():
     result = {
         "name": args.name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "variant": {k: getattr(args, k) for k in ("set", "seed", "pairs", "scaling", "okay_weight", "clean_fraction",
+        "variant": {k: getattr(args, k) for k in ("set", "seed", "pairs", "scaling", "okay_weight", "code_weight",
+                                                  "clean_fraction",
                                                   "batch_size", "steps_per_epoch", "val_steps", "learning_rate", "schedule",
                                                   "dropout_epochs")}
                    | {"loss_units": "image" if args.scaling == "none" else "scaled"},

@@ -51,7 +51,7 @@ def test_interrupted_training_resumes(quick_datasets, tmp_path):
     assert rec["epochs"] == 3 and rec["training_set"] == "D" and rec["backend"]
     assert rec["hyperparameters"] == {k: v for k, v in FAST.items() if k not in ("verbose", "log")} | {
         "patience": 5, "learning_rate": 1e-3, "dropout_epochs": None, "lr_patience": None, "schedule": "plateau",
-        "okay_weight": 1.0, "scaling": "none", "clean_epochs": 0}
+        "okay_weight": 1.0, "scaling": "none", "clean_epochs": 0, "code_weight": 1.0}
     for key in ("wall_seconds", "patches_per_second", "git_commit", "weldlab_version", "preset", "data"):
         assert rec[key] is not None, key
     ae = load_model(out / "autoencoder.keras")
@@ -261,10 +261,14 @@ def test_recipe_levers_are_used_and_recorded(quick_datasets, tmp_path):
     """Issue 22's levers: a cosine schedule over the budget, the okay terms' weight, the
     patch mean removed around the network, an okay-only warm-up; each recorded as used."""
     _, ds = quick_datasets
-    rec = train_autoencoder(ds, "sni", seed=0, out_dir=tmp_path / "ae", schedule="cosine", okay_weight=5.0,
-                            scaling="patch_mean", clean_epochs=1, dropout_epochs=0, **FAST)
+    levers = dict(schedule="cosine", okay_weight=5.0, scaling="patch_mean", clean_epochs=1, code_weight=0.1,
+                  dropout_epochs=0)
+    with pytest.raises(KeyboardInterrupt):  # interrupted and resumed: the weights survive the checkpoint
+        train_autoencoder(ds, "sni", seed=0, out_dir=tmp_path / "ae", stop_after=1, **levers, **FAST)
+    rec = train_autoencoder(ds, "sni", seed=0, out_dir=tmp_path / "ae", **levers, **FAST)
     h = rec["hyperparameters"]
-    assert (h["schedule"], h["okay_weight"], h["scaling"], h["clean_epochs"]) == ("cosine", 5.0, "patch_mean", 1)
+    assert (h["schedule"], h["okay_weight"], h["scaling"], h["clean_epochs"], h["code_weight"]) == (
+        "cosine", 5.0, "patch_mean", 1, 0.1)
     assert rec["scaling"] == {"offset": 0.0, "scale": 1.0, "patch_mean": True}
     history = json.loads((tmp_path / "ae" / "history.json").read_text())
     rates = [e["learning_rate"] for e in history]
@@ -272,6 +276,9 @@ def test_recipe_levers_are_used_and_recorded(quick_datasets, tmp_path):
     # In the warm-up epoch the perturbed branch saw the okay patches: equal losses, up to the
     # rounding of two separate passes (oneDNN; measured 7e-5 to 5e-3 relative after 2 steps).
     assert history[0]["per_loss"] == pytest.approx(history[0]["ok_loss"], rel=1e-2)
+    for e in history:  # the total is the five terms under their weights (okay x5, L_reg x0.1)
+        total = 5 * (e["ok_loss"] + e["ok_kern_loss"]) + e["per_loss"] + e["per_kern_loss"] + 0.1 * e["z_loss"]
+        assert e["loss"] == pytest.approx(total, rel=1e-3), e["epoch"]
     ae = load_model(tmp_path / "ae" / "autoencoder.keras")
     from weldlab.models import scaling_of
 

@@ -22,7 +22,7 @@ PRESET_DIR = Path(__file__).resolve().parent / "presets"
 TRAINING_PARAMETERS = ("seeds", "ae_epochs", "ae_batch_size", "ae_steps_per_epoch", "cnn_epochs",
                        "cnn_batch_size", "cnn_steps_per_epoch", "patience", "learning_rate",
                        "ae_dropout_epochs", "lr_patience", "chapter_seeds", "ae_schedule", "ae_okay_weight",
-                       "ae_scaling", "ae_clean_epochs")
+                       "ae_scaling", "ae_clean_epochs", "ae_code_weight")
 #: The autoencoder's learning-rate schedules (:func:`weldlab.training.train_autoencoder`).
 LR_SCHEDULES = ("plateau", "cosine")
 #: Intensity maps around the autoencoder (:class:`weldlab.models.IntensityScaling`).
@@ -92,6 +92,8 @@ class Config:
         (:class:`weldlab.models.IntensityScaling`).
     ae_clean_epochs : int
         Okay-only warm-up epochs of the autoencoder (each okay patch paired with itself).
+    ae_code_weight : float
+        Weight of the autoencoder's code L1 term ``L_reg`` (1: the paper's 0.01).
     chapter_seeds : int
         How many of ``seeds`` the model chapters (4, 6) train or load.
     fpr : float
@@ -139,6 +141,7 @@ class Config:
     ae_okay_weight: float = 1.0
     ae_scaling: str = "none"
     ae_clean_epochs: int = 0
+    ae_code_weight: float = 1.0
     fpr: float = 0.001
     progress: bool = True
 
@@ -202,6 +205,9 @@ class Config:
         if isinstance(self.ae_okay_weight, bool) or not (isinstance(self.ae_okay_weight, (int, float))
                                                           and self.ae_okay_weight > 0):
             raise ValueError(f"ae_okay_weight: expected a positive number, got {self.ae_okay_weight!r}")
+        if isinstance(self.ae_code_weight, bool) or not (isinstance(self.ae_code_weight, (int, float))
+                                                          and self.ae_code_weight >= 0):
+            raise ValueError(f"ae_code_weight: expected a number >= 0, got {self.ae_code_weight!r}")
         if isinstance(self.fpr, bool) or not (isinstance(self.fpr, (int, float)) and 0 < self.fpr < 1):
             raise ValueError(f"fpr: expected a rate in (0, 1) such as 0.001, got {self.fpr!r}")
 

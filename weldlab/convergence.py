@@ -98,6 +98,8 @@ def describe(variant):
         parts.append(name + (" (residuals in image units)" if units == "image" else ""))
     if variant.get("okay_weight", 1.0) != 1.0:
         parts.append(f"okay x{variant['okay_weight']:g}")
+    if variant.get("code_weight", 1.0) != 1.0:
+        parts.append(f"L_reg x{variant['code_weight']:g}")
     if variant.get("clean_fraction", 0.0):
         parts.append(f"okay-only first {100 * variant['clean_fraction']:.0f} %")
     if variant.get("batch_size", 16) != 16:

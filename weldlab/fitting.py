@@ -205,7 +205,7 @@ def fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop_
             if start == switch and state.get("dropout_off_after") is None:
                 state.update(best_val_loss=float("inf"), wait=0, dropout_off_after=switch)
                 log(f"{out.name}: dropout off from epoch {switch + 1}")
-            model.compile(optimizer=model.optimizer, loss=model.loss, metrics=_metrics_of(model))
+            _compile_again(model)
         train.epoch = start
         callbacks = [KeepFreedMemory(), _Checkpoint(out, state, patience, log, lr_patience)]
         if stop_after is not None:
@@ -220,11 +220,21 @@ def fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop_
     return state
 
 
-def _metrics_of(model):
-    """The compiled metrics' names to compile a model again (``accuracy`` or none)."""
+def _compile_again(model):
+    """Compile a model again as it was compiled, so that its next ``fit`` traces a fresh step.
+
+    Used after :func:`set_dropout`; the optimizer (and its state), losses, loss weights and
+    metrics stay.
+
+    The loss weights must come along: compiled without them, Keras sums the autoencoder's
+    five terms with weight 1 each, and ``okay_weight``, ``code_weight`` and the residual
+    unit of :func:`weldlab.models.compile_training_model` silently stop applying.
+    """
     config = getattr(model, "_compile_config", None)
-    metrics = (config.config.get("metrics") if config is not None else None) or []
-    return list(metrics) if isinstance(metrics, (list, tuple)) else metrics
+    options = config.config if config is not None else {}
+    metrics = options.get("metrics") or []
+    model.compile(optimizer=model.optimizer, loss=model.loss, loss_weights=options.get("loss_weights"),
+                  metrics=list(metrics) if isinstance(metrics, (list, tuple)) else metrics)
 
 
 class _StopAfter(keras.callbacks.Callback):

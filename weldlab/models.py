@@ -371,7 +371,8 @@ def build_training_model(autoencoder, perturbed=True):
     return keras.Model(inputs, outputs, name="autoencoder_training")
 
 
-def compile_training_model(model, learning_rate=1e-3, okay_weight=1.0, residual_unit=1.0, **compile_options):
+def compile_training_model(model, learning_rate=1e-3, okay_weight=1.0, residual_unit=1.0, code_weight=1.0,
+                           **compile_options):
     """Compile a training model from :func:`build_training_model` with Adam.
 
     With a perturbation set, the L1 term is computed on both codes; it is halved so that
@@ -393,6 +394,9 @@ def compile_training_model(model, learning_rate=1e-3, okay_weight=1.0, residual_
         encoder nine times weaker against the L1 term; after 3,200 pairs the code's L1 term
         was 2.3e-4 against the plain recipe's 3.9e-4 and the validation okay loss 4.5 times
         the plain recipe's, ``book/results/convergence/pm.json`` and ``base.json``.)
+    code_weight : float
+        Multiplies ``L_reg`` (1: the paper's 0.01 per code element, read per reconstructed
+        pixel, :mod:`weldlab.losses`). All five terms stay in the loss.
     **compile_options
         Passed on to ``model.compile`` (e.g. ``jit_compile``, for ``scripts/bench_step.py``).
     """
@@ -402,7 +406,8 @@ def compile_training_model(model, learning_rate=1e-3, okay_weight=1.0, residual_
     losses = {"ok": L.ReconstructionLoss(), "ok_kern": L.KernelMaxLoss(),
               "z": L.CodeL1Loss(weight=L.L1_WEIGHT / (2 if perturbed else 1))}
     unit = 1.0 / float(residual_unit) ** 2
-    weights = {"ok": float(okay_weight) * unit, "ok_kern": float(okay_weight) * unit, "z": 1.0}
+    weights = {"ok": float(okay_weight) * unit, "ok_kern": float(okay_weight) * unit,
+               "z": float(code_weight)}
     if perturbed:
         losses.update(per=L.ReconstructionLoss(), per_kern=L.KernelMaxLoss())
         weights.update(per=unit, per_kern=unit)

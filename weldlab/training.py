@@ -108,7 +108,7 @@ def _record(kind, training_set, seed, state, steps, datasets, hyper):
 def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=50, batch_size=16,
                       patience=5, steps_per_epoch=None, val_steps=None, learning_rate=1e-3,
                       dropout_epochs=None, lr_patience=None, schedule="plateau", okay_weight=1.0,
-                      scaling="none", clean_epochs=0, fpr=DEFAULT_FPR, verbose=1, stop_after=None, log=print):
+                      scaling="none", clean_epochs=0, code_weight=1.0, fpr=DEFAULT_FPR, verbose=1, stop_after=None, log=print):
     """Train one autoencoder on a perturbation set, resuming if interrupted.
 
     Parameters
@@ -157,6 +157,9 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
         (:func:`weldlab.models.compile_training_model`'s ``residual_unit``).
     clean_epochs : int
         Okay-only warm-up: the first so many epochs pair every okay patch with itself.
+    code_weight : float
+        Weight of the code's L1 term ``L_reg`` (1: the paper's;
+        :func:`weldlab.models.compile_training_model`).
     fpr : float
         The false positive rate of the convergence entry's window statistic (the run's
         ``cfg.fpr``; not a training hyperparameter).
@@ -165,7 +168,7 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
     -------
     dict
         The record written to ``record.json``; ``hyperparameters`` holds the arguments
-        above (from ``epochs`` to ``clean_epochs``) as this call used them.
+        above (from ``epochs`` to ``code_weight``) as this call used them.
     """
     tset = sets.parse("ae", perturbation, "perturbation")
     if schedule not in LR_SCHEDULES:
@@ -200,7 +203,7 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
     def build():
         ae = build_autoencoder(seed, intensity)
         unit = 1.0 if intensity is None else intensity.scale  # residuals in the network's units
-        return compile_training_model(build_training_model(ae, tset.perturbed), rate, okay_weight, unit)
+        return compile_training_model(build_training_model(ae, tset.perturbed), rate, okay_weight, unit, code_weight)
 
     state = fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop_after, log, "ae",
                           dropout_epochs=dropout_epochs, lr_patience=lr_patience,
@@ -267,7 +270,8 @@ def train_cnn(datasets, training_set="D+sni", *, seed=0, out_dir, epochs=50, bat
 #: The trainers' hyperparameters (keyword arguments), recorded as used.
 HYPERPARAMETERS = {
     "ae": ("epochs", "batch_size", "patience", "steps_per_epoch", "val_steps", "learning_rate",
-           "dropout_epochs", "lr_patience", "schedule", "okay_weight", "scaling", "clean_epochs"),
+           "dropout_epochs", "lr_patience", "schedule", "okay_weight", "scaling", "clean_epochs",
+           "code_weight"),
     "cnn": ("epochs", "batch_size", "patience", "steps_per_epoch", "val_steps", "learning_rate", "lr_patience"),
 }
 
@@ -305,7 +309,7 @@ def hyperparameters(cfg, kind):
            "val_steps": None, "learning_rate": cfg.learning_rate, "lr_patience": cfg.lr_patience or None}
     if kind == "ae":
         out.update(dropout_epochs=cfg.ae_dropout_epochs, schedule=cfg.ae_schedule, okay_weight=cfg.ae_okay_weight,
-                   scaling=cfg.ae_scaling, clean_epochs=cfg.ae_clean_epochs)
+                   scaling=cfg.ae_scaling, clean_epochs=cfg.ae_clean_epochs, code_weight=cfg.ae_code_weight)
     return out
 
 
