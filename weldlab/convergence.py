@@ -260,7 +260,8 @@ def findings(records, reference="base"):
     """What the recorded runs show, as Markdown bullet points generated from their numbers.
 
     Each run is compared with the ``reference`` run (the plain recipe) on the median and the
-    99.9th percentile of the okay patches' maximum ``|<r>|`` and on the largest decile bias;
+    99.9th percentile of the okay patches' maximum ``|<r>|`` and on the largest decile bias
+    (a run of the reference's own recipe and budget is said to show the spread between runs);
     then the runs that meet the goal (:func:`goal`) are named, and the run with the lowest
     99.9th percentile.
 
@@ -289,6 +290,9 @@ def findings(records, reference="base"):
         m, t, b = numbers(r)
         better = [m < m0, t < t0, b < b0]
         verdict = "better on all three" if all(better) else "worse on all three" if not any(better) else "mixed"
+        if describe(r["variant"]) == describe(by_name[reference]["variant"]) and r["pairs_trained"] == by_name[
+                reference]["pairs_trained"]:
+            verdict = "the same recipe and budget again, so these ratios are the spread between two runs"
         lines.append(f"- {r['name']} ({describe(r['variant'])}, {r['pairs_trained']:,} pairs): median {m:.4f} "
                      f"({m / m0:.2f} times the plain recipe's), 99.9th "
                      f"percentile {t:.4f} ({t / t0:.2f} times), decile bias {b:.4f}: {verdict}.")
