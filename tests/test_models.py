@@ -8,7 +8,7 @@ import keras  # noqa: E402
 from scipy import ndimage as ndi  # noqa: E402
 
 from weldlab import losses as L  # noqa: E402
-from weldlab.patches import OFFSET  # noqa: E402
+from weldlab.geometry import OFFSET  # noqa: E402
 from weldlab.models import (  # noqa: E402
     AE_PARAMETERS, CNN_PARAMETERS, build_autoencoder, build_cnn, build_training_model, compile_training_model,
     load_model, training_targets,

@@ -3,7 +3,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from weldlab import perturbations as pert
-from weldlab.patches import CROP, OFFSET
+from weldlab.geometry import CROP, OFFSET
 
 
 def test_real_defect_regions_referenced_to_their_ring():

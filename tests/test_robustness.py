@@ -28,9 +28,10 @@ import keras  # noqa: E402
 
 from weldlab import patches, residuals  # noqa: E402
 from weldlab.cli import main  # noqa: E402
+from weldlab.geometry import MIN_SIDE  # noqa: E402
 from weldlab.models import ARCHITECTURE_VERSION, build_autoencoder, build_cnn, load_model  # noqa: E402
 from weldlab.radiographs import (  # noqa: E402
-    MIN_SIDE, Radiograph, RadiographError, check_image_array, check_mask, load_image, load_mask,
+    Radiograph, RadiographError, check_image_array, check_mask, load_image, load_mask,
 )
 from weldlab.scan import Detector, compare_with_mask, scan_files, scan_image  # noqa: E402
 

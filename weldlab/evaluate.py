@@ -25,7 +25,8 @@ import warnings
 import numpy as np
 
 from . import metrics
-from .patches import CROP, crop
+from .geometry import CROP, check_patches
+from .patches import crop
 from .residuals import patch_maxima
 from .thresholds import DEFAULT_FPR, CalibrationWarning, ProbabilityThreshold, ResidualThresholds, fpr_budget
 
@@ -74,9 +75,7 @@ def reconstruction_residuals(model, patches, batch_size=64):
     -------
     ndarray, shape (n, 156, 156), float32
     """
-    x = np.asarray(patches, np.float32)
-    if x.ndim != 3 or x.shape[1:] != (192, 192):
-        raise ValueError(f"patches: expected shape (n, 192, 192), got {x.shape}")
+    x = check_patches(np.asarray(patches, np.float32))
     recon = predict_batches(model, x[..., None], batch_size)[..., 0]
     return (crop(x) - recon).astype(np.float32)
 
@@ -114,9 +113,7 @@ def background_residuals(patches, sigma=BASELINE_SIGMA):
     """
     from scipy import ndimage as ndi
 
-    x = np.asarray(patches, np.float32)
-    if x.ndim != 3 or x.shape[1:] != (192, 192):
-        raise ValueError(f"patches: expected shape (n, 192, 192), got {x.shape}")
+    x = check_patches(np.asarray(patches, np.float32))
     if not float(sigma) > 0:
         raise ValueError(f"sigma: expected a positive number of px, got {sigma!r}")
     background = ndi.gaussian_filter(x, (0, float(sigma), float(sigma)), mode="reflect")
@@ -189,9 +186,7 @@ def okay_strata(patches):
     """
     from scipy import ndimage as ndi
 
-    full = np.asarray(patches, np.float32)
-    if full.ndim != 3 or full.shape[1:] != (192, 192):
-        raise ValueError(f"patches: expected shape (n, 192, 192), got {full.shape}")
+    full = check_patches(np.asarray(patches, np.float32))
     grad = ndi.gaussian_gradient_magnitude(crop(full), sigma=(0, 2, 2))
     lo, hi = np.quantile(grad, [FLAT_QUANTILE, EDGE_QUANTILE])
     flat, edge = grad < lo, grad >= hi
@@ -350,9 +345,7 @@ def cnn_scores(model, patches, batch_size=64, chunk=1024):
     n = len(patches)
     out = np.empty(n)
     for i in range(0, n, chunk):
-        x = np.asarray(patches[i : i + chunk], np.float32)
-        if x.ndim != 3 or x.shape[1:] != (192, 192):
-            raise ValueError(f"patches: expected shape (n, 192, 192), got {x.shape}")
+        x = check_patches(np.asarray(patches[i : i + chunk], np.float32))
         out[i : i + chunk] = predict_batches(model, x[..., None], batch_size)[:, 0]
     return out
 

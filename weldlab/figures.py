@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .patches import CROP, OFFSET, PATCH
+from .geometry import CROP, OFFSET, PATCH
 from .thresholds import DEFAULT_FPR
 
 #: The book's colours by meaning (Okabe-Ito: told apart with the common colour-vision

@@ -31,8 +31,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from .patches import CROP
-from .residuals import KERNEL
+from .geometry import CROP, KERNEL
 
 L1_WEIGHT = 0.01
 

@@ -21,9 +21,9 @@ from keras import layers
 
 import numpy as np
 
-from .patches import CROP, PATCH, crop
+from .geometry import CODE_SIZE, CROP, PATCH
+from .patches import crop
 
-CODE_SIZE = 42
 
 AE_PARAMETERS = 41_186
 CNN_PARAMETERS = 223_221

@@ -12,11 +12,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from .geometry import CROP, OFFSET, PATCH
 from .radiographs import check_image_array, check_mask
 
-PATCH = 192
-CROP = 156
-OFFSET = (PATCH - CROP) // 2
 #: Dilation (px) of the defect mask before a patch may count as okay (the footprint test
 #: runs on a 4-px grid against the mask grown by 3 px more, so the margin is 4-7 px).
 OKAY_MARGIN = 4

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from .patches import CROP, OFFSET, PATCH
+from .geometry import CROP, OFFSET, PATCH
 
 #: Amplitude below which a smoothed perturbation is treated as absent (1/510).
 SUPPORT_LEVEL = 0.5 / 255.0

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-#: Smallest side, in pixels, that any weldlab analysis can use (one 192 px patch).
-MIN_SIDE = 192
+from .geometry import MIN_SIDE
 
 #: Environment variable that points to a GDXray copy (the folder holding ``Welding/``).
 GDXRAY_ENV = "WELDLAB_GDXRAY"

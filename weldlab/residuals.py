@@ -49,11 +49,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from .geometry import KERNEL, QUIET_KERNEL
 from .thresholds import ResidualThresholds
 
-KERNEL = 9
-#: Side of the neighbourhood whose residual spread the quiet test measures (px).
-QUIET_KERNEL = 25
 
 
 def kernel_statistics(residual, kernel=KERNEL):

@@ -31,15 +31,14 @@ from scipy import ndimage
 
 from .figures import COLOURS, FLAG_COLOURS
 from .models import check_autoencoder
-from .patches import OFFSET, PATCH
+from .geometry import KERNEL, NETWORK_STRIDE, OFFSET, PATCH, QUIET_KERNEL, window_centre_margin
 from .provenance import atomic_file, provenance, write_json
 from .radiographs import RadiographError, check_image_array, load_image
-from .residuals import KERNEL, QUIET_KERNEL, kernel_statistics
+from .residuals import kernel_statistics
 from .thresholds import DEFAULT_FPR, ResidualThresholds
 
-STRIDE = 4
 #: Outputs (px) next to an inner tile edge that the transposed convolutions affect, and
-#: that tiling therefore recomputes from a larger window (a multiple of STRIDE).
+#: that tiling therefore recomputes from a larger window (a multiple of NETWORK_STRIDE).
 EDGE = 8
 
 
@@ -72,7 +71,7 @@ def fully_convolutional(autoencoder):
 
 def _fit_size(n):
     """Smallest size >= n of the form 192 + 4k."""
-    return PATCH + STRIDE * int(np.ceil(max(n - PATCH, 0) / STRIDE))
+    return PATCH + NETWORK_STRIDE * int(np.ceil(max(n - PATCH, 0) / NETWORK_STRIDE))
 
 
 #: Default output tile side (px). Measured on the 2-core CPU, a 6000 x 6000 px film:
@@ -95,7 +94,7 @@ def check_tile(tile):
     lo, hi = TILE_RANGE
     if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or not lo <= tile <= hi:
         raise ValueError(f"--tile: expected an integer from {lo} to {hi} px, got {tile!r}")
-    return int(tile) // STRIDE * STRIDE
+    return int(tile) // NETWORK_STRIDE * NETWORK_STRIDE
 
 
 def _reflect_indices(start, stop, n):
@@ -186,7 +185,7 @@ def scan_maps(model_fc, image, thresholds, tile=TILE, kernel=KERNEL, keep_maps=T
     image : ndarray, shape (H, W), float32 in [0, 1]
     thresholds : weldlab.thresholds.ResidualThresholds or dict
         With ``t_quiet``, the two-sided rule (windows whose
-        :data:`~weldlab.residuals.QUIET_KERNEL` neighbourhood is too quiet are flagged too).
+        :data:`~weldlab.geometry.QUIET_KERNEL` neighbourhood is too quiet are flagged too).
     tile : int
         Tile side in windows (see :func:`check_tile`).
     keep_maps : bool
@@ -529,8 +528,8 @@ def coverage(flags, shape, kernel=KERNEL):
         if not (flags & bit).any():
             continue
         centres = np.zeros(shape, bool)
-        centres[OFFSET + kernel // 2 : OFFSET + kernel // 2 + h,
-                OFFSET + kernel // 2 : OFFSET + kernel // 2 + w] = (flags & bit) > 0
+        m = window_centre_margin(kernel)
+        centres[m : m + h, m : m + w] = (flags & bit) > 0
         out |= ndimage.maximum_filter(centres, size=kernel).astype(np.int8) * bit
     return out
 

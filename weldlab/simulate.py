@@ -30,7 +30,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .perturbations import lorentzian_psf
-from .radiographs import GDXRAY_PIXEL_MM, MIN_SIDE, Radiograph
+from .geometry import MIN_SIDE
+from .radiographs import GDXRAY_PIXEL_MM, Radiograph
 
 #: Defect type codes used in ``Radiograph.labels``.
 DEFECT_TYPES = {

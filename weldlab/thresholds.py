@@ -190,7 +190,7 @@ class ResidualThresholds(_Threshold):
     """The autoencoder's OR rule: ``t_mean`` on ``|<r>|``, ``t_std`` on ``sigma(r)``.
 
     With ``t_quiet`` the rule is two-sided: a window is also flagged when the residual's
-    standard deviation over the :data:`weldlab.residuals.QUIET_KERNEL` neighbourhood around
+    standard deviation over the :data:`weldlab.geometry.QUIET_KERNEL` neighbourhood around
     it is below ``t_quiet``.
 
     Attributes

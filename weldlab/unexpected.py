@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .patches import PATCH
+from .geometry import PATCH
 
 #: The kinds of unexpected input, in the order the book shows them.
 UNEXPECTED_KINDS = ("natural", "blank", "saturated", "inverted", "magnified", "noised", "stripes", "markers",
