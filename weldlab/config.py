@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from .thresholds import DEFAULT_FPR
+
 PRESETS = ("quick", "standard", "paper")
 DATA_SOURCES = ("synthetic", "gdxray")
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
@@ -142,7 +144,7 @@ class Config:
     ae_scaling: str = "none"
     ae_clean_epochs: int = 0
     ae_code_weight: float = 1.0
-    fpr: float = 0.001
+    fpr: float = DEFAULT_FPR
     progress: bool = True
 
     def __post_init__(self):
