@@ -8,6 +8,7 @@ and other seeded results) with those papermill recorded.
 
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import nbformat
@@ -90,6 +91,13 @@ def test_published_book_shows_no_machine_paths_and_collects_the_exercises(built_
     if data == "gdxray":
         folders.append(str(request.getfixturevalue("gdxray_root")))
     assert book.machine_paths(html, folders) == []
+    # Issue 24: "Run it yourself" offers the source this book was built from, no placeholder
+    archives = sorted((html / "_downloads").rglob(book.SOURCE_ARCHIVE))
+    assert len(archives) == 1
+    run_page = (html / "book" / "run.html").read_text()
+    assert archives[0].relative_to(html).as_posix() in run_page and "<the weldlab repository>" not in run_page
+    with tarfile.open(archives[0]) as tar:
+        assert {"weldlab/Makefile", "weldlab/pyproject.toml", "weldlab/book/run.md"} <= set(tar.getnames())
     page = (html / "book" / "exercises.html").read_text()
     assert page.count("Solution") >= len(CHAPTERS)
     for name in CHAPTERS:

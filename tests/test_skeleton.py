@@ -97,3 +97,28 @@ def test_chapter_code_fits_the_page():
     longest = max(len(line) for c in CHAPTERS for cell in _cells(c) if cell.cell_type == "code"
                   for line in cell.source.splitlines())
     assert longest <= conf["line-length"], longest
+
+
+def test_source_archive_holds_the_tree_and_is_reproducible(tmp_path):
+    """Issue 24: the book offers the source of the version that built it."""
+    import tarfile
+
+    first = book.source_archive(REPO, tmp_path / "a.tar.gz")
+    second = book.source_archive(REPO, tmp_path / "b.tar.gz")
+    assert first.read_bytes() == second.read_bytes()  # same tree, same bytes
+    with tarfile.open(first) as tar:
+        names = set(tar.getnames())
+        makefile = tar.extractfile("weldlab/Makefile").read()
+    for need in ("Makefile", "pyproject.toml", "README.md", "_toc.yml", "weldlab/__init__.py", "book/run.md",
+                 "notebooks/01_radiographs.ipynb", "weldlab/pretrained/ae/sni/seed0/autoencoder.keras"):
+        assert f"weldlab/{need}" in names, need
+    assert makefile == (REPO / "Makefile").read_bytes()
+    assert not any(part in book.NOT_SOURCE for n in names for part in n.split("/")), "built or installed files"
+    # outside a git checkout (an unpacked archive) the same files are found without git
+    unpacked = tmp_path / "unpacked"
+    with tarfile.open(first) as tar:
+        tar.extractall(unpacked, filter="data")
+    (unpacked / "weldlab" / ".venv").mkdir()
+    (unpacked / "weldlab" / ".venv" / "x.py").write_text("")
+    again = [p.relative_to(unpacked / "weldlab").as_posix() for p in book.source_files(unpacked / "weldlab")]
+    assert sorted(again) == sorted(n.removeprefix("weldlab/") for n in names if n.startswith("weldlab/"))
