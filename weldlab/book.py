@@ -692,7 +692,9 @@ _RENDER_STATE = """() => {
     const images = [...main.querySelectorAll('.cell_output img')].filter(i => !i.closest('.jupyter-widgets'));
     const uncaptioned = images.filter(i => !(i.closest('figure') && i.closest('figure').querySelector('.caption-number'))).length;
     const zoomable = images.filter(i => i.classList.contains('weldlab-zoomable')).length;
-    return {maths: maths.length, raw, stray, views, widgets, wide, figures: images.length, uncaptioned, zoomable};
+    const pathAlt = images.filter(i => !i.alt.trim() || /[\\/]|\\.(png|jpe?g|svg)$/i.test(i.alt)).length;
+    return {maths: maths.length, raw, stray, views, widgets, wide, figures: images.length, uncaptioned, zoomable,
+            pathAlt};
 }"""
 
 
@@ -717,7 +719,7 @@ def check_pages(html, chromium="/usr/bin/chromium", timeout=30.0):
         One line per problem: ``"<page>: <what>"`` (raw LaTeX, a JavaScript error or
         console error, a failed or outside request, a widget view that did not render, code
         or output that scrolls sideways at 1366 px, a chapter figure without a numbered
-        caption or that cannot be enlarged).
+        caption, without alt text (empty or a file name) or that cannot be enlarged).
     pages : dict
         Page -> ``{"maths", "widgets", ...}`` counts, for the caller's own checks.
     """
@@ -776,6 +778,8 @@ def check_pages(html, chromium="/usr/bin/chromium", timeout=30.0):
                 seen += [f"wider than the page ({w})" for w in state["wide"]]
                 if state["uncaptioned"]:
                     seen.append(f"{state['uncaptioned']} of {state['figures']} figures without a numbered caption")
+                if state["pathAlt"]:
+                    seen.append(f"{state['pathAlt']} of {state['figures']} figures without alt text (empty or a file name)")
                 if state["zoomable"] < state["figures"]:
                     seen.append(f"{state['figures'] - state['zoomable']} of {state['figures']} figures cannot be enlarged")
                 problems += [f"{name}: {s}" for s in seen]
