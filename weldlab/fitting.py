@@ -17,9 +17,8 @@ from pathlib import Path
 
 import keras
 
-from .models import ARCHITECTURE_VERSION, load_model
-from .provenance import write_json
-from .trained import save_network, stale_reason, training_state
+from .models import ARCHITECTURE_VERSION
+from .trained import CHECKPOINT, load_checkpoint, save_checkpoint, stale_reason, training_state
 
 
 class _Checkpoint(keras.callbacks.Callback):
@@ -41,9 +40,9 @@ class _Checkpoint(keras.callbacks.Callback):
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         st["history"].append({"epoch": epoch + 1, **logs, "learning_rate": lr})
         val = logs.get("val_loss", logs.get("loss"))
-        if val < st["best_val_loss"]:
+        best = val < st["best_val_loss"]
+        if best:
             st["best_val_loss"], st["best_epoch"], st["wait"], st["lr_wait"] = val, epoch + 1, 0, 0
-            save_network(self.model, self.folder / "best.keras")
         else:
             st["wait"] += 1
             st["lr_wait"] = st.get("lr_wait", 0) + 1
@@ -53,8 +52,7 @@ class _Checkpoint(keras.callbacks.Callback):
                 self.log(f"learning rate {lr:.2e} -> {max(lr / 2, self.min_lr):.2e}")
         st["epochs_done"] = epoch + 1
         st["seconds"] += time.perf_counter() - st.pop("_t0", time.perf_counter())
-        save_network(self.model, self.folder / "checkpoint.keras")
-        write_json(self.folder / "state.json", st)
+        save_checkpoint(self.folder, self.model, st, best=best)
         st["_t0"] = time.perf_counter()
         if st["wait"] >= self.patience:
             self.log(f"early stop: no improvement of the validation loss for {self.patience} epochs")
@@ -172,16 +170,12 @@ def fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop_
     moved aside, not resumed.
     """
     supersede_if_stale(out, kind, log, origin)
-    ckpt = out / "checkpoint.keras"
-    state = training_state(out) if ckpt.is_file() else None
+    state = training_state(out) if (out / CHECKPOINT).is_file() else None
     if state is not None:
         if state["wait"] >= patience or state["epochs_done"] >= epochs:
             log(f"{out.name}: already trained ({state['epochs_done']} epochs)")
             return state
-        try:
-            model = load_model(ckpt)
-        except ValueError as exc:
-            raise ValueError(f"{exc}; delete {out} to train this model from the start") from exc
+        model = load_checkpoint(out)
         # Weights and optimizer state are restored; dropout's random stream restarts from
         # (seed, epoch), so a resumed run is reproducible but not bit-identical to an
         # uninterrupted one.

@@ -340,12 +340,12 @@ class Detector:
             If the model or its record is not a weldlab autoencoder of this version
             (naming what differs), or the thresholds the rule needs are missing or invalid.
         """
-        from .trained import TrainedModel, pretrained_dir
+        from .trained import RECORD, TrainedModel, pretrained_dir
 
         if rule not in RULES:
             raise ValueError(f"rule: expected one of {RULES}, got {rule!r}")
         trained = TrainedModel.load(model_dir if model_dir is not None else pretrained_dir("ae", seed), "ae")
-        where = trained.folder / "record.json"
+        where = trained.folder / RECORD
         try:
             thresholds = trained.thresholds(rule)
         except KeyError as exc:

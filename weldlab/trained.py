@@ -2,8 +2,10 @@
 
 A model folder holds the network (``autoencoder.keras`` or ``cnn.keras``), ``record.json``
 (what it was trained on and how, and the thresholds calibrated for it) and
-``history.json`` (losses per epoch); while training, also the checkpoint files of
-:mod:`weldlab.fitting` (``state.json``, ``checkpoint.keras``, ``best.keras``).
+``history.json`` (losses per epoch); while training, also the checkpoint files that
+:mod:`weldlab.fitting` saves and resumes from through :func:`save_checkpoint`,
+:func:`load_checkpoint`, :func:`training_state` and :func:`best_network` (``state.json``,
+``checkpoint.keras``, ``best.keras``).
 :class:`TrainedModel` is that folder as an object. Where a folder lives is decided here
 too: :func:`model_dir` (trained by a run, under ``artifacts/``) and :func:`pretrained_dir`
 (shipped with the package, used where :func:`shipped_fits` the run). When to train, reuse
@@ -28,6 +30,11 @@ from .thresholds import from_record
 
 #: The kinds of trained model, and the network file of each.
 MODEL_FILES = {"ae": "autoencoder.keras", "cnn": "cnn.keras"}
+#: The finished model's record (training, provenance, thresholds) and loss history.
+RECORD, HISTORY = "record.json", "history.json"
+#: Written while training (:mod:`weldlab.fitting`): the training state, the last epoch's
+#: model with its optimizer (to resume), and the best epoch's model.
+STATE, CHECKPOINT, BEST = "state.json", "checkpoint.keras", "best.keras"
 #: Models shipped with the package (see ``weldlab/pretrained/README.md``).
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
@@ -102,14 +109,14 @@ class TrainedModel:
             If the record is not valid JSON or is of another kind.
         """
         folder = Path(folder)
-        record = read_json(folder / "record.json", "the model's training record")
+        record = read_json(folder / RECORD, "the model's training record")
         found = kind_of(record)
         if found is None or (kind is not None and found != check_kind(kind)):
-            raise ValueError(f"{folder / 'record.json'}: expected the record of a weldlab "
+            raise ValueError(f"{folder / RECORD}: expected the record of a weldlab "
                              f"{kind or 'ae or cnn'} model, got model {record.get('model')!r}")
         if not (folder / MODEL_FILES[found]).is_file():
-            raise FileNotFoundError(f"{folder}: no {MODEL_FILES[found]} beside record.json")
-        history_file = folder / "history.json"
+            raise FileNotFoundError(f"{folder}: no {MODEL_FILES[found]} beside {RECORD}")
+        history_file = folder / HISTORY
         history = read_json(history_file, "training history") if history_file.is_file() else []
         return cls(folder, found, record, history)
 
@@ -122,7 +129,7 @@ class TrainedModel:
 
     def thresholds(self, rule="paper"):
         """The thresholds calibrated for this model (:func:`weldlab.thresholds.from_record`)."""
-        return from_record(self.record, rule, where=str(self.folder / "record.json"))
+        return from_record(self.record, rule, where=str(self.folder / RECORD))
 
     def stale_reason(self, dataset_key=None):
         """Why this model must not be used for datasets ``dataset_key`` (None: it may)."""
@@ -138,14 +145,14 @@ class TrainedModel:
         if model is not None:
             save_network(model, self.folder / MODEL_FILES[self.kind])
             self._model = model
-        write_json(self.folder / "history.json", self.history)
-        write_json(self.folder / "record.json", self.record)
+        write_json(self.folder / HISTORY, self.history)
+        write_json(self.folder / RECORD, self.record)
 
 
 def is_trained(folder, kind):
     """Whether ``folder`` holds a finished model of ``kind`` (its network and record)."""
     folder = Path(folder)
-    return (folder / "record.json").is_file() and (folder / MODEL_FILES[check_kind(kind)]).is_file()
+    return (folder / RECORD).is_file() and (folder / MODEL_FILES[check_kind(kind)]).is_file()
 
 
 def save_network(model, path):
@@ -154,15 +161,48 @@ def save_network(model, path):
         model.save(tmp)
 
 
+def save_checkpoint(folder, model, state, best=False):
+    """Save one epoch's checkpoint, each file atomically.
+
+    The model with its optimizer (:data:`CHECKPOINT`), the training state (:data:`STATE`)
+    and, if this epoch is the best so far, the model as the best one (:data:`BEST`).
+    """
+    folder = Path(folder)
+    if best:
+        save_network(model, folder / BEST)
+    save_network(model, folder / CHECKPOINT)
+    write_json(folder / STATE, state)
+
+
+def load_checkpoint(folder):
+    """The last epoch's model (with optimizer) of an interrupted training run.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, when it cannot be loaded, and how to start again.
+    """
+    path = Path(folder) / CHECKPOINT
+    try:
+        return load_model(path)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; delete {path.parent} to train this model from the start") from exc
+
+
+def best_network(folder):
+    """The best epoch's model of a training run (by validation loss)."""
+    return load_model(Path(folder) / BEST)
+
+
 def training_state(folder):
-    """The checkpoint state (``state.json``) of a model folder, or None if there is none.
+    """The checkpoint state (:data:`STATE`) of a model folder, or None if there is none.
 
     Raises
     ------
     ValueError
         If the file is there but not a training state.
     """
-    path = Path(folder) / "state.json"
+    path = Path(folder) / STATE
     if not path.is_file():
         return None
     try:
@@ -189,7 +229,7 @@ def stale_reason(folder, kind, dataset_key=None):
     """
     folder = Path(folder)
     entries = []
-    for name in ("record.json", "state.json"):
+    for name in (RECORD, STATE):
         try:
             entry = read_json(folder / name, name) if (folder / name).is_file() else None
         except ValueError:
@@ -240,4 +280,4 @@ def shipped_fits(cfg, kind, training_set, seed):
         folder = pretrained_dir(kind, seed)
     except FileNotFoundError:
         return None
-    return folder if read_json(folder / "record.json", "record").get("data") == cfg.data else None
+    return folder if read_json(folder / RECORD, "record").get("data") == cfg.data else None

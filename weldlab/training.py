@@ -29,10 +29,10 @@ from .config import LR_SCHEDULES, SCALINGS
 from .datasets import decode
 from .fitting import fit_resumable, set_dropout
 from .models import (AE_DROPOUT, IntensityScaling, build_autoencoder, build_cnn, build_training_model,
-                     compile_training_model, inference_autoencoder, load_model)
+                     compile_training_model, inference_autoencoder)
 from .provenance import provenance
 from .thresholds import DEFAULT_FPR
-from .trained import TrainedModel, check_kind, is_trained, model_dir, shipped_fits, stale_reason
+from .trained import TrainedModel, best_network, check_kind, is_trained, model_dir, shipped_fits, stale_reason
 
 #: Validation: at most this many samples per epoch (the same ones every epoch, made once and
 #: kept in memory), so validation costs seconds, not minutes, at the larger presets.
@@ -208,7 +208,7 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
     state = fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop_after, log, "ae",
                           dropout_epochs=dropout_epochs, lr_patience=lr_patience,
                           origin=datasets.manifest["dataset_key"])
-    autoencoder = inference_autoencoder(load_model(out / "best.keras"))
+    autoencoder = inference_autoencoder(best_network(out))
     set_dropout(autoencoder, AE_DROPOUT)  # the paper's layer settings (inference ignores them)
     record = _record("ae", perturbation, seed, state, len(train), datasets, hyper)
     record["training_patches"] = len(inputs)
@@ -263,7 +263,7 @@ def train_cnn(datasets, training_set="D+sni", *, seed=0, out_dir, epochs=50, bat
     state = fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop_after, log, "cnn",
                           lr_patience=lr_patience, origin=datasets.manifest["dataset_key"])
     record = _record("cnn", training_set, seed, state, len(train), datasets, hyper)
-    TrainedModel(out, "cnn", record, state["history"]).save(load_model(out / "best.keras"))
+    TrainedModel(out, "cnn", record, state["history"]).save(best_network(out))
     return record
 
 
