@@ -47,6 +47,13 @@ def test_bad_preset_and_parameters_are_named():
         C.make_config("quick", seed="abc")
     with pytest.raises(ValueError, match="cnr_cutoffs"):
         C.make_config("quick", cnr_cutoffs=[7, 3])
+    with pytest.raises(ValueError, match=r"ae_okay_weight: expected a number > 0, got 0"):
+        C.make_config("quick", ae_okay_weight=0)
+    with pytest.raises(ValueError, match=r"ae_code_weight: expected a number >= 0, got -0.1"):
+        C.make_config("quick", ae_code_weight=-0.1)
+    with pytest.raises(ValueError, match="ae_code_weight.*True"):
+        C.make_config("quick", ae_code_weight=True)
+    assert C.make_config("quick", ae_code_weight=0).ae_code_weight == 0  # L_reg off is allowed
     with pytest.raises(ValueError, match="unknown parameter 'n_bananas'"):
         C.parse_override("n_bananas=3")
     with pytest.raises(ValueError, match="NAME=VALUE"):

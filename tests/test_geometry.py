@@ -24,8 +24,11 @@ def test_a_whole_image_grows_the_output_by_the_network_stride():
 
 
 def test_window_centres_and_patch_checks():
-    k = geometry.KERNEL
-    assert geometry.window_centre_margin() == geometry.OFFSET + k // 2
-    assert geometry.window_centre_margin(25) == geometry.OFFSET + 12
+    from weldlab.residuals import kernel_statistics
+
+    # a patch's residual maps hold one window per centre from the margin to side - 1 - margin
+    for k in (geometry.KERNEL, geometry.QUIET_KERNEL):
+        mean, _ = kernel_statistics(np.zeros((1, geometry.CROP, geometry.CROP), np.float32), k)
+        assert mean.shape[-1] == geometry.PATCH - 2 * geometry.window_centre_margin(k)
     with pytest.raises(ValueError, match=r"okay: expected shape \(n, 192, 192\), got \(2, 191, 192\)"):
         geometry.check_patches(np.zeros((2, 191, 192)), "okay")

@@ -204,12 +204,11 @@ class Config:
             raise ValueError(f"ae_schedule: expected one of {LR_SCHEDULES}, got {self.ae_schedule!r}")
         if self.ae_scaling not in SCALINGS:
             raise ValueError(f"ae_scaling: expected one of {SCALINGS}, got {self.ae_scaling!r}")
-        if isinstance(self.ae_okay_weight, bool) or not (isinstance(self.ae_okay_weight, (int, float))
-                                                          and self.ae_okay_weight > 0):
-            raise ValueError(f"ae_okay_weight: expected a positive number, got {self.ae_okay_weight!r}")
-        if isinstance(self.ae_code_weight, bool) or not (isinstance(self.ae_code_weight, (int, float))
-                                                          and self.ae_code_weight >= 0):
-            raise ValueError(f"ae_code_weight: expected a number >= 0, got {self.ae_code_weight!r}")
+        for name, zero_allowed in (("ae_okay_weight", False), ("ae_code_weight", True)):  # loss weights
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (
+                    value == 0 and not zero_allowed):
+                raise ValueError(f"{name}: expected a number {'>= 0' if zero_allowed else '> 0'}, got {value!r}")
         if isinstance(self.fpr, bool) or not (isinstance(self.fpr, (int, float)) and 0 < self.fpr < 1):
             raise ValueError(f"fpr: expected a rate in (0, 1) such as 0.001, got {self.fpr!r}")
 

@@ -258,6 +258,43 @@ def read_speed(path=STEP_SPEED):
     return json.loads(Path(path).read_text())
 
 
+def okay_figures(record):
+    """A run's three headline okay-residual figures.
+
+    The median and 99.9th percentile of the okay patches' maximum ``|<r>|``, and the
+    largest mean residual of an intensity decile.
+
+    Returns
+    -------
+    tuple of float
+        ``(median, tail, bias)``.
+    """
+    q = record["quality"]["autoencoder"]
+    return q["max_mean"]["median"], q["max_mean"]["tail"], q["max_abs_bias"]
+
+
+def better_on_all_three(record, reference):
+    """Whether a run's :func:`okay_figures` are all below the reference run's.
+
+    Examples
+    --------
+    >>> from weldlab.convergence import better_on_all_three
+    >>> def run(m, t, b):
+    ...     return {"quality": {"autoencoder": {"max_mean": {"median": m, "tail": t}, "max_abs_bias": b}}}
+    >>> better_on_all_three(run(0.01, 0.03, 0.001), run(0.02, 0.06, 0.006))
+    True
+    >>> better_on_all_three(run(0.01, 0.07, 0.001), run(0.02, 0.06, 0.006))
+    False
+    """
+    return all(a < b for a, b in zip(okay_figures(record), okay_figures(reference)))
+
+
+def aurocs(record):
+    """The AUROC of each synthetic type (in :data:`TYPES` order) for a run's autoencoder."""
+    found = record["indications"]["autoencoder"]
+    return [found[t]["auroc"] for t in TYPES]
+
+
 def findings(records, reference="base"):
     """What the recorded runs show, as Markdown bullet points generated from their numbers.
 
@@ -275,21 +312,16 @@ def findings(records, reference="base"):
     if reference not in by_name:
         raise ValueError(f"reference: no recorded run named {reference!r}; have {sorted(by_name)}")
     ref = by_name[reference]["quality"]["autoencoder"]
-
-    def numbers(r):
-        q = r["quality"]["autoencoder"]
-        return q["max_mean"]["median"], q["max_mean"]["tail"], q["max_abs_bias"]
-
     blur = by_name[reference]["quality"]["blur"]
     lines = [f"- The plain recipe ({describe(by_name[reference]['variant'])}, {by_name[reference]['pairs_trained']:,} "
              f"pairs): median {ref['max_mean']['median']:.4f}, {ref['max_mean']['median'] / blur['max_mean']['median']:.1f} "
              f"times the blur's {blur['max_mean']['median']:.4f}; 99.9th percentile {ref['max_mean']['tail']:.4f} against "
              f"{blur['max_mean']['tail']:.4f}; the worst intensity decile off by {ref['max_abs_bias']:.4f}."]
-    m0, t0, b0 = numbers(by_name[reference])
+    m0, t0, b0 = okay_figures(by_name[reference])
     for r in records:
         if r["name"] == reference:
             continue
-        m, t, b = numbers(r)
+        m, t, b = okay_figures(r)
         better = [m < m0, t < t0, b < b0]
         verdict = "better on all three" if all(better) else "worse on all three" if not any(better) else "mixed"
         if describe(r["variant"]) == describe(by_name[reference]["variant"]) and r["pairs_trained"] == by_name[
@@ -303,6 +335,6 @@ def findings(records, reference="base"):
                  "- No run meets the goal yet (99.9th percentile at most the blur's, median within "
                  f"{MEDIAN_OVER_BLUR:g} times the blur's, no decile biased by more than {MAX_BIAS:g}, at least "
                  f"{100 * MIN_FLAGGED:.0f} % of every synthetic type flagged).")
-    best = min(records, key=lambda r: numbers(r)[1])
+    best = min(records, key=lambda r: okay_figures(r)[1])
     lines.append(f"- Lowest 99.9th percentile: {best['name']} ({describe(best['variant'])}).")
     return "\n".join(lines)

@@ -24,7 +24,6 @@ import numpy as np
 from .geometry import CODE_SIZE, CROP, PATCH
 from .patches import crop
 
-
 AE_PARAMETERS = 41_186
 CNN_PARAMETERS = 223_221
 

@@ -53,7 +53,6 @@ from .geometry import KERNEL, QUIET_KERNEL
 from .thresholds import ResidualThresholds
 
 
-
 def kernel_statistics(residual, kernel=KERNEL):
     """Local mean and standard deviation of residuals over ``k x k`` windows.
 
