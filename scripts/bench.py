@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 from weldlab.models import build_autoencoder, build_cnn  # noqa: E402
 from weldlab.provenance import machine_description, write_json  # noqa: E402
 from weldlab.residuals import kernel_statistics  # noqa: E402
-from weldlab.scan import fully_convolutional, scan_maps  # noqa: E402
+from weldlab.tiling import fully_convolutional, scan_maps  # noqa: E402
 from weldlab.simulate import simulate_radiograph  # noqa: E402
 
 

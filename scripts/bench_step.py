@@ -8,11 +8,15 @@ five-term loss, Adam) is timed after two warm-up steps, under each setting:
 * ``precision``: float32, or Keras' ``mixed_bfloat16`` policy (bfloat16 compute, float32
   weights), which only pays where the CPU computes bfloat16 natively (AVX512-BF16 or AMX:
   reported as ``cpu_bf16``);
-* ``threads``: TensorFlow's intra-op threads (0: TensorFlow's default, the cores).
+* ``threads``: TensorFlow's intra-op threads (0: TensorFlow's default, the cores);
+* ``backend``: the Keras backend (``KERAS_BACKEND``): TensorFlow, JAX (whose step Keras
+  always compiles with XLA) or PyTorch (eager; ``pip install torch``, a CPU build); ``onednn``
+  applies to TensorFlow only. A backend that is not installed gets a row with its error.
 
 Each setting runs in its own process, because TensorFlow reads its environment and
 thread settings once. Nothing else should run on the machine meanwhile (a second job
-halves every figure). Writes the table as JSON (default ``book/results/step_speed.json``).
+halves every figure). Writes the table as JSON (default ``book/results/step_speed.json``, or
+``step_speed_bf16.json`` on a CPU with native bfloat16).
 
     python scripts/bench_step.py [--steps 8] [--batch-size 16] [--out FILE]
 """
@@ -25,11 +29,13 @@ import sys
 import time
 
 SETTINGS = [
-    {"jit": "auto", "onednn": "1", "precision": "float32", "threads": 0},
-    {"jit": "off", "onednn": "1", "precision": "float32", "threads": 0},
-    {"jit": "on", "onednn": "1", "precision": "float32", "threads": 0},
-    {"jit": "off", "onednn": "0", "precision": "float32", "threads": 0},
-    {"jit": "auto", "onednn": "1", "precision": "bfloat16", "threads": 0},
+    {"backend": "tensorflow", "jit": "auto", "onednn": "1", "precision": "float32", "threads": 0},
+    {"backend": "tensorflow", "jit": "off", "onednn": "1", "precision": "float32", "threads": 0},
+    {"backend": "tensorflow", "jit": "on", "onednn": "1", "precision": "float32", "threads": 0},
+    {"backend": "tensorflow", "jit": "off", "onednn": "0", "precision": "float32", "threads": 0},
+    {"backend": "tensorflow", "jit": "auto", "onednn": "1", "precision": "bfloat16", "threads": 0},
+    {"backend": "jax", "jit": "auto", "onednn": "1", "precision": "float32", "threads": 0},
+    {"backend": "torch", "jit": "auto", "onednn": "1", "precision": "float32", "threads": 0},
 ]
 
 
@@ -69,14 +75,16 @@ def one(setting, steps, batch_size):
         model.train_on_batch(*b)
     seconds = (time.perf_counter() - t) / steps
     return {**setting, "seconds_per_step": seconds, "pairs_per_second": batch_size / seconds,
-            "jit_resolved": bool(model.jit_compile)}
+            "jit_resolved": bool(model.jit_compile), "backend_resolved": keras.backend.backend()}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--out", default="book/results/step_speed.json")
+    ap.add_argument("--out", default=None,
+                    help="default: book/results/step_speed_bf16.json on a CPU with native bfloat16, "
+                         "else book/results/step_speed.json")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -86,13 +94,15 @@ def main():
 
     rows = []
     for s in SETTINGS:
-        env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": s["onednn"], "TF_CPP_MIN_LOG_LEVEL": "3"}
+        env = {**os.environ, "KERAS_BACKEND": s["backend"], "TF_ENABLE_ONEDNN_OPTS": s["onednn"],
+               "TF_CPP_MIN_LOG_LEVEL": "3"}
         out = subprocess.run([sys.executable, __file__, "--one", json.dumps(s), "--steps", str(args.steps),
                               "--batch-size", str(args.batch_size)], env=env, capture_output=True, text=True)
         line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
         row = json.loads(line[0][7:]) if line else {**s, "error": out.stderr.strip().splitlines()[-1:]}
         rows.append(row)
         print(row, flush=True)
+    args.out = args.out or f"book/results/step_speed{'_bf16' if cpu_bf16() else ''}.json"
     write_json(args.out, {"rows": rows, "batch_size": args.batch_size, "steps": args.steps, "cpu_bf16": cpu_bf16(),
                           "machine": machine_description()})
     print("written", args.out)

@@ -23,7 +23,7 @@ from weldlab.config import make_config, parse_override  # noqa: E402
 from weldlab.datasets import build_or_load, load_radiographs  # noqa: E402
 from weldlab.evaluate import cnn_scores  # noqa: E402
 from weldlab.models import build_autoencoder, build_cnn  # noqa: E402
-from weldlab.scan import calibrate_detector  # noqa: E402
+from weldlab.detector import calibrate_detector  # noqa: E402
 from weldlab.thresholds import ProbabilityThreshold  # noqa: E402
 from weldlab.sets import SHIPPED  # noqa: E402
 from weldlab.trained import PRETRAINED_DIR, TrainedModel, load_pretrained, model_dir  # noqa: E402

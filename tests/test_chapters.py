@@ -21,6 +21,8 @@ pytestmark = pytest.mark.book
 
 REPO = Path(__file__).resolve().parent.parent
 CHAPTERS = [p.stem for p in book.chapters(REPO)]
+#: Seconds any one cell of the quick preset may take (the slowest takes about a minute here).
+CELL_TIMEOUT = 900
 
 
 @pytest.fixture(scope="module", params=["synthetic", "gdxray"])
@@ -32,8 +34,9 @@ def built_book(request, tmp_path_factory):
     else:
         extra = {}
     tmp = tmp_path_factory.mktemp(f"book-{data}")
+    # A hung kernel fails its chapter after CELL_TIMEOUT instead of holding CI until its limit.
     html = book.run_book("quick", data=data, overrides={"artifacts_root": str(tmp / "artifacts"), **extra},
-                         root=REPO, build_dir=tmp / "_build", log=lambda *a: None)
+                         root=REPO, build_dir=tmp / "_build", log=lambda *a: None, cell_timeout=CELL_TIMEOUT)
     return data, html, tmp / "_build" / data / "quick" / "executed"
 
 
@@ -58,7 +61,8 @@ def test_chapter_outputs_reproduce_under_nbval(built_book, chapter):
     assert checked, "each chapter marks its deterministic cells for nbval"
     assert all(c.outputs for c in checked)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q", str(nb_path)],
+        [sys.executable, "-m", "pytest", "--nbval-lax", f"--nbval-cell-timeout={CELL_TIMEOUT}",
+         "-p", "no:cacheprovider", "-q", str(nb_path)],
         cwd=executed, capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
@@ -79,6 +83,8 @@ def test_pages_work_offline_in_a_headless_browser(built_book):
     problems, pages = book.check_pages(html, chromium=chromium)
     assert not problems, "\n".join(problems[:40])
     assert sum(p["maths"] for p in pages.values()) >= 20  # the formulas were there to typeset
+    # the figures were there to check (a chapter kernel under CI's MPLBACKEND=Agg drew none)
+    assert sum(p["figures"] for p in pages.values()) >= 30, {k: p["figures"] for k, p in pages.items()}
     explorer = pages["notebooks/08_explore_thresholds.html"]
     assert explorer["views"] >= 1 and explorer["widgets"] >= 2, explorer  # the two threshold sliders
 

@@ -6,6 +6,7 @@ import nbformat
 import pytest
 
 from weldlab import book
+from weldlab.book import assets
 from weldlab.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,6 +84,19 @@ def test_failing_chapter_is_named_and_nothing_is_published(tmp_path):
     assert not (root / "_build" / "synthetic" / "quick" / "html").exists()
 
 
+def test_hung_cell_fails_its_chapter_after_the_cell_timeout(tmp_path):
+    """A kernel that never answers stops the build with the chapter and cell named."""
+    import time
+
+    root = _fake_repo(tmp_path, "import time\ntime.sleep(600)")
+    t = time.perf_counter()
+    with pytest.raises(book.ChapterError, match=r"chapter 02_bad failed at cell 3 \('import time'\): .*Timeout"):
+        book.run_book("quick", root=root, overrides={"artifacts_root": str(tmp_path / "art")}, log=lambda *a: None,
+                      cell_timeout=5)
+    assert time.perf_counter() - t < 120
+    assert not (root / "_build" / "synthetic" / "quick" / "html").exists()
+
+
 @pytest.mark.robustness
 def test_bad_parameter_fails_before_any_chapter(tmp_path):
     root = _fake_repo(tmp_path, "x = 3")
@@ -102,12 +116,12 @@ def test_widget_javascript_is_checked_against_its_published_hash(tmp_path, monke
     fake = cache / f"{package.lstrip('@').replace('/', '-')}-{version}.tgz"
     fake.write_bytes(b"not the package")
     with pytest.raises(book.BookBuildError, match="sha512 differs"):
-        book._npm_tarball(package, version, integrity, cache)
+        assets._npm_tarball(package, version, integrity, cache)
     assert not fake.exists()
     if shutil.which("npm") is None:
         monkeypatch.setenv("PATH", "")
         with pytest.raises(book.BookBuildError, match="npm not found"):
-            book._npm_tarball(package, version, integrity, cache)
+            assets._npm_tarball(package, version, integrity, cache)
         return
     widgets = book.offline_assets(tmp_path / "_static", cache=cache)
     assert {"require.js", "embed-amd.js"} <= {p.name for p in widgets.iterdir()}

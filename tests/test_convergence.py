@@ -71,3 +71,63 @@ def test_describe_names_each_lever():
     plain = {"set": "sni", "schedule": "cosine"}
     assert describe(plain) == "sni, cosine"
     assert describe(plain | {"okay_weight": 10.0, "code_weight": 0.1}) == "sni, okay x10, L_reg x0.1, cosine"
+
+
+def test_removal_and_ceiling_tables_read_what_the_records_measured(records):
+    measured = [r for r in records if "sni_removal" in r]
+    assert {"ok10_long", "shipped"} <= {r["name"] for r in measured}
+    for r in measured:
+        m = r["sni_removal"]
+        # a perturbation adds error (an under-trained model may add more than the perturbation
+        # itself: a negative share); the blur removes some of it
+        assert m["okay"] < m["autoencoder"] and m["blur"] < m["identity"], r["name"]
+        share = convergence.removed_share(r)
+        assert share == pytest.approx(1 - m["autoencoder"] / m["identity"]) and share < 1
+    rows = convergence.removal_table(records).splitlines()
+    assert [row.split(" | ")[0][2:] for row in rows[2:]] == [r["name"] for r in measured]
+    ceiling = convergence.ceiling_table(records).splitlines()
+    assert ceiling[2].startswith("| blur, removing every indication completely |")
+    assert len(ceiling) == 4 + len([r for r in records if "complete_removal" in r["indications"]])
+    # complete removal is the ceiling: no run flags more of any type than it would
+    for r in records:
+        if "complete_removal" in r["indications"]:
+            top = r["indications"]["complete_removal"]
+            assert all(r["indications"]["autoencoder"][t]["flagged"] <= top[t]["flagged"] for t in TYPES), r["name"]
+
+
+def test_a_run_judged_under_the_other_amplitude_reading_is_read_by_name_only(records):
+    assert not any(r["judged_on"].get("amplitude_reading", "before") != "before" for r in records)
+    (after,) = read_records(names=["shipped.after"])
+    assert after["judged_on"]["amplitude_reading"] == "after" and after["name"] == "shipped"
+    with pytest.raises(ValueError, match="judged on different patches"):
+        indication_table([records[0], after])
+
+
+def test_removal_by_size_is_read_labelled_and_drawn():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from weldlab.convergence import plot_removal_by_size, read_removal_by_size, removal_label
+
+    record = read_removal_by_size()
+    columns = [c for c in record["rows"][0] if c not in ("sigma", "diameter")]
+    assert {removal_label(record, c) for c in columns} == {"shipped", "ok10_long", "ok30_warm", "blur"}
+    ax = plot_removal_by_size(record)
+    sigmas = {r["sigma"] for r in record["rows"]}
+    assert len(ax.lines) == len(columns) * len(sigmas) + 1  # and the receptive field's marker
+    shipped = next(c for c in columns if removal_label(record, c) == "shipped")
+    first = ax.lines[columns.index(shipped) * len(sigmas)]
+    assert list(first.get_ydata()) == [100 * r[shipped] for r in record["rows"] if r["sigma"] == max(sigmas)]
+
+
+def test_speed_records_of_both_cpus_are_read_and_tabled():
+    from weldlab.convergence import read_speeds, speed_by_setting, speed_table
+
+    records = read_speeds()
+    assert [r["cpu_bf16"] for r in records] == [False, True]
+    for record in records:
+        speed = speed_by_setting(record)
+        assert speed[("tensorflow", "auto", "1", "float32")] > 0
+        assert len(speed_table(record).splitlines()) == 2 + len(record["rows"])
+    failed = {"rows": [{"backend": "torch", "jit": "auto", "onednn": "1", "precision": "float32", "error": ["no torch"]}]}
+    assert speed_by_setting(failed) == {} and "not measured" in speed_table(failed)

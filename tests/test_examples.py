@@ -10,8 +10,8 @@ STUDENT_FACING = [
     "weldlab.perturbations.apply_perturbation", "weldlab.models.layer_table_markdown",
     "weldlab.residuals.kernel_statistics", "weldlab.residuals.patch_maxima",
     "weldlab.thresholds.ResidualThresholds", "weldlab.thresholds.threshold_at_fpr",
-    "weldlab.trained.TrainedModel", "weldlab.training.hyperparameters", "weldlab.scan.scan_image",
-    "weldlab.screening.image_statistics", "weldlab.unexpected.detection_rates",
+    "weldlab.trained.TrainedModel", "weldlab.training.hyperparameters", "weldlab.detector.scan_image",
+    "weldlab.screening.image_statistics", "weldlab.review.detection_rates",
 ]
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from weldlab import geometry
 from weldlab.models import build_autoencoder, encoder_of
-from weldlab.scan import fully_convolutional
+from weldlab.tiling import fully_convolutional
 
 
 def test_the_autoencoder_has_the_geometry_s_shapes():

@@ -50,16 +50,16 @@ def test_chapters_use_shipped_models_outside_the_quick_preset(tmp_path):
 
 
 def test_shipped_detector_flags_defects_on_an_unseen_gdxray_film(gdxray):
-    from weldlab.scan import Detector, compare_with_mask, scan_image
+    from weldlab.detector import Detector, compare_with_mask, scan_image
 
     film = next(r for r in gdxray if r.name == "W0001_0004")  # a test film: no model trained on it
     detector = Detector.load()
     verdict, maps = scan_image(detector, film.image, name=film.name)
-    c = compare_with_mask(verdict["regions"], maps["flags"], film.mask)
-    assert verdict["verdict"] == "review" and c["defects_found"] >= 1
-    assert verdict["rule"] == "two-sided"
-    assert verdict["thresholds"] == {k: detector.record["two_sided_thresholds"][k] for k in ("t_mean", "t_std", "t_quiet")}
-    assert not verdict["input"]["outside"]  # a film of the training series is within the training films' ranges
+    c = compare_with_mask(verdict.regions, maps["flags"], film.mask)
+    assert verdict.decision == "review" and c["defects_found"] >= 1 and verdict.of_kind("indication")
+    assert verdict.rule == "two-sided"
+    assert verdict.thresholds == {k: detector.record["two_sided_thresholds"][k] for k in ("t_mean", "t_std", "t_quiet")}
+    assert not verdict.of_kind("input")  # a film of the training series is within the training films' ranges
 
 
 def test_scan_cli_defaults_to_the_shipped_detector(tmp_path):

@@ -106,3 +106,41 @@ def test_tables_cli_restricts_sets_per_model(monkeypatch, tmp_path):
     assert cli.main(["tables", "--sets", "ae:sni", "cnn:D+sni", "--no-train", "--out", str(tmp_path)]) == 2
     assert seen == {"kinds": ["ae", "cnn"], "confs": {"ae": ["sni"], "cnn": ["D+sni"]}, "train": False}
     assert cli.main(["tables", "--models", "cnn", "--sets", "ae:sni", "--out", str(tmp_path)]) == 2
+
+
+def test_a_recorded_run_is_presented_from_its_record():
+    from weldlab.config import RESULTS_ROOT
+
+    runs = R.recorded_runs(RESULTS_ROOT)
+    assert [r["preset"] for _, r in runs] == sorted((r["preset"] for _, r in runs), key=R.PRESET_STRENGTH.index)
+    assert len(R.runs_table(runs).splitlines()) == 2 + len(runs)
+    path, result = next((f, r) for f, r in runs if r["preset"] == "quick" and r["data"] == "gdxray")
+    _, scores = R.load_tables(path)
+    own = R.run_notes(result, path, make_config("quick", data="gdxray"))
+    assert own[0].startswith(f"**Recorded run** `{path.name}`") and not any("No table run" in n for n in own)
+    assert any("No table run is recorded for the paper preset" in n for n in R.run_notes(result, path, make_config("paper")))
+    ops = sum(len(v) for kind in result["operating_points"].values() for v in kind.values())
+    assert len(R.operating_points_table(result).splitlines()) == 2 + ops
+    seed = result["seeds"][0]
+    okay, defects = R.pooled_scores(scores, "ae", "sni", seed)
+    assert okay.shape == scores[f"ae/sni/seed{seed}/okay"].shape
+    assert defects.size == sum(scores[f"ae/sni/seed{seed}/{c}"].size for c in R.REAL_CLASSES)
+    curves = R.detection_curve_scores(result, scores, seed)
+    assert {k for k in curves if k.startswith("AE")} == {f"AE, {R.COLUMN_LABELS[c]}" for c in result["tables"]["ae"]}
+    assert all(len(v) == 2 for v in curves.values())
+    assert R.run_tables(result).count("AUROC:") == len(result["tables"])
+
+
+def test_findings_are_computed_from_the_tables():
+    def cell(tpr):
+        return {"n": 10, "tpr_at_test_fpr": {"mean": tpr}}
+
+    ae = {"blur": {r: cell(0.5) for r in R.TABLE_ROWS}, "sni": {r: cell(0.96 if r != "raster" else 0.4) for r in R.TABLE_ROWS}}
+    cnn = {"D": {r: cell(0.3) for r in R.TABLE_ROWS}}
+    result = {"fpr": 0.001, "tables": {"ae": ae, "cnn": cnn},
+              "operating_points": {"ae": {"sni": [{"fpr_calibrated_on_test": 0.002}]}}}
+    lines = R.findings(result)
+    assert lines[0].startswith("- The autoencoder trained with SNI beats the blur baseline on **7 of 8** test sets "
+                               "and flags at least 95 % of **4 of 5** synthetic types (high-contrast defects: 96 %")
+    assert lines[1] == "- The CNN trained on D alone flags fewer than half of **5 of 5** synthetic types."
+    assert lines[2].endswith("flag at most 0.20 % of the test okay patches (target 0.1 %).")

@@ -33,7 +33,8 @@ from weldlab.models import ARCHITECTURE_VERSION, build_autoencoder, build_cnn, l
 from weldlab.radiographs import (  # noqa: E402
     Radiograph, RadiographError, check_image_array, check_mask, load_image, load_mask,
 )
-from weldlab.scan import Detector, compare_with_mask, scan_files, scan_image  # noqa: E402
+from weldlab.detector import Detector, compare_with_mask, scan_image  # noqa: E402
+from weldlab.scan import scan_files  # noqa: E402
 
 pytestmark = pytest.mark.robustness
 
@@ -665,7 +666,7 @@ def test_ctrl_c_is_one_line_and_leaves_nothing_half_written(detector, tmp_path, 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(scan_module.Detector, "load", classmethod(lambda cls, *a, **k: detector))
+    monkeypatch.setattr(Detector, "load", classmethod(lambda cls, *a, **k: detector))
     monkeypatch.setattr(scan_module, "overlay", interrupted)
     good = _good_png(tmp_path / "good.png")
     out = tmp_path / "out"
@@ -698,7 +699,7 @@ def test_large_images_scan_in_memory_bounded_by_the_tile(detector, tmp_path, mon
     """Beyond the image and its 1-byte flag map, a file scan holds only a tile's worth."""
     import tracemalloc
 
-    import weldlab.scan as scan_module
+    import weldlab.tiling as tiling_module
 
     image = np.random.default_rng(0).random((1200, 1600)).astype(np.float32)
     scan_image(detector, image[:300, :300], tile=256)  # warm-up
@@ -709,13 +710,13 @@ def test_large_images_scan_in_memory_bounded_by_the_tile(detector, tmp_path, mon
     assert set(maps) == {"flags", "flagged", "max_abs_mean", "max_std"} and maps["flags"].dtype == np.int8
     assert peak < 1.5 * image.size + 40e6, f"{peak / image.size:.1f} bytes per image pixel"
     ref, full = scan_image(detector, image, tile=4096)  # one tile, full maps: the same verdict
-    assert verdict["max_score"] == pytest.approx(ref["max_score"], rel=1e-5)
+    assert verdict.max_score == pytest.approx(ref.max_score, rel=1e-5)
     assert np.array_equal(maps["flags"], full["flags"])
     logs = []
     iio.imwrite(tmp_path / "big.png", np.round(image * 255).astype(np.uint8))
     scan_files([tmp_path / "big.png"], detector, tmp_path / "out", tile=256, log=logs.append)
     assert any("tiles" in line for line in logs) and logs[0].startswith("[1/1]")
-    monkeypatch.setattr(scan_module, "MAX_PIXELS", 1_000_000)
+    monkeypatch.setattr(tiling_module, "MAX_PIXELS", 1_000_000)
     with pytest.raises(RadiographError, match=r"1200 x 1600 px is more than the 1 megapixels"):
         scan_image(detector, image)
 

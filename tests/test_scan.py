@@ -7,7 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 
 from weldlab.models import ARCHITECTURE_VERSION, build_autoencoder  # noqa: E402
-from weldlab.scan import fully_convolutional, reconstruct, residual_map, scan_maps  # noqa: E402
+from weldlab.tiling import fully_convolutional, reconstruct, residual_map, scan_maps  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,8 @@ def test_residual_and_flag_maps(models, rng):
 
 
 def test_flagged_regions_boxes_tests_and_coverage():
-    from weldlab.scan import coverage, flagged_regions, flagged_values, overlay
+    from weldlab.detector import coverage, flagged_regions, flagged_values
+    from weldlab.overlay import overlay
 
     flags = np.zeros((50, 60), np.int8)
     flags[10:13, 20:22] = 1
@@ -100,7 +101,8 @@ def _write_images(folder, rng):
 def test_scan_files_survives_bad_files_and_writes_verdicts(models, tmp_path, rng):
     import json
 
-    from weldlab.scan import Detector, scan_files
+    from weldlab.detector import Detector
+    from weldlab.scan import scan_files
 
     ae, _ = models
     paths = _write_images(tmp_path, rng)
@@ -152,7 +154,7 @@ def test_scan_cli(models, tmp_path, rng, capsys):
 
 
 def test_compare_with_mask_counts_found_defects_and_false_alarms():
-    from weldlab.scan import compare_with_mask, flagged_regions, flagged_values
+    from weldlab.detector import compare_with_mask, flagged_regions, flagged_values
 
     flags = np.zeros((100, 100), np.int8)
     flags[10, 10] = 1  # window over image pixels [28, 37) x [28, 37)

@@ -287,3 +287,31 @@ def test_recipe_levers_are_used_and_recorded(quick_datasets, tmp_path):
         train_autoencoder(ds, "sni", out_dir=tmp_path / "x", schedule="linear", **FAST)
     with pytest.raises(ValueError, match="perturbation"):
         train_autoencoder(ds, "D+circular", out_dir=tmp_path / "x", **FAST)
+
+
+def test_a_warm_start_begins_from_the_source_weights_and_says_so(quick_datasets, tmp_path):
+    from weldlab.trained import TrainedModel
+
+    _, ds = quick_datasets
+    first = train_autoencoder(ds, "none", seed=0, out_dir=tmp_path / "first", **{**FAST, "epochs": 1})
+    # a rate too small to move a weight: the second model ends where the first did
+    second = train_autoencoder(ds, "sni", seed=5, out_dir=tmp_path / "second", start_from=tmp_path / "first",
+                               learning_rate=1e-12, **{**FAST, "epochs": 1})
+    a, b = (TrainedModel.load(tmp_path / n, "ae").model.get_weights() for n in ("first", "second"))
+    assert len(a) == len(b) and all(np.allclose(x, y, atol=1e-9) for x, y in zip(a, b))
+    assert any(not np.allclose(x, y) for x, y in zip(a, fresh_weights(5)))  # not what a cold start gives
+    assert second["start_from"]["folder"] == str(tmp_path / "first")
+    assert second["start_from"]["training_set"] == "none" == first["training_set"]
+    with pytest.raises(ValueError, match="a warm start needs the same intensity map"):
+        train_autoencoder(ds, "sni", out_dir=tmp_path / "third", start_from=tmp_path / "first", scaling="affine",
+                          **FAST)
+
+
+def fresh_weights(seed):
+    """The initial weights of a fresh autoencoder of ``seed`` (what a cold start begins from)."""
+    import keras
+
+    from weldlab.models import build_autoencoder
+
+    keras.utils.set_random_seed(seed)
+    return build_autoencoder(seed).get_weights()

@@ -14,11 +14,12 @@ from weldlab.screening import (FILM_MARGINS, FILM_STATISTICS, MARGINS, STATISTIC
                                image_statistics, input_ranges)
 from weldlab.thresholds import ResidualThresholds
 from weldlab.unexpected import HELD_OUT_KINDS, NON_WELD_FILMS, held_out_inputs, non_weld_films
+from weldlab.verdict import Reason, Verdict
 
 
 @pytest.fixture(scope="module")
 def shipped():
-    from weldlab.scan import Detector
+    from weldlab.detector import Detector
 
     return Detector.load()
 
@@ -55,7 +56,7 @@ def test_a_flat_patch_is_too_quiet_and_a_grainy_one_is_not(rng):
 
 
 def test_tiled_scan_equals_the_whole_map_with_the_quiet_test(shipped):
-    from weldlab.scan import residual_map, scan_maps
+    from weldlab.tiling import residual_map, scan_maps
 
     rng = np.random.default_rng(3)
     image = np.clip(0.5 + rng.normal(0, 0.005, (300, 420)), 0, 1).astype(np.float32)
@@ -73,10 +74,12 @@ def test_input_statistics_and_ranges(rng):
     assert ranges["n"] == 3 and "typicality" not in ranges
     assert check_input(image_statistics(films[1]), ranges) == []
     noisy = check_input(image_statistics(np.clip(films[0] + rng.normal(0, 0.05, films[0].shape), 0, 1)), ranges)
-    assert any(r.startswith("film grain (noise std.)") and "above" in r for r in noisy)
+    assert any(r.statistic == "noise_std" and r.side == "above" for r in noisy)
+    assert any(r.text().startswith("input outside the training films' range: film grain (noise std.)") for r in noisy)
     saturated = np.ones((192, 192))
     reasons = check_input(image_statistics(saturated), ranges)
-    assert any("cannot be measured" in r for r in reasons) and any(r.startswith("clipped") for r in reasons)
+    assert any(r.side == "unmeasured" and "cannot be measured" in r.explanation() for r in reasons)
+    assert any(r.statistic == "clipped" and r.side == "above" for r in reasons)
     with pytest.raises(ValueError, match="image: expected a 2-D image"):
         image_statistics(np.zeros((10, 10)))
     with pytest.raises(ValueError, match="at least one"):
@@ -98,7 +101,8 @@ def test_film_statistics_measure_the_bead_across_the_short_side(rng):
     assert set(ranges["ranges"]) == set(FILM_MARGINS) and ranges["ranges"]["bead_contrast"][1] is None
     assert check_input(film_statistics(films[1]), ranges) == []
     (reason,) = check_input(film_statistics(1 - films[1]), ranges)
-    assert reason.startswith(FILM_STATISTICS["bead_contrast"]) and "below the training range" in reason
+    assert reason.statistic == "bead_contrast" and reason.side == "below"
+    assert reason.explanation().startswith(FILM_STATISTICS["bead_contrast"]) and "below the training range" in reason.text()
     with pytest.raises(ValueError, match="missing bead_contrast"):
         input_ranges(None, "patch statistics", statistics=[image_statistics(films[0])], films=True)
 
@@ -109,37 +113,39 @@ def test_an_inverted_weld_film_goes_to_review_as_unlike_the_training_films(shipp
     inverted W0001_0004 to review for its defects alone, its input within every training
     range. Every GDXray weld film, the three test films included, lies within the bead's
     range."""
-    from weldlab.scan import scan_image
+    from weldlab.detector import scan_image
 
     ranges = shipped.input_ranges
     for film in gdxray:
-        assert not [r for r in check_input(film_statistics(film.image), ranges)
-                    if r.startswith(FILM_STATISTICS["bead_contrast"])], film.name
+        assert not [r for r in check_input(film_statistics(film.image), ranges) if r.statistic == "bead_contrast"], film.name
         outside = check_input(film_statistics(1 - film.image), ranges)
-        assert any(r.startswith(FILM_STATISTICS["bead_contrast"]) for r in outside), (film.name, outside)
+        assert any(r.statistic == "bead_contrast" and r.side == "below" for r in outside), (film.name, outside)
     film = next(r for r in gdxray if r.name == "W0001_0004")
     verdict, _ = scan_image(shipped, 1 - film.image, name="inverted", keep_maps=False)
-    assert verdict["verdict"] == "review"
-    assert any(r.startswith("input outside the training films' range: weld bead") for r in verdict["reasons"])
+    assert verdict.decision == "review"
+    assert [r.statistic for r in verdict.of_kind("input")] == ["bead_contrast"], verdict.lines()
+    assert FILM_STATISTICS["bead_contrast"] in verdict.reasons[0].text()
 
 
 def test_shipped_detector_sends_a_flat_frame_to_review_with_both_reasons(shipped):
-    from weldlab.scan import scan_image
+    from weldlab.detector import scan_image
 
     verdict, _ = scan_image(shipped, np.full((300, 400), 0.45, np.float32), name="grey")
-    assert verdict["verdict"] == "review"
-    assert any(r.startswith("too-quiet residual") for r in verdict["reasons"])
-    assert any(r.startswith("input outside the training films' range: film grain") for r in verdict["reasons"])
-    assert [r["reason"] for r in verdict["regions"]] == ["quiet"] and verdict["regions"][0]["score"] > 1
+    assert verdict.decision == "review"
+    (quiet,) = verdict.of_kind("quiet")
+    assert quiet.regions == 1 and quiet.box == tuple(verdict.regions[0]["box"]) and quiet.value > 1
+    assert "noise_std" in [r.statistic for r in verdict.of_kind("input")]
+    assert [r["reason"] for r in verdict.regions] == ["quiet"] and verdict.regions[0]["score"] > 1
+    assert not verdict.of_kind("indication")
 
 
 @pytest.mark.parametrize("name", NON_WELD_FILMS)
 def test_every_non_weld_image_goes_to_review(shipped, name):
-    from weldlab.scan import scan_image
+    from weldlab.detector import scan_image
 
     image = non_weld_films((256, 512), seed=1)[name]
     verdict, _ = scan_image(shipped, image, name=name, keep_maps=False)
-    assert verdict["verdict"] == "review" and verdict["reasons"], (name, verdict["max_score"])
+    assert verdict.decision == "review" and verdict.reasons, (name, verdict.max_score)
 
 
 def test_held_out_kinds_are_made_seeded(rng):
@@ -155,14 +161,18 @@ def test_held_out_kinds_are_made_seeded(rng):
 def test_scan_files_writes_reasons_and_an_overlay_that_says_why(shipped, tmp_path):
     import imageio.v3 as iio
 
-    from weldlab.scan import INPUT_COLOUR, scan_files
+    from weldlab.overlay import INPUT_COLOUR
+    from weldlab.scan import scan_files
 
     iio.imwrite(tmp_path / "grey.png", np.full((240, 320), 115, np.uint8))
     log = []
     (verdict,) = scan_files([tmp_path / "grey.png"], shipped, tmp_path / "out", log=log.append)
     saved = json.loads((tmp_path / "out" / "grey_png.json").read_text())
     assert saved["verdict"] == "review" and saved["reasons"] == verdict["reasons"] and saved["rule"] == "two-sided"
-    assert saved["input"]["outside"] and saved["input"]["statistics"]["noise_std"] == 0.0
+    assert {r["kind"] for r in saved["reasons"]} == {"input", "quiet"} and saved["input"]["statistics"]["noise_std"] == 0.0
+    grain = next(r for r in saved["reasons"] if r["statistic"] == "noise_std")
+    assert grain["value"] == 0.0 and grain["range"][0] > 0 and grain["text"].startswith("input outside")
+    assert Verdict.from_dict(saved).reasons == tuple(Reason.from_dict(r) for r in saved["reasons"])
     assert any("too-quiet" in line for line in log)
     rgb = iio.imread(tmp_path / "out" / "grey_png_overlay.png")
     assert rgb.shape[0] > 240 and rgb.shape[1] == 320  # a caption strip above the picture
@@ -183,42 +193,6 @@ def test_the_papers_rule_stays_available(tmp_path):
     assert json.loads((tmp_path / "two" / "grey_png.json").read_text())["verdict"] == "review"
 
 
-def test_review_rates_combine_the_reviewers(shipped):
-    from weldlab.unexpected import REVIEWERS, review_rates, review_scores
-
-    cal = {"thresholds": {k: shipped.record["thresholds"][k] for k in ("t_mean", "t_std")},
-           "two_sided_thresholds": shipped.thresholds, "input_ranges": shipped.record["input_ranges"]}
-    rng = np.random.default_rng(5)
-    grainy = np.clip(0.45 + rng.normal(0, 0.005, (2, 192, 192)), 0, 1).astype(np.float32)
-    flat = np.full((2, 192, 192), 0.45, np.float32)
-    scores = review_scores(np.concatenate([grainy, flat]), shipped.model_fc, cal)
-    assert set(scores) == set(REVIEWERS) - {"cnn"}
-    assert np.array_equal(scores["detector"], np.maximum(scores["ae_two_sided"], scores["inputs"]))
-    assert (scores["ae_two_sided"][2:] > 1).all() and (scores["ae_paper"][2:] <= 1).all()  # flat: too quiet only
-    rates = review_rates({"flat": flat}, shipped.model_fc, cal)
-    assert rates == {"flat": {"n": 2, "inputs": 1.0, "ae_paper": 0.0, "ae_two_sided": 1.0, "detector": 1.0}}
-
-
-def test_cnn_film_score_tiles_the_whole_image():
-    import keras
-
-    from weldlab.unexpected import cnn_film_score
-
-    seen = []
-
-    class Spy(keras.Model):
-        def call(self, x):
-            seen.append(tuple(x.shape))
-            return keras.ops.mean(x, axis=(1, 2))
-
-    image = np.zeros((300, 500), np.float32)
-    image[-10:, -10:] = 1.0  # only the bottom-right corner is bright: the last tile must reach it
-    assert cnn_film_score(Spy(), image, threshold=0.001) > 1
-    assert sum(s[0] for s in seen) == 2 * 3  # rows 0, 108 and columns 0, 192, 308
-    with pytest.raises(ValueError, match="192 px"):
-        cnn_film_score(Spy(), np.zeros((100, 500)), 0.5)
-
-
 @pytest.fixture(scope="module")
 def film_okay(gdxray):
     """40 okay patches of a test film (W0001_0004): no model, threshold or range saw them."""
@@ -235,8 +209,9 @@ def test_film_like_unexpected_patches_go_to_review_and_rotated_okay_ones_do_not(
     autoencoder reconstructs them: before the typicality check the detector sent 0 % of each
     to review (chapter 10, standard preset). Their statistics *together* are unlike any okay
     training patch's."""
-    from weldlab.scan import CALIBRATION_KEYS
-    from weldlab.unexpected import expected_variations, review_rates, unexpected_inputs
+    from weldlab.detector import CALIBRATION_KEYS
+    from weldlab.review import review_rates
+    from weldlab.unexpected import expected_variations, unexpected_inputs
 
     cal = {k: shipped.record[k] for k in CALIBRATION_KEYS}
     made = unexpected_inputs(film_okay, n=20, seed=1)
@@ -278,7 +253,21 @@ def test_typicality_names_what_is_unusual_and_shares_the_budget(rng):
     ranges["typicality"] = model
     # coarse but faint grain: each statistic within the two films' ranges, the pair unlike both
     reasons = check_input(image_statistics(grain(0.004, 1.0)), ranges)
-    assert len(reasons) == 1 and reasons[0].startswith("statistics unlike any okay training patch's"), reasons
+    assert [r.statistic for r in reasons] == ["typicality"] and reasons[0].value > reasons[0].range[1], reasons
+    assert reasons[0].explanation().startswith("statistics unlike any okay training patch's")
     assert check_input(stats[0], ranges) == [] and check_input(stats[-1], ranges) == []
     with pytest.raises(ValueError, match="more than 5"):
         typicality_model(stats[:5], "too few")
+
+
+def test_a_chapter_detector_is_the_one_its_record_describes(shipped):
+    """detector_for uses the record's calibration when it has one: the detector equals Detector.load's."""
+    from weldlab.detector import CALIBRATION_KEYS, detector_for
+    from weldlab.trained import TrainedModel, pretrained_dir
+
+    trained = TrainedModel.load(pretrained_dir("ae", 0), "ae")
+    # no datasets or films are read when the record holds the calibration
+    detector, cal = detector_for(trained, datasets=None, films=[])
+    assert cal == {k: trained.record[k] for k in CALIBRATION_KEYS}
+    assert detector.thresholds.to_dict() == shipped.thresholds.to_dict() and detector.rule == "two-sided"
+    assert detector.input_ranges == shipped.input_ranges == cal["input_ranges"]["film"]

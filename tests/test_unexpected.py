@@ -3,7 +3,7 @@ import pytest
 
 from weldlab import perturbations
 from weldlab.unexpected import (EXPECTED_KINDS, FILM_HELD_OUT_KINDS, FILM_KINDS, HELD_OUT_IMAGES, HELD_OUT_KINDS,
-                                UNEXPECTED_KINDS, detection_rates, expected_variations, held_out_inputs,
+                                UNEXPECTED_KINDS, expected_variations, held_out_inputs,
                                 unexpected_films, unexpected_inputs)
 
 
@@ -39,12 +39,6 @@ def test_held_out_images_are_not_sni_sources():
     assert HELD_OUT_IMAGES and set(HELD_OUT_IMAGES).isdisjoint(perturbations.SNI_IMAGES)
     # natural_images() draws exactly SNI_IMAGES (those available without a download)
     assert len(perturbations.natural_images()) == len(perturbations.skimage_gray(perturbations.SNI_IMAGES))
-
-
-def test_detection_rates_counts_scores_above_one():
-    inputs = {"a": np.zeros((4, 192, 192)), "b": np.ones((2, 192, 192))}
-    rates = detection_rates(inputs, {"ae": lambda x: x.mean(axis=(1, 2)) * 3})
-    assert rates == {"a": {"n": 4, "ae": 0.0}, "b": {"n": 2, "ae": 1.0}}
 
 
 def test_films_are_made_unexpected_as_patches_are(rng):

@@ -53,7 +53,8 @@ def cmd_book(args):
     from .book import run_book
 
     run_book(args.preset, args.data, args.gdxray_root, _overrides(args), html=not args.no_html,
-             only=args.only, build_dir=args.build_dir, overwrite=args.overwrite, offline_js=not args.online_js)
+             only=args.only, build_dir=args.build_dir, overwrite=args.overwrite, offline_js=not args.online_js,
+             cell_timeout=args.cell_timeout)
     return 0
 
 
@@ -159,7 +160,9 @@ def cmd_tables(args):
 
 def cmd_scan(args):
     """`weldlab scan`: scan radiographs, writing a verdict and an overlay per image."""
-    from .scan import Detector, check_tile, scan_files
+    from .detector import Detector
+    from .scan import scan_files
+    from .tiling import check_tile
 
     check_tile(args.tile)  # before the model loads
     detector = Detector.load(args.model, seed=args.seed, rule=args.rule)
@@ -188,6 +191,8 @@ def build_parser():
     p.add_argument("--online-js", action="store_true",
                    help="load the widgets' JavaScript from a CDN instead of bundling it (no npm needed; "
                         "chapter 8's controls then need the internet)")
+    p.add_argument("--cell-timeout", type=float, metavar="SECONDS",
+                   help="fail a chapter whose cell runs longer than this (default: no limit)")
     p.set_defaults(func=cmd_book)
 
     p = sub.add_parser("datasets", help="build or reuse the patch datasets")

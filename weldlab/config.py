@@ -31,6 +31,12 @@ LR_SCHEDULES = ("plateau", "cosine")
 SCALINGS = ("none", "affine", "patch_mean")
 #: Parameters of evaluation only: changing them rebuilds nothing and retrains nothing.
 EVALUATION_PARAMETERS = ("fpr",)
+#: The recorded runs the book shows (table runs, convergence records, step speeds), committed
+#: with the repository: its ``book/results``, relative to the repository root (where the CLI
+#: and ``scripts/`` run; the book runner passes the absolute folder to the chapters).
+RESULTS_ROOT = "book/results"
+#: Parameters that are folders or display settings, not part of what a run computes.
+PATH_PARAMETERS = ("artifacts_root", "results_root", "gdxray_root", "progress")
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,8 @@ class Config:
         GDXray folder; None means ``$WELDLAB_GDXRAY`` or ``../shared/data/gdxray``.
     artifacts_root : str
         Folder under which ``<data>/<preset>/`` holds datasets, models and results.
+    results_root : str
+        Folder of the recorded runs the book shows (:data:`RESULTS_ROOT`).
     seed : int
         Master seed of everything random in the datasets.
     sim_train_radiographs, sim_test_radiographs : int
@@ -109,6 +117,7 @@ class Config:
     data: str = "synthetic"
     gdxray_root: str | None = None
     artifacts_root: str = "artifacts"
+    results_root: str = RESULTS_ROOT
     seed: int = 0
     sim_train_radiographs: int = 6
     sim_test_radiographs: int = 2
@@ -219,7 +228,7 @@ class Config:
 
     def dataset_params(self) -> dict:
         """The parameters that determine the datasets (everything but paths and display)."""
-        skip = {"preset", "artifacts_root", "progress", "gdxray_root", *TRAINING_PARAMETERS, *EVALUATION_PARAMETERS}
+        skip = {"preset", *PATH_PARAMETERS, *TRAINING_PARAMETERS, *EVALUATION_PARAMETERS}
         out = {}
         for f in dataclasses.fields(self):
             if f.name in skip:

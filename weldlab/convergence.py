@@ -1,7 +1,8 @@
 """Records of the autoencoder's convergence experiments, and their table (chapter 4).
 
 ``scripts/ae_experiment.py`` trains one recipe for a fixed budget and writes a record
-(JSON) per run to :data:`RECORDS`; :func:`read_records` loads them and
+(JSON) per run to the :data:`RECORDS` folder of the results folder
+(``Config.results_root``, by default the repository's ``book/results``); :func:`read_records` loads them and
 :func:`convergence_table` sets them side by side with the blur baseline's figures, as
 chapter 4's ablation table.
 """
@@ -11,11 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .perturbations import TEST_INDICATIONS
-from .results import RESULTS_DIR
+from .perturbations import INDICATION_PSF_SIGMA, TEST_INDICATIONS
+from .config import RESULTS_ROOT
 
-#: Where the convergence runs are recorded (committed with the repository).
-RECORDS = RESULTS_DIR / "convergence"
+#: The results folder's sub-folder of convergence runs (committed with the repository).
+RECORDS = "convergence"
 
 #: The synthetic indication types, in the order of the table's columns.
 TYPES = TEST_INDICATIONS
@@ -56,27 +57,31 @@ def goal(record):
     return out
 
 
-def read_records(folder=RECORDS, names=None):
+def read_records(results_root=RESULTS_ROOT, names=None):
     """The recorded runs, oldest first.
 
     Parameters
     ----------
-    folder : path
+    results_root : path
+        The results folder (``Config.results_root``); the runs are in its :data:`RECORDS`.
     names : sequence of str, optional
-        Only these runs (record file stems), in this order.
+        Only these runs (record file stems), in this order. Without: every run judged
+        the table's way (its own dataset seed, the literal amplitude reading); the others
+        (``<run>.judge7``, ``<run>.after``) only by name.
 
     Returns
     -------
     list of dict
     """
-    folder = Path(folder)
+    folder = Path(results_root) / RECORDS
     if names is not None:
         paths = [folder / f"{n}.json" for n in names]
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"no such convergence record: {', '.join(missing)}")
         return [json.loads(p.read_text()) for p in paths]
-    records = [json.loads(p.read_text()) for p in folder.glob("*.json")]
+    # a dotted stem is a run judged otherwise (name.judge7, name.after): read it by name
+    records = [json.loads(p.read_text()) for p in folder.glob("*.json") if "." not in p.stem]
     return sorted(records, key=lambda r: r.get("created", ""))
 
 
@@ -91,6 +96,8 @@ def describe(variant):
     'sni, patch mean, cosine'
     """
     parts = [variant["set"]]
+    if variant.get("start_from"):
+        parts.append(f"from {Path(variant['start_from']).name}")
     if variant.get("scaling", "none") != "none":
         units = variant.get("loss_units", "scaled")
         name = {"patch_mean_spread": "patch mean, divided by the spread (0.114)"}.get(
@@ -145,9 +152,13 @@ def _flagged(found):
     return [f"{100 * found[t]['flagged']:.0f} % ({found[t]['auroc']:.2f})" for t in TYPES]
 
 
+#: How the tables' runs are judged where a record predates these entries.
+JUDGED_AS_THE_TABLES = {"amplitude_reading": "before", "indication_sigma": INDICATION_PSF_SIGMA}
+
+
 def _same_blur(records):
     """The blur's figures, once: every run must have been judged on the same patches."""
-    keys = {json.dumps(r["judged_on"], sort_keys=True) for r in records}
+    keys = {json.dumps(JUDGED_AS_THE_TABLES | r["judged_on"], sort_keys=True) for r in records}
     if len(keys) != 1:
         raise ValueError(f"the runs were judged on different patches ({len(keys)} sets); tabulate them apart")
     return records[0]["quality"]["blur"], records[0]["indications"]["blur"]
@@ -195,29 +206,106 @@ def indication_table(records):
     return "\n".join(lines)
 
 
+def removal_table(records):
+    """How much of the SNI each run removes, and the ceiling of complete removal.
+
+    Columns: the run, ``L_kern,per`` (:func:`weldlab.evaluate.perturbation_removal`) with
+    no removal at all (the input as its own reconstruction), with the blur, with the
+    autoencoder, the share of the no-removal figure the autoencoder removes, and its
+    ``L_kern,ok`` on the okay patches alone (what complete removal would leave). Runs
+    recorded before the measure existed are left out.
+
+    Returns
+    -------
+    str
+    """
+    lines = ["| run | no removal | blur | autoencoder | removed | okay patches alone |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in records:
+        m = r.get("sni_removal")
+        if m:
+            lines.append(f"| {r['name']} | {m['identity']:.2e} | {m['blur']:.2e} | {m['autoencoder']:.2e} "
+                         f"| {100 * removed_share(r):.0f} % | {m['okay']:.2e} |")
+    return "\n".join(lines)
+
+
+def removed_share(record, who="autoencoder"):
+    """The share of the SNI's ``L_kern,per`` (with no removal) that a reconstruction removes.
+
+    ``who``: the run's ``"autoencoder"``, or the ``"blur"`` on the same pairs.
+    """
+    m = record["sni_removal"]
+    return 1.0 - m[who] / m["identity"]
+
+
+def ceiling_table(records):
+    """Each synthetic type flagged by the blur-level okay residual plus complete removal.
+
+    The ceiling (:func:`weldlab.evaluate.complete_removal_residuals`): what a detector with
+    the blur's okay residuals would flag if its reconstruction removed every indication;
+    then the blur itself and every run whose record carries the ceiling (all judged on the
+    same patches).
+
+    Returns
+    -------
+    str
+    """
+    with_ceiling = [r for r in records if "complete_removal" in r["indications"]]
+    _same_blur(with_ceiling)
+    names = [t.replace("_", " ") for t in TYPES]
+    lines = ["| reconstruction | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(TYPES),
+             "| blur, removing every indication completely | "
+             + " | ".join(_flagged(with_ceiling[0]["indications"]["complete_removal"])) + " |",
+             "| *blur* | " + " | ".join(_flagged(with_ceiling[0]["indications"]["blur"])) + " |"]
+    lines += ["| " + r["name"] + " | " + " | ".join(_flagged(r["indications"]["autoencoder"])) + " |"
+              for r in with_ceiling]
+    return "\n".join(lines)
+
+
 def recipes(records):
     """Each run's recipe as a Markdown list (the key to the tables' run names)."""
     return "\n".join(f"- **{r['name']}**: {describe(r['variant'])}, {r['pairs_trained']:,} pairs" for r in records)
 
 
-#: The speed levers of the training step (``scripts/bench_step.py``).
-STEP_SPEED = RESULTS_DIR / "step_speed.json"
+#: The results folder's records of the training step's speed levers (``scripts/bench_step.py``),
+#: one per kind of CPU: without native bfloat16 arithmetic (AVX2), then with it (AVX512-BF16).
+STEP_SPEEDS = ("step_speed.json", "step_speed_bf16.json")
 
 
-def speed_table(path=STEP_SPEED):
+def speed_by_setting(record):
+    """A speed record's pairs per second by ``(backend, jit, onednn, precision)``.
+
+    Settings that failed (a backend that was not installed) are left out.
+    """
+    return {(r.get("backend", "tensorflow"), r["jit"], r["onednn"], r["precision"]): r["pairs_per_second"]
+            for r in record["rows"] if "error" not in r}
+
+
+def speed_table(record):
     """The measured speed levers of the AE training step as a Markdown table.
+
+    Parameters
+    ----------
+    record : dict
+        One of :func:`read_speeds`.
 
     Returns
     -------
     str
-        One row per setting: XLA, oneDNN, precision, seconds per step of 16 pairs and
-        pairs per second.
+        One row per setting: the Keras backend, XLA, oneDNN (TensorFlow's only), precision,
+        seconds per step of 16 pairs and pairs per second ("not measured" where the
+        setting failed, e.g. a backend that is not installed).
     """
-    data = read_speed(path)
-    lines = ["| XLA (jit_compile) | oneDNN kernels | precision | s per step | pairs/s |", "| --- | --- | --- | ---: | ---: |"]
-    for r in data["rows"]:
+    lines = ["| Keras backend | XLA (jit_compile) | oneDNN kernels | precision | s per step | pairs/s |",
+             "| --- | --- | --- | --- | ---: | ---: |"]
+    for r in record["rows"]:
+        backend = r.get("backend", "tensorflow")
+        if "error" in r:
+            lines.append(f"| {backend} | {r['jit']} | | {r['precision']} | not measured | |")
+            continue
         xla = {"auto": f"auto ({'on' if r['jit_resolved'] else 'off'})", "on": "on", "off": "off"}[r["jit"]]
-        lines.append(f"| {xla} | {'on' if r['onednn'] == '1' else 'off'} | {r['precision']} "
+        onednn = ("on" if r["onednn"] == "1" else "off") if backend == "tensorflow" else "n/a"
+        lines.append(f"| {backend} | {xla} | {onednn} | {r['precision']} "
                      f"| {r['seconds_per_step']:.2f} | {r['pairs_per_second']:.1f} |")
     return "\n".join(lines)
 
@@ -253,9 +341,75 @@ def plot_learning_curves(records, ax=None):
     return ax
 
 
-def read_speed(path=STEP_SPEED):
-    """The recorded speed levers (``scripts/bench_step.py``'s JSON)."""
-    return json.loads(Path(path).read_text())
+#: The results folder's record of ``scripts/removal_by_size.py``.
+REMOVAL_BY_SIZE = "removal_by_size.json"
+
+
+def read_removal_by_size(results_root=RESULTS_ROOT):
+    """How much of a smooth bump each model leaves in its residual, by the bump's size.
+
+    Returns
+    -------
+    dict
+        ``rows`` (one per PSF ``sigma`` and disc ``diameter``: the share of the bump's peak
+        left in the residual under each model's column and ``blur``), ``models`` (the model
+        folders, whose last part names the columns), ``receptive_field`` (px) and the
+        provenance.
+    """
+    return json.loads((Path(results_root) / REMOVAL_BY_SIZE).read_text())
+
+
+def removal_label(record, column):
+    """A column of :func:`read_removal_by_size` by its run's name ("shipped" for the shipped model)."""
+    for folder in record["models"]:
+        if Path(folder).name == column:
+            return "shipped" if Path(folder).parts[:2] == ("weldlab", "pretrained") else column
+    return column
+
+
+def plot_removal_by_size(record, ax=None):
+    """The share of a bump left in the residual against its diameter, per model and PSF.
+
+    Solid lines: PSF sigma 9 px (the synthetic indications'); dashed: 3 px. A dotted
+    vertical line marks the autoencoders' receptive field.
+
+    Parameters
+    ----------
+    record : dict
+        From :func:`read_removal_by_size`.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        ax = plt.subplots(figsize=(8, 4), layout="constrained")[1]
+    rows = record["rows"]
+    columns = [k for k in rows[0] if k not in ("sigma", "diameter")]
+    sigmas = sorted({r["sigma"] for r in rows}, reverse=True)
+    for i, column in enumerate(columns):
+        for sigma, style in zip(sigmas, ("-o", "--s", ":^")):
+            mine = [r for r in rows if r["sigma"] == sigma]
+            ax.plot([r["diameter"] for r in mine], [100 * r[column] for r in mine], style, color=f"C{i}", ms=4,
+                    label=f"{removal_label(record, column)}, σ = {sigma:g} px")
+    ax.axvline(record["receptive_field"], color="0.4", ls=":", lw=1)
+    ax.text(record["receptive_field"], ax.get_ylim()[1], " receptive field", va="top", fontsize="small")
+    ax.set_xlabel("bump diameter before smoothing (px)")
+    ax.set_ylabel("bump's peak left in the residual (%)")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    return ax
+
+
+def read_speeds(results_root=RESULTS_ROOT):
+    """The recorded speed levers, one record per kind of CPU (:data:`STEP_SPEEDS`).
+
+    Each is ``scripts/bench_step.py``'s JSON: ``rows`` (one per setting), ``cpu_bf16``
+    (whether the CPU computes bfloat16 natively), ``machine``, ``batch_size``, ``steps``.
+    """
+    return [json.loads((Path(results_root) / name).read_text()) for name in STEP_SPEEDS]
 
 
 def okay_figures(record):

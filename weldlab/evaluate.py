@@ -146,6 +146,77 @@ def residual_maxima(model, patches, batch_size=64, chunk=512, quiet=False):
     return tuple(out)
 
 
+def perturbation_removal(model, okay, perturbed, batch_size=64):
+    """How much of a perturbation a reconstruction removes: the ``L_kern,per`` statistic.
+
+    For each pair, the largest squared 9 x 9 local mean of ``crop(x_ok) - R(x_per)``,
+    averaged over the pairs (the loss term the perturbed half of training minimises), for
+    three reconstructions ``R``: the autoencoder, the classical baseline's blur, and the
+    input itself (no removal at all). A reconstruction that removed every perturbation
+    would score what it scores on the okay patches alone (``"okay"``).
+
+    Parameters
+    ----------
+    model : keras.Model
+        The autoencoder (192 -> 156).
+    okay, perturbed : ndarray, shape (n, 192, 192)
+        Pairs: each perturbed patch is its okay patch with a perturbation added.
+
+    Returns
+    -------
+    dict
+        ``autoencoder``, ``blur``, ``identity`` (the statistic of each ``R``) and ``okay``
+        (the autoencoder's on the okay patches).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weldlab.evaluate import perturbation_removal
+    >>> ok = np.full((2, 192, 192), 0.5, np.float32)
+    >>> per = ok.copy(); per[:, 80:110, 80:110] += 0.1
+    >>> identity = lambda x, **k: x[:, 18:174, 18:174]  # "reconstructs" everything
+    >>> class Echo:
+    ...     def predict(self, x, **k): return identity(x)
+    >>> r = perturbation_removal(Echo(), ok, per)
+    >>> round(r["identity"], 4), r["autoencoder"] == r["identity"], r["okay"]
+    (0.01, True, 0.0)
+    """
+    x_ok = check_patches(np.asarray(okay, np.float32))
+    x_per = check_patches(np.asarray(perturbed, np.float32))
+    if x_ok.shape != x_per.shape:
+        raise ValueError(f"okay and perturbed: expected pairs of the same shape, got {x_ok.shape} and {x_per.shape}")
+    shift = crop(x_per) - crop(x_ok)  # the perturbation, where the residual is measured
+
+    def statistic(residual_of_perturbed):
+        return float(np.mean(patch_maxima(residual_of_perturbed - shift)[0].astype(np.float64) ** 2))
+
+    return {"autoencoder": statistic(reconstruction_residuals(model, x_per, batch_size)),
+            "blur": statistic(background_residuals(x_per)),
+            "identity": statistic(np.zeros_like(shift)),
+            "okay": float(np.mean(patch_maxima(reconstruction_residuals(model, x_ok, batch_size))[0]
+                                  .astype(np.float64) ** 2))}
+
+
+def complete_removal_residuals(okay_residuals, deltas):
+    """Residuals of a reconstruction that removes a perturbation completely.
+
+    Such a reconstruction leaves its okay residual plus the whole perturbation: the
+    ceiling of what any detector with that okay residual can find.
+
+    Parameters
+    ----------
+    okay_residuals : ndarray, shape (n, 156, 156)
+        The reconstruction's residuals of the okay patches the perturbations go into.
+    deltas : ndarray, shape (n, 192, 192)
+        The perturbations (``weldlab.perturbations``), on the whole patch.
+
+    Returns
+    -------
+    ndarray, shape (n, 156, 156), float32
+    """
+    return (np.asarray(okay_residuals, np.float32) + crop(np.asarray(deltas, np.float32))).astype(np.float32)
+
+
 def evaluate_baseline(datasets, fpr=DEFAULT_FPR):
     """:func:`evaluate_autoencoder` for the classical blur-background detector.
 

@@ -293,3 +293,43 @@ def detection_curves(curves, fpr_mark=DEFAULT_FPR):
     axes[2].set_title("(c) precision vs TPR")
     fig.legend(loc="outside lower center", ncols=min(4, len(curves)))
     return fig
+
+
+def plot_grain_statistics(typicality, shown, ax=None):
+    """The film grain of patches beside the okay training patches the typicality check knows.
+
+    Each patch is a point: its noise standard deviation (log scale) against the correlation
+    of its grain at 1 px (:func:`weldlab.screening.image_statistics`); the okay training
+    patches of the typicality check are grey dots behind.
+
+    Parameters
+    ----------
+    typicality : dict
+        ``input_ranges(...)["typicality"]`` of the patch-level input ranges (its scaled
+        ``reference`` statistics, ``scale`` and ``centre``).
+    shown : sequence of (label, patches, colour, marker)
+        Patches shape (n, 192, 192), each group drawn with its colour and marker.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import matplotlib.pyplot as plt
+
+    from .screening import image_statistics
+
+    if ax is None:
+        ax = plt.subplots(figsize=(9, 5.5), layout="constrained")[1]
+    reference = np.asarray(typicality["reference"]) * typicality["scale"] + typicality["centre"]  # unscaled
+    ax.scatter(np.exp(reference[:, 0]), reference[:, 1], s=4, color=COLOURS["neutral"], alpha=0.4,
+               label="okay training patches")
+    for label, patches, colour, marker in shown:
+        stats = [image_statistics(p) for p in patches]
+        ax.scatter([v["noise_std"] for v in stats], [v["noise_lag1"] for v in stats], s=28, color=colour,
+                   marker=marker, label=label)
+    log_axis(ax, "x")
+    ax.set_xlabel("film grain: noise std. (log scale)")
+    ax.set_ylabel("grain correlation at 1 px")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    return ax

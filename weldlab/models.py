@@ -547,6 +547,38 @@ def check_autoencoder(model, record=None, where="model"):
         raise ValueError(f"{where}: not a weldlab autoencoder: " + "; ".join(problems))
 
 
+def receptive_field():
+    """How far the autoencoder sees: the input pixels one reconstructed pixel depends on.
+
+    Measured, not derived: a copy of the architecture with small positive weights and no
+    biases (so that no unit is cut off by its ReLU and the code stays below its bound of 1)
+    reconstructs an impulse, and the output pixels it reaches span the receptive field.
+
+    Returns
+    -------
+    int
+        The side (px) of the square of input pixels that one output pixel depends on.
+
+    Examples
+    --------
+    >>> from weldlab.models import receptive_field
+    >>> receptive_field()
+    45
+    """
+    ae = build_autoencoder(0)
+    rng = np.random.default_rng(0)
+    for w in ae.weights:
+        if len(w.shape) > 1:
+            w.assign((0.05 * np.abs(rng.normal(size=w.shape))).astype("float32"))
+        else:
+            w.assign(np.zeros(w.shape, "float32"))
+    x = np.zeros((2, PATCH, PATCH, 1), "float32")
+    x[1, PATCH // 2, PATCH // 2, 0] = 1.0
+    y = np.asarray(ae.predict(x, verbose=0))[..., 0]
+    rows = np.flatnonzero(np.abs(y[1] - y[0]).max(axis=1) > 0)
+    return int(rows.max() - rows.min() + 1)
+
+
 def layer_table(model):
     """Rows describing a model's layers (sub-models expanded), for the book.
 

@@ -39,6 +39,11 @@ INDICATIONS = {
 #: The five test types of Tables 2 and 3; SC ("circular") and SPC are training sets.
 TEST_INDICATIONS = ("hollow", "dogbone", "elongated", "partial_circle", "raster")
 INDICATION_PSF_SIGMA = 9.0
+#: How an indication's nominal amplitude is read (the paper does not say): ``"before"``
+#: the σ = 9 px smoothing (method.md's literal reading, used for every table) or
+#: ``"after"`` it (the smoothed shape rescaled so that its peak is the nominal amplitude;
+#: a sensitivity check).
+AMPLITUDE_READINGS = ("before", "after")
 
 _PLANE8 = np.zeros((3, 3, 3), bool)
 _PLANE8[1] = True  # 8-connectivity within each patch, none across the batch axis
@@ -373,7 +378,7 @@ def indication_shape(kind, rng):
     return amp * shape.astype(np.float64)
 
 
-def indication_perturbation(kind, rng, sigma=INDICATION_PSF_SIGMA):
+def indication_perturbation(kind, rng, sigma=INDICATION_PSF_SIGMA, reading="before"):
     """One synthetic indication, rotated, smoothed and placed in the analysed region.
 
     Parameters
@@ -383,12 +388,24 @@ def indication_perturbation(kind, rng, sigma=INDICATION_PSF_SIGMA):
     rng : numpy.random.Generator
     sigma : float
         Gaussian PSF in px (paper: 9).
+    reading : {"before", "after"}
+        Whether the type's amplitude (:data:`INDICATIONS`) is the peak before or after
+        the smoothing (:data:`AMPLITUDE_READINGS`).
 
     Returns
     -------
     delta : ndarray, shape (192, 192), float32
     support : ndarray, shape (192, 192), bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> d, _ = indication_perturbation("elongated", np.random.default_rng(0), reading="after")
+    >>> round(float(np.abs(d).max()), 3)
+    0.2
     """
+    if reading not in AMPLITUDE_READINGS:
+        raise ValueError(f"reading: expected one of {AMPLITUDE_READINGS}, got {reading!r}")
     from skimage.transform import rotate
 
     shape = indication_shape(kind, rng)
@@ -401,10 +418,12 @@ def indication_perturbation(kind, rng, sigma=INDICATION_PSF_SIGMA):
     b0, r0 = min(top + shape.shape[0], PATCH), min(left + shape.shape[1], PATCH)
     canvas[t0:b0, l0:r0] = shape[t0 - top : b0 - top, l0 - left : r0 - left]
     delta = ndi.gaussian_filter(canvas, sigma, mode="constant")
+    if reading == "after":
+        delta *= abs(INDICATIONS[kind]) / np.abs(delta).max()
     return delta.astype(np.float32), np.abs(delta) >= SUPPORT_LEVEL
 
 
-def paste_indications(okay, kind, base, seed):
+def paste_indications(okay, kind, base, seed, reading="before", sigma=INDICATION_PSF_SIGMA):
     """Synthetic indications of one kind pasted into chosen okay patches (a synthetic set).
 
     Parameters
@@ -417,6 +436,10 @@ def paste_indications(okay, kind, base, seed):
         Which okay patch each indication goes into.
     seed : int
         Seed of the :class:`GeneratedPerturbations` (indication ``i`` from ``[seed, i]``).
+    reading : {"before", "after"}
+        The amplitude's reading (:data:`AMPLITUDE_READINGS`).
+    sigma : float
+        The Gaussian PSF (px; the paper's 9, another only for a sensitivity check).
 
     Returns
     -------
@@ -424,7 +447,7 @@ def paste_indications(okay, kind, base, seed):
     support : ndarray, shape (n, 192, 192), bool
     """
     n = len(base)
-    delta, support = GeneratedPerturbations(kind, max(n, 1), seed=seed)[np.arange(n)]
+    delta, support = GeneratedPerturbations(kind, max(n, 1), seed=seed, reading=reading, sigma=sigma)[np.arange(n)]
     return apply_perturbation(okay[base], delta, support), support
 
 
@@ -450,6 +473,42 @@ def indication_peak_amplitudes(seed=0, n=20):
     return out
 
 
+def indication_extents(seed=0, n=20, level=0.1):
+    """How far each synthetic indication spreads once smoothed (σ = 9 px), per type.
+
+    Parameters
+    ----------
+    seed : int
+    n : int
+        Realisations averaged.
+    level : float
+        The indication's extent is the longer side of the box where it is at least this
+        fraction of its peak.
+
+    Returns
+    -------
+    dict
+        type -> mean extent in px.
+
+    Examples
+    --------
+    >>> from weldlab.perturbations import indication_extents
+    >>> ext = indication_extents(n=3)
+    >>> ext["hollow"] > 50 and ext["raster"] > ext["hollow"]
+    True
+    """
+    rng = np.random.default_rng(seed)
+    out = {}
+    for kind in INDICATIONS:
+        sides = []
+        for _ in range(n):
+            delta = np.abs(indication_perturbation(kind, rng)[0])
+            rows, cols = np.nonzero(delta >= level * delta.max())
+            sides.append(max(rows.max() - rows.min(), cols.max() - cols.min()) + 1)
+        out[kind] = float(np.mean(sides))
+    return out
+
+
 class GeneratedPerturbations:
     """A reproducible, indexable set of generated perturbations.
 
@@ -465,11 +524,20 @@ class GeneratedPerturbations:
     seed : int
     sources : list of ndarray, optional
         Natural images for SNI (default :func:`natural_images`).
+    reading : {"before", "after"}
+        The amplitude's reading of a synthetic indication (:data:`AMPLITUDE_READINGS`).
+    sigma : float
+        A synthetic indication's Gaussian PSF (px; the paper's 9).
     """
 
-    def __init__(self, kind, size, seed, sources=None):
+    def __init__(self, kind, size, seed, sources=None, reading="before", sigma=INDICATION_PSF_SIGMA):
         if kind != "sni" and kind not in INDICATIONS:
             raise ValueError(f"kind: expected 'sni' or one of {list(INDICATIONS)}, got {kind!r}")
+        if reading not in AMPLITUDE_READINGS:
+            raise ValueError(f"reading: expected one of {AMPLITUDE_READINGS}, got {reading!r}")
+        if not float(sigma) > 0:
+            raise ValueError(f"sigma: expected a positive PSF width in px, got {sigma!r}")
+        self.reading, self.sigma = reading, float(sigma)
         if int(size) < 1:
             raise ValueError(f"size: expected at least 1, got {size!r}")
         self.kind, self.size, self.seed = kind, int(size), int(seed)
@@ -503,5 +571,6 @@ class GeneratedPerturbations:
             if self.kind == "sni":
                 deltas[j], supports[j], _ = sni_perturbation(rng, self.sources)
             else:
-                deltas[j], supports[j] = indication_perturbation(self.kind, rng)
+                deltas[j], supports[j] = indication_perturbation(self.kind, rng, sigma=self.sigma,
+                                                                   reading=self.reading)
         return deltas, supports

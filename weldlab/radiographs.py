@@ -249,7 +249,7 @@ def gdxray_root(root=None) -> Path:
     ----------
     root : str or Path, optional
         Explicit folder. Else ``$WELDLAB_GDXRAY``, else ``../shared/data/gdxray`` relative
-        to the working directory or to the repository.
+        to the working directory or its parent (the repository root or its ``notebooks/``).
 
     Returns
     -------
@@ -267,8 +267,7 @@ def gdxray_root(root=None) -> Path:
     elif os.environ.get(GDXRAY_ENV):
         candidates.append(Path(os.environ[GDXRAY_ENV]))
     else:
-        here = Path(__file__).resolve().parent.parent
-        for base in (Path.cwd(), Path.cwd().parent, here):
+        for base in (Path.cwd(), Path.cwd().parent):  # the repository root, or its notebooks/
             candidates.append(base / ".." / "shared" / "data" / "gdxray")
     for cand in candidates:
         if (cand / "Welding" / GDXRAY_IMAGES).is_dir() and (

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics
+from .config import DATA_SOURCES, RESULTS_ROOT
 from .provenance import atomic_file, check_replaceable, provenance, write_json
 from .sets import AE_SETS, CNN_SETS, label
 from .thresholds import fpr_budget
@@ -223,28 +224,31 @@ def write_tables(result, scores, folder, overwrite=False):
     return folder / f"{stem}.json"
 
 
-#: Where recorded table runs are committed: ``book/results`` of the repository.
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "book" / "results"
-
 #: Presets from the strongest down, for :func:`find_tables`.
 PRESET_STRENGTH = ("paper", "standard", "quick")
 
 
-def find_tables(data, preset, folder=None):
+def find_tables(data, preset, folder=RESULTS_ROOT):
     """The table run to show.
 
     ``tables_<data>_<preset>.json`` if recorded, else the strongest recorded preset for
     ``data``, else the strongest recorded run on any data source (the
     caller must say so: compare ``result["data"]`` and ``result["preset"]`` with its own).
 
+    Parameters
+    ----------
+    data, preset : str
+        The run wanted.
+    folder : path
+        The recorded runs (``Config.results_root``; default the repository's
+        :data:`~weldlab.config.RESULTS_ROOT`, relative to the working folder).
+
     Raises
     ------
     FileNotFoundError
         If no table run is recorded in ``folder``.
     """
-    from .config import DATA_SOURCES
-
-    folder = Path(folder) if folder is not None else RESULTS_DIR
+    folder = Path(folder)
 
     for d in (data, *[d for d in DATA_SOURCES if d != data]):
         for p in (preset, *PRESET_STRENGTH):
@@ -298,3 +302,162 @@ def table_markdown(result, kind, metric="tpr_at_test_fpr"):
                 cells.append(str(paper[c][row]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+#: The real defect classes, pooled for the figures of a table run.
+REAL_CLASSES = ("high", "mid", "low")
+#: The synthetic indication types among :data:`TABLE_ROWS`.
+SYNTHETIC_ROWS = TABLE_ROWS[len(REAL_CLASSES):]
+
+
+def run_notes(result, path, cfg):
+    """What a table run is shown with: where it comes from, and what to keep in mind.
+
+    Parameters
+    ----------
+    result : dict
+        From :func:`load_tables`.
+    path : path
+        Its file.
+    cfg : weldlab.config.Config
+        The configuration of the page that shows it.
+
+    Returns
+    -------
+    list of str
+        Markdown paragraphs: the run's provenance; a note when it is not the page's own
+        preset and data; a warning when its test okay patches cannot resolve its FPR.
+    """
+    fpr = f"{100 * result['fpr']:g} %"
+    notes = [f"**Recorded run** `{Path(path).name}`: preset **{result['preset']}**, data **{result['data']}**, "
+             f"seeds {result['seeds']}, {result['test_okay']} test okay patches, weldlab {result['weldlab_version']} "
+             f"(commit `{str(result['git_commit'])[:10]}`), {result['machine']}, {result['seconds'] / 60:.0f} min."]
+    if (result["data"], result["preset"]) != (cfg.data, cfg.preset):
+        notes.append(f"**No table run is recorded for the {cfg.preset} preset on {cfg.data} data; this chapter shows "
+                     f"the recorded {result['preset']} run on {result['data']} data.**")
+    if not result["test_fpr_resolvable"]:
+        notes.append(f"**Warning: {result['test_okay']} test okay patches cannot resolve an FPR of {fpr} (at least "
+                     f"{1 / result['fpr']:,.0f} are needed). The TPRs below are measured at the threshold that flags "
+                     "none of them, i.e. at an FPR of 0 on this test set, and are lower bounds of the TPR at "
+                     f"{fpr}.**")
+    return notes
+
+
+def operating_points_table(result):
+    """Markdown: the FPR each model's calibrated thresholds realise on the test okay patches."""
+    rows = ["| model | configuration | seed | FPR on test okay (%) |", "| --- | --- | ---: | ---: |"]
+    for kind in ("ae", "cnn"):
+        for conf in table_columns(kind):
+            for op in result["operating_points"].get(kind, {}).get(conf, []):
+                rows.append(f"| {kind.upper()} | {COLUMN_LABELS.get(conf, conf)} | "
+                            f"{'–' if op['seed'] is None else op['seed']} | {100 * op['fpr_calibrated_on_test']:.2f} |")
+    return "\n".join(rows)
+
+
+def pooled_scores(scores, kind, conf, seed, statistic=""):
+    """A model's scores on the test okay patches and on the real defects of all classes.
+
+    Parameters
+    ----------
+    scores : dict
+        The ``.npz`` of :func:`load_tables`.
+    kind, conf : str
+        The table and column (the baseline has no seeds).
+    seed : int
+    statistic : str
+        "" for the combined score, or ``"max_mean"`` / ``"max_std"`` for a residual
+        maximum (autoencoders only).
+
+    Returns
+    -------
+    okay, defects : ndarray, shape (n,) and (m,)
+    """
+    name = f"{kind}/{conf}" if conf == BASELINE else f"{kind}/{conf}/seed{seed}"
+    suffix = f"/{statistic}" if statistic else ""
+    return scores[f"{name}/okay{suffix}"], np.concatenate([scores[f"{name}/{c}{suffix}"] for c in REAL_CLASSES])
+
+
+def detection_curve_scores(result, scores, seed, cnn_columns=("D", "D+sni")):
+    """The curves of chapter 7's detection figure: every recorded AE column and some CNN ones.
+
+    Returns
+    -------
+    dict
+        "AE, <column>" / "CNN, <column>" -> :func:`pooled_scores` (for
+        :func:`weldlab.figures.detection_curves`).
+    """
+    recorded = result["tables"]
+    curves = {f"AE, {COLUMN_LABELS[c]}": pooled_scores(scores, "ae", c, seed)
+              for c in table_columns("ae") if c in recorded.get("ae", {})}
+    curves.update({f"CNN, {COLUMN_LABELS[c]}": pooled_scores(scores, "cnn", c, seed)
+                   for c in cnn_columns if c in recorded.get("cnn", {})})
+    return curves
+
+
+def recorded_runs(folder=RESULTS_ROOT):
+    """Every table run recorded in ``folder``, the strongest preset first.
+
+    Returns
+    -------
+    list of (Path, dict)
+    """
+    runs = [(f, load_tables(f)[0]) for f in sorted(Path(folder).glob("tables_*.json"))]
+    return sorted(runs, key=lambda t: PRESET_STRENGTH.index(t[1]["preset"]))
+
+
+def runs_table(runs):
+    """Markdown: one row per recorded run (:func:`recorded_runs`), its preset, data, columns and seeds."""
+    rows = ["| preset | data | autoencoder | CNN | seeds | test okay patches |", "| --- | --- | --- | --- | --- | ---: |"]
+    for _, r in runs:
+        trained = {kind: ", ".join(COLUMN_LABELS.get(c, c) for c in table_columns(kind) if c in r["tables"].get(kind, {}))
+                   or "–" for kind in ("ae", "cnn")}
+        okay = f"{r['test_okay']}" + ("" if r["test_fpr_resolvable"] else " (too few)")
+        rows.append(f"| {r['preset']} | {r['data']} | {trained['ae']} | {trained['cnn']} | {r['seeds']} | {okay} |")
+    return "\n".join(rows)
+
+
+def run_tables(result):
+    """Markdown: a run's tables, TPR and AUROC, for each model it holds."""
+    parts = []
+    for kind in result["tables"]:
+        table = "Table 3, autoencoder" if kind == "ae" else "Table 2, CNN"
+        parts.append(f"**{table}**: TPR (%) at {100 * result['fpr']:g} % FPR, mean (spread) over seeds "
+                     f"{result['seeds']}\n\n" + table_markdown(result, kind) + "\n\nAUROC:\n\n"
+                     + table_markdown(result, kind, "auroc"))
+    return "\n\n".join(parts)
+
+
+def findings(result, caught=0.95):
+    """What a table run shows, in sentences computed from it (Markdown bullet points).
+
+    For each AE configuration: on how many test sets it beats the blur baseline and how many
+    synthetic types it flags at least ``caught`` of; the CNN trained on D alone: how many
+    synthetic types it flags fewer than half of; per model kind, the largest FPR its
+    calibrated thresholds realise on the test okay patches.
+
+    Returns
+    -------
+    list of str
+    """
+    def tpr(kind, conf, row):
+        return result["tables"][kind][conf][row]["tpr_at_test_fpr"]["mean"]
+
+    lines, n = [], len(SYNTHETIC_ROWS)
+    ae = result["tables"].get("ae", {})
+    if BASELINE in ae:
+        for conf in [c for c in configurations("ae") if c in ae]:
+            wins = [r for r in ae[conf] if tpr("ae", conf, r) > tpr("ae", BASELINE, r)]
+            found = [r for r in SYNTHETIC_ROWS if tpr("ae", conf, r) >= caught]
+            lines.append(f"- The autoencoder trained with {COLUMN_LABELS[conf]} beats the blur baseline on "
+                         f"**{len(wins)} of {len(ae[conf])}** test sets and flags at least {100 * caught:.0f} % of "
+                         f"**{len(found)} of {n}** synthetic types (high-contrast defects: "
+                         f"{100 * tpr('ae', conf, 'high'):.0f} % against the blur's "
+                         f"{100 * tpr('ae', BASELINE, 'high'):.0f} %).")
+    if "D" in result["tables"].get("cnn", {}):
+        missed = [r for r in SYNTHETIC_ROWS if tpr("cnn", "D", r) < 0.5]
+        lines.append(f"- The CNN trained on D alone flags fewer than half of **{len(missed)} of {n}** synthetic types.")
+    for kind, confs in result["operating_points"].items():
+        worst = max(op["fpr_calibrated_on_test"] for ops in confs.values() for op in ops)
+        lines.append(f"- {kind.upper()}: the thresholds calibrated on validation okay patches flag at most "
+                     f"{100 * worst:.2f} % of the test okay patches (target {100 * result['fpr']:g} %).")
+    return lines

@@ -91,7 +91,8 @@ FILM_STATISTICS = {"bead_contrast": "weld bead contrast (bead minus plate, acros
 #: the plate as on the faintest training film (no upper limit: a thicker weld is no anomaly).
 FILM_MARGINS = {**MARGINS, "bead_contrast": ("lower", 2.0)}
 
-_LABELS = {**STATISTICS, **FILM_STATISTICS}
+#: Every statistic's name in a reason (:class:`weldlab.verdict.Reason`).
+STATISTIC_LABELS = {**STATISTICS, **FILM_STATISTICS}
 
 BLOCK = 256
 MAX_BLOCKS = 64
@@ -265,9 +266,10 @@ def check_input(statistics, ranges):
 
     Returns
     -------
-    list of str
-        One reason per statistic outside its range, e.g. "film grain (noise std.) 0
-        below the training range 0.0029 to 0.0074", or the typicality check's.
+    list of weldlab.verdict.Reason
+        One ``"input"`` reason per statistic outside its range (its ``text()``, e.g.
+        "... film grain (noise std.) 0 below the training range 0.0029 to 0.0074"), or
+        the typicality check's (statistic ``"typicality"``).
 
     Examples
     --------
@@ -278,8 +280,9 @@ def check_input(statistics, ranges):
     >>> ranges = input_ranges(films, "three grainy frames")
     >>> check_input(image_statistics(films[0]), ranges)
     []
-    >>> check_input(image_statistics(np.full((192, 192), 0.5)), ranges)[0][:38]
-    'film grain (noise std.) 0 below the tr'
+    >>> why = check_input(image_statistics(np.full((192, 192), 0.5)), ranges)[0]
+    >>> why.statistic, why.side, why.explanation()[:38]
+    ('noise_std', 'below', 'film grain (noise std.) 0 below the tr')
     """
     return check_inputs([statistics], ranges)[0]
 
@@ -296,7 +299,7 @@ def check_inputs(statistics, ranges):
 
     Returns
     -------
-    list of list of str
+    list of list of weldlab.verdict.Reason
         The reasons per image.
 
     Examples
@@ -309,19 +312,15 @@ def check_inputs(statistics, ranges):
     >>> [len(r) for r in check_inputs([image_statistics(films[1]), image_statistics(np.ones((192, 192)))], ranges)]
     [0, 6]
     """
+    from .verdict import TYPICALITY, Reason
+
     out = []
     for stats in statistics:
         reasons = []
         for name, (lo, hi) in ranges["ranges"].items():
-            value, label = stats[name], _LABELS[name]
-            if not np.isfinite(value):
-                reasons.append(f"{label} cannot be measured (no unclipped pixels)")
-            elif lo is not None and value < lo:
-                shown = f"{lo:.3g} to {hi:.3g}" if hi is not None else f"(at least {lo:.3g})"
-                reasons.append(f"{label} {value:.3g} below the training range {shown}")
-            elif hi is not None and value > hi:
-                shown = f"{lo:.3g} to {hi:.3g}" if lo is not None else f"(at most {hi:.3g})"
-                reasons.append(f"{label} {value:.3g} above the training range {shown}")
+            value = float(stats[name])
+            if not np.isfinite(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
+                reasons.append(Reason("input", statistic=name, value=value, range=(lo, hi)))
         out.append(reasons)
     model = ranges.get("typicality")
     within = [i for i, reasons in enumerate(out) if not reasons]
@@ -329,8 +328,8 @@ def check_inputs(statistics, ranges):
         distance, most = atypicality([statistics[i] for i in within], model, explain=True)
         for i, d, name in zip(within, distance, most):
             if d > model["threshold"]:
-                out[i].append(f"statistics unlike any okay training patch's together (distance {d:.3g} "
-                              f"above {model['threshold']:.3g}; most of all its {STATISTICS[name]})")
+                out[i].append(Reason("input", statistic=TYPICALITY, value=float(d), range=(None, model["threshold"]),
+                                     nearest=name))
     return out
 
 

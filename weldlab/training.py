@@ -29,7 +29,7 @@ from .config import LR_SCHEDULES, SCALINGS
 from .datasets import decode
 from .fitting import fit_resumable, set_dropout
 from .models import (AE_DROPOUT, IntensityScaling, build_autoencoder, build_cnn, build_training_model,
-                     compile_training_model, inference_autoencoder)
+                     compile_training_model, decoder_of, encoder_of, inference_autoencoder, scaling_of)
 from .provenance import provenance
 from .thresholds import DEFAULT_FPR
 from .trained import TrainedModel, best_network, check_kind, is_trained, model_dir, shipped_fits, stale_reason
@@ -105,10 +105,25 @@ def _record(kind, training_set, seed, state, steps, datasets, hyper):
     }
 
 
+def validation_pairs(datasets, perturbation_sets, batch_size, seed, steps):
+    """The autoencoder's validation batches, the same pairing every epoch.
+
+    Validation okay patches, each with a fixed perturbation from the seed stream
+    ``seed + 10_000``.
+
+    Returns
+    -------
+    weldlab.batches.PerturbedPairs
+    """
+    return PerturbedPairs(datasets.raw("val_okay"), perturbation_sets, batch_size, seed + 10_000,
+                          augment_okay=False, steps=steps, fixed=True)
+
+
 def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=50, batch_size=16,
                       patience=5, steps_per_epoch=None, val_steps=None, learning_rate=1e-3,
                       dropout_epochs=None, lr_patience=None, schedule="plateau", okay_weight=1.0,
-                      scaling="none", clean_epochs=0, code_weight=1.0, fpr=DEFAULT_FPR, verbose=1, stop_after=None, log=print):
+                      scaling="none", clean_epochs=0, code_weight=1.0, start_from=None, fpr=DEFAULT_FPR, verbose=1,
+                      stop_after=None, log=print):
     """Train one autoencoder on a perturbation set, resuming if interrupted.
 
     Parameters
@@ -160,6 +175,11 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
     code_weight : float
         Weight of the code's L1 term ``L_reg`` (1: the paper's;
         :func:`weldlab.models.compile_training_model`).
+    start_from : path, optional
+        A trained autoencoder's folder whose weights the new model starts from (a warm
+        start: a second phase with another recipe, or a user's own films); None: random
+        initial weights. Its scaling must be the one ``scaling`` fits (both "none", or
+        the same map). Recorded as ``start_from`` with the source's own record.
     fpr : float
         The false positive rate of the convergence entry's window statistic (the run's
         ``cfg.fpr``; not a training hyperparameter).
@@ -189,8 +209,7 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
                            workers=2)
     n_val = len(datasets.raw("val_okay"))
     val_steps = val_steps or max(1, math.ceil(min(n_val, MAX_VALIDATION_SAMPLES) / batch_size))
-    val = PerturbedPairs(datasets.raw("val_okay"), psets, batch_size, seed + 10_000, augment_okay=False,
-                         steps=val_steps, fixed=True)
+    val = validation_pairs(datasets, psets, batch_size, seed, val_steps)
 
     intensity = None
     if scaling != "none":  # fitted to a fixed sample, not to every training patch decoded
@@ -200,8 +219,13 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
     if schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * len(train), alpha=0.01)
 
+    source = None if start_from is None else _warm_start_source(start_from, intensity)
+
     def build():
         ae = build_autoencoder(seed, intensity)
+        if source is not None:
+            for part in (encoder_of, decoder_of):
+                part(ae).set_weights(part(source.model).get_weights())
         unit = 1.0 if intensity is None else intensity.scale  # residuals in the network's units
         return compile_training_model(build_training_model(ae, tset.perturbed), rate, okay_weight, unit, code_weight)
 
@@ -213,11 +237,29 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
     record = _record("ae", perturbation, seed, state, len(train), datasets, hyper)
     record["training_patches"] = len(inputs)
     record["scaling"] = None if intensity is None else intensity.to_dict()
+    if source is not None:
+        record["start_from"] = {"folder": str(start_from), "training_set": source.record.get("training_set"),
+                                "seed": source.record.get("seed"), "dataset_key": source.record.get("dataset_key"),
+                                "hyperparameters": source.record.get("hyperparameters"),
+                                "start_from": source.record.get("start_from")}
     # A cosine schedule ends at 1 % of its rate: run to its end, it counts as the plateau.
     plateau = state["wait"] >= patience or (schedule == "cosine" and state["epochs_done"] >= epochs)
     record["convergence"] = convergence(autoencoder, datasets["val_okay"], plateau=plateau, fpr=fpr)
     TrainedModel(out, "ae", record, state["history"]).save(autoencoder)
     return record
+
+
+def _warm_start_source(folder, intensity):
+    """The trained autoencoder a warm start copies, checked against the new model's scaling."""
+    source = TrainedModel.load(folder, "ae")
+    theirs = scaling_of(source.model)
+    same = (theirs is None and intensity is None) or (
+        theirs is not None and intensity is not None and theirs.patch_mean == intensity.patch_mean
+        and np.allclose([theirs.offset, theirs.scale], [intensity.offset, intensity.scale], rtol=1e-6))
+    if not same:
+        raise ValueError(f"start_from: {folder} was trained with scaling {theirs}, this run uses {intensity}; "
+                         "a warm start needs the same intensity map")
+    return source
 
 
 def train_cnn(datasets, training_set="D+sni", *, seed=0, out_dir, epochs=50, batch_size=32,

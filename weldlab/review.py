@@ -1,0 +1,519 @@
+"""Who sends an input to a human: the reviewers of chapter 10, their rates and their tables.
+
+The reviewers: the input checks alone, the autoencoder with the paper's OR rule and with the
+two-sided rule, the detector that combines the two-sided rule with the input checks
+(:class:`weldlab.detector.Detector`), and the supervised CNN. :func:`chapter_reviewers` loads
+(or trains) and calibrates them; :func:`review_rates` measures how often each sends each kind
+of patch to review at its threshold for the configured false positive rate, and
+:func:`film_reviews` does the same for whole images (:mod:`weldlab.unexpected` makes the
+inputs). The question that matters: does the system hand the input to a human?
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .geometry import PATCH
+
+#: The share of an unexpected kind that the detector should send to review (chapter 10's goal).
+REVIEW_GOAL = 0.99
+#: A CNN whose best validation loss is above this has not learned (ln 2 = 0.693 is chance).
+CNN_CHANCE_LOSS = 0.68
+
+
+@dataclass(frozen=True)
+class Reviewers:
+    """The models that decide whether an input goes to a human, calibrated on one dataset.
+
+    Attributes
+    ----------
+    autoencoder, cnn : weldlab.trained.TrainedModel
+        The AE trained with SNI perturbations and the CNN trained on D+SNI.
+    detector : weldlab.detector.Detector
+        The autoencoder's two-sided rule with the film-level input checks.
+    calibration : dict
+        :data:`weldlab.detector.CALIBRATION_KEYS` -> values (the paper's thresholds, the
+        two-sided ones, the patch and film input ranges).
+    cnn_threshold : float
+        The CNN's threshold on P(not okay), for the configured false positive rate.
+    """
+
+    autoencoder: object
+    cnn: object
+    detector: object
+    calibration: dict
+    cnn_threshold: float
+
+    @property
+    def cnn_learned(self):
+        """False if the CNN's best validation loss is at chance level (:data:`CNN_CHANCE_LOSS`)."""
+        return self.cnn.record.get("best_val_loss", 0) <= CNN_CHANCE_LOSS
+
+    def notes(self):
+        """What a reader must know before trusting the reviewers' rates (a list of sentences).
+
+        A CNN at chance level (:attr:`cnn_learned` False) gets a note: its column shows an
+        untrained classifier.
+        """
+        if self.cnn_learned:
+            return []
+        return [f"this CNN has not learned: its best validation loss is {self.cnn.record['best_val_loss']:.3f}, "
+                "chance level (ln 2 = 0.693). Its column shows an untrained classifier, not what a trained "
+                "one does; the paper's CNNs were trained to convergence."]
+
+    def rates(self, inputs):
+        """:func:`review_rates` of every reviewer for each kind of patch in ``inputs``."""
+        return review_rates(inputs, self.autoencoder.model, self.calibration, self.cnn.model, self.cnn_threshold)
+
+    def films(self, films):
+        """:func:`film_reviews` of the detector and the CNN for each image in ``films``."""
+        return film_reviews(films, self.detector, self.cnn.model, self.cnn_threshold)
+
+    def summary(self):
+        """The thresholds in a few lines of text."""
+        th, cal = self.calibration["thresholds"], self.calibration
+        typical = cal["input_ranges"]["patch"]["typicality"]
+        return "\n".join([
+            f"AE (SNI): t_mean {th['t_mean']:.4f}, t_std {th['t_std']:.4f}",
+            f"          t_quiet {cal['two_sided_thresholds']['t_quiet']:.4f} (the two-sided rule)",
+            f"input checks: typicality threshold {typical['threshold']:.2f} (from {typical['n']} okay training patches)",
+            f"CNN (D+SNI): threshold on P(not okay) {self.cnn_threshold:.4f}",
+        ])
+
+
+def chapter_reviewers(cfg, datasets, films, films_source=None):
+    """Chapter 10's reviewers: its AE (SNI) and CNN (D+SNI), loaded or trained, calibrated.
+
+    The AE's calibration and the CNN's threshold come from the models' records where they
+    hold one (the shipped models), else they are measured on ``datasets`` and ``films`` at
+    ``cfg.fpr`` (:func:`weldlab.detector.detector_for`).
+
+    Parameters
+    ----------
+    cfg : weldlab.config.Config
+    datasets : weldlab.datasets.PatchDatasets
+    films : sequence of ndarray, each shape (H, W)
+        The training radiographs (the film-level input ranges).
+    films_source : str, optional
+        What the films are (default: "<data> training films").
+
+    Returns
+    -------
+    Reviewers
+    """
+    from .detector import detector_for
+    from .evaluate import cnn_scores
+    from .thresholds import ProbabilityThreshold, from_record
+    from .training import chapter_models
+
+    ae, cnn = (chapter_models(cfg, datasets, kind, conf, seeds=cfg.seeds[:1])[0]
+               for kind, conf in (("ae", "sni"), ("cnn", "D+sni")))
+    detector, calibration = detector_for(ae, datasets, films, fpr=cfg.fpr,
+                                         films_source=films_source or f"{cfg.data} training films")
+    threshold = (from_record(cnn.record) if "threshold" in cnn.record
+                 else ProbabilityThreshold.calibrate(cnn_scores(cnn.model, datasets["val_okay"]), cfg.fpr))
+    return Reviewers(ae, cnn, detector, calibration, float(threshold.probability))
+
+
+def detection_rates(inputs, scorers):
+    """Fraction of each kind of input flagged by each detector.
+
+    Parameters
+    ----------
+    inputs : dict
+        name -> patches (n, 192, 192).
+    scorers : dict
+        detector name -> callable ``patches -> scores``, where a score above 1 means
+        flagged (the AE: its combined score; the CNN: ``probability / threshold``; the
+        input checks: :func:`input_check_score`).
+
+    Returns
+    -------
+    dict
+        name -> ``{"n", <detector>: fraction flagged, ...}``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weldlab.review import detection_rates
+    >>> x = {"bright": np.ones((4, 192, 192)), "dark": np.zeros((2, 192, 192))}
+    >>> detection_rates(x, {"mean": lambda p: 2 * p.mean(axis=(1, 2))})
+    {'bright': {'n': 4, 'mean': 1.0}, 'dark': {'n': 2, 'mean': 0.0}}
+    """
+    out = {}
+    for name, x in inputs.items():
+        row = {"n": int(len(x))}
+        for key, fn in scorers.items():
+            row[key] = float(np.mean(np.asarray(fn(x)) > 1))
+        out[name] = row
+    return out
+
+
+def input_check_score(ranges):
+    """A scorer for :func:`detection_rates` from the input checks.
+
+    2 where a patch lies outside ``ranges`` (:func:`weldlab.screening.input_ranges`), else 0.
+    """
+    from .screening import check_inputs, image_statistics
+
+    def score(patches):
+        reasons = check_inputs([image_statistics(p) for p in patches], ranges)
+        return np.array([2.0 if r else 0.0 for r in reasons])
+
+    return score
+
+
+def cnn_film_score(cnn, image, threshold, batch_size=32):
+    """The CNN applied to a whole image: its largest ``probability / threshold``.
+
+    Over 192 px patches tiling the image (the last row and column aligned with its edges).
+
+    Parameters
+    ----------
+    cnn : keras.Model
+    image : ndarray, shape (H, W), H and W >= 192
+    threshold : float
+        The CNN's probability threshold (0.1 % FPR on okay validation patches).
+
+    Returns
+    -------
+    float
+        Above 1: some patch of the image is flagged.
+    """
+    from .evaluate import cnn_scores
+
+    image = np.asarray(image, np.float32)
+    h, w = image.shape
+    if min(h, w) < PATCH:
+        raise ValueError(f"image: expected at least {PATCH} px per side, got {image.shape}")
+    rows = sorted({*range(0, h - PATCH + 1, PATCH), h - PATCH})
+    cols = sorted({*range(0, w - PATCH + 1, PATCH), w - PATCH})
+    patches = np.stack([image[r : r + PATCH, c : c + PATCH] for r in rows for c in cols])
+    return float(cnn_scores(cnn, patches, batch_size).max() / threshold)
+
+
+#: The columns of :func:`review_rates`: who sends an input to a human.
+REVIEWERS = {
+    "inputs": "input checks alone",
+    "ae_paper": "AE, paper's OR rule",
+    "ae_two_sided": "AE, two-sided rule",
+    "detector": "detector (two-sided + input checks)",
+    "cnn": "CNN",
+}
+
+
+def review_scores(patches, autoencoder, calibration, cnn=None, cnn_threshold=None):
+    """Per-patch scores of every reviewer in :data:`REVIEWERS` (above 1: sent to review).
+
+    Parameters
+    ----------
+    patches : ndarray, shape (n, 192, 192)
+    autoencoder : keras.Model
+    calibration : dict
+        From :func:`weldlab.detector.calibrate_detector` (``thresholds``,
+        ``two_sided_thresholds`` and ``input_ranges``).
+    cnn : keras.Model, optional
+    cnn_threshold : float, optional
+        The CNN's probability threshold; both or neither.
+
+    Returns
+    -------
+    dict
+        reviewer -> ndarray, shape (n,) (no ``cnn`` without a CNN).
+    """
+    from .evaluate import cnn_scores, residual_maxima
+    from .thresholds import ResidualThresholds
+
+    max_mean, max_std, min_std = residual_maxima(autoencoder, patches, quiet=True)
+    inputs = input_check_score(calibration["input_ranges"]["patch"])(patches)
+    two_sided = ResidualThresholds.from_dict(calibration["two_sided_thresholds"]).score(max_mean, max_std, min_std)
+    out = {"inputs": inputs, "ae_paper": ResidualThresholds.from_dict(calibration["thresholds"]).score(max_mean, max_std),
+           "ae_two_sided": two_sided, "detector": np.maximum(two_sided, inputs)}
+    if cnn is not None:
+        out["cnn"] = cnn_scores(cnn, patches) / max(float(cnn_threshold), 1e-12)
+    return out
+
+
+def review_rates(inputs, autoencoder, calibration, cnn=None, cnn_threshold=None):
+    """Fraction of each kind of input sent to review by each reviewer.
+
+    Parameters
+    ----------
+    inputs : dict
+        name -> patches (n, 192, 192).
+    autoencoder, calibration, cnn, cnn_threshold
+        See :func:`review_scores`.
+
+    Returns
+    -------
+    dict
+        name -> ``{"n", <reviewer>: fraction, ...}`` (reviewers of :data:`REVIEWERS`).
+    """
+    out = {}
+    for name, x in inputs.items():
+        scores = review_scores(x, autoencoder, calibration, cnn, cnn_threshold)
+        out[name] = {"n": int(len(x)), **{k: float(np.mean(v > 1)) for k, v in scores.items()}}
+    return out
+
+
+def film_reviews(films, detector, cnn=None, cnn_threshold=None):
+    """Whole-image verdicts of the detector (and the CNN) for each image.
+
+    Parameters
+    ----------
+    films : dict
+        name -> image (H, W) in [0, 1], at least 192 px per side.
+    detector : weldlab.detector.Detector
+    cnn, cnn_threshold : optional
+        See :func:`cnn_film_score`.
+
+    Returns
+    -------
+    dict
+        name -> ``{"verdict", "reasons", "regions", "cnn"}``: the detector's decision and
+        its :class:`weldlab.verdict.Reason` objects (:func:`weldlab.detector.scan_image`),
+        its number of flagged regions per kind
+        (``{"indication": n, "quiet": m}``), and the CNN's verdict ("review" when any patch
+        is above its threshold; None without a CNN).
+    """
+    from .detector import scan_image
+
+    out = {}
+    for name, image in films.items():
+        verdict, _ = scan_image(detector, image, name=name, keep_maps=False)
+        cnn_verdict = None
+        if cnn is not None:
+            cnn_verdict = "review" if cnn_film_score(cnn, image, cnn_threshold) > 1 else "accept"
+        regions = {kind: sum(r["reason"] == kind for r in verdict.regions) for kind in ("indication", "quiet")}
+        out[name] = {"verdict": verdict.decision, "reasons": verdict.reasons, "regions": regions, "cnn": cnn_verdict}
+    return out
+
+
+def statistics_outside(reasons):
+    """The input statistics a verdict's reasons find outside their training ranges.
+
+    Parameters
+    ----------
+    reasons : sequence of weldlab.verdict.Reason
+
+    Returns
+    -------
+    set of str
+        Their ``statistic`` keys (``"typicality"`` for the joint check).
+
+    Examples
+    --------
+    >>> from weldlab.verdict import Reason
+    >>> statistics_outside([Reason("input", statistic="bead_contrast", value=0.0, range=(0.1, None)),
+    ...                     Reason("quiet", value=2.0, box=(0, 0, 9, 9), regions=1)])
+    {'bead_contrast'}
+    """
+    return {r.statistic for r in reasons if r.kind == "input"}
+
+
+def film_review_table(first, reviews):
+    """Markdown: one row per image of :func:`film_reviews`, its verdicts and reasons.
+
+    Parameters
+    ----------
+    first : str
+        The first column's heading.
+    reviews : dict
+        From :func:`film_reviews`.
+
+    Returns
+    -------
+    str
+        Columns: the detector's decision, the input statistics outside their ranges (in
+        words), the defect-like and too-quiet regions, the CNN's decision.
+    """
+    rows = [f"| {first} | detector | input outside the training films' range | defect-like regions "
+            "| too-quiet regions | CNN |",
+            "| --- | --- | --- | ---: | ---: | --- |"]
+    for name, v in reviews.items():
+        outside = "; ".join(r.explanation() for r in v["reasons"] if r.kind == "input") or "no"
+        n = v["regions"]
+        rows.append(f"| {name} | {v['verdict']} | {outside} | {n['indication']} | {n['quiet']} | {v['cnn']} |")
+    return "\n".join(rows)
+
+
+def review_rate_table(rates):
+    """Markdown: one row per kind of :func:`review_rates`, its size and each reviewer's share (%).
+
+    Examples
+    --------
+    >>> from weldlab.review import review_rate_table
+    >>> print(review_rate_table({"blank": {"n": 20, "inputs": 1.0, "ae_paper": 0.5}}).splitlines()[2])
+    | blank | 20 | 100.0 | 50.0 |
+    """
+    reviewers = [r for r in REVIEWERS if any(r in v for v in rates.values())]
+    rows = ["| input | n | " + " | ".join(f"{REVIEWERS[r]} (%)" for r in reviewers) + " |",
+            "| --- | ---: |" + " ---: |" * len(reviewers)]
+    rows += [f"| {k.replace('_', ' ')} | {v['n']} | " + " | ".join(f"{100 * v[r]:.1f}" for r in reviewers) + " |"
+             for k, v in rates.items()]
+    return "\n".join(rows)
+
+
+def below_goal(rates, kinds=None, reviewer="detector", goal=REVIEW_GOAL):
+    """The kinds that ``reviewer`` sends to review less often than ``goal``.
+
+    Returns
+    -------
+    dict
+        kind -> its share, in the order of ``rates`` (only ``kinds`` if given).
+
+    Examples
+    --------
+    >>> from weldlab.review import below_goal
+    >>> below_goal({"blank": {"detector": 1.0}, "noised": {"detector": 0.6}})
+    {'noised': 0.6}
+    """
+    return {k: v[reviewer] for k, v in rates.items() if (kinds is None or k in kinds) and v[reviewer] < goal}
+
+
+def goal_sentence(rates, kinds, reviewer="detector", goal=REVIEW_GOAL):
+    """How many of ``kinds`` the ``reviewer`` sends to review at least ``goal`` of the time.
+
+    Examples
+    --------
+    >>> from weldlab.review import goal_sentence
+    >>> goal_sentence({"blank": {"detector": 1.0}, "noised": {"detector": 0.6}}, ["blank", "noised"])
+    '1 of the 2 kinds go to review at least 99 % of the time; below that: noised (60 %).'
+    """
+    missed = below_goal(rates, kinds, reviewer, goal)
+    others = ", ".join(f"{k.replace('_', ' ')} ({100 * v:.0f} %)" for k, v in missed.items()) or "none"
+    return (f"{len(kinds) - len(missed)} of the {len(kinds)} kinds go to review at least {100 * goal:.0f} % "
+            f"of the time; below that: {others}.")
+
+
+def outside_ranges(reviews, names=None, statistic=None):
+    """The images whose input statistics lie outside the training films' ranges.
+
+    Parameters
+    ----------
+    reviews : dict
+        From :func:`film_reviews`.
+    names : iterable of str, optional
+        Only these images (default: all).
+    statistic : str, optional
+        Only an image with this statistic outside (e.g. ``"bead_contrast"``).
+
+    Returns
+    -------
+    list of str
+        In the order of ``reviews``.
+    """
+    keep = set(reviews if names is None else names)
+    return [k for k, v in reviews.items()
+            if k in keep and (statistic in statistics_outside(v["reasons"]) if statistic
+                              else statistics_outside(v["reasons"]))]
+
+
+def told_unusual(reviews, base):
+    """The images whose verdict tells the reviewer that the image itself is unusual.
+
+    Unusual beyond what the image ``base`` (the film they were made from) shows: an input
+    statistic outside its range, or more too-quiet regions, that ``base`` does not have.
+
+    Parameters
+    ----------
+    reviews : dict
+        From :func:`film_reviews`, with ``base`` among its images.
+    base : str
+
+    Returns
+    -------
+    list of str
+        In the order of ``reviews``.
+    """
+    b = reviews[base]
+    return [k for k, v in reviews.items()
+            if statistics_outside(v["reasons"]) - statistics_outside(b["reasons"])
+            or v["regions"]["quiet"] > b["regions"]["quiet"]]
+
+
+def told_sentence(reviews, base):
+    """For how many images made from ``base`` the verdict says that the image is unusual.
+
+    Parameters
+    ----------
+    reviews : dict
+        From :func:`film_reviews`: ``base`` and the images made from it.
+    base : str
+
+    Returns
+    -------
+    str
+        The images :func:`told_unusual` finds, then the others: accepted, or sent to review
+        only for what ``base`` shows too (its defect-like regions or its own statistics).
+    """
+    told = told_unusual(reviews, base)
+    untold = [k for k in reviews if k != base and k not in told]
+    accepted = [k for k in untold if reviews[k]["verdict"] == "accept"]
+    others = [k for k in untold if k not in accepted]
+    notes = [f"accepted: {', '.join(accepted)}"] if accepted else []
+    if others:
+        notes.append("sent to review only for what the film as it is shows too (its defect-like regions or its "
+                     f"own statistics): {', '.join(others)}")
+    return (f"The reviewer is told that the film is unusual for {len(told)} of the {len(reviews) - 1} made films "
+            f"({', '.join(told) or 'none'})" + "".join(f"; {note}" for note in notes) + ".")
+
+
+def plot_review_rates(rates, reviewers=("ae_paper", "detector", "cnn"), ax=None):
+    """Bars: the share of each kind that each reviewer sends to review.
+
+    Parameters
+    ----------
+    rates : dict
+        From :func:`review_rates`.
+    reviewers : sequence of str
+        Keys of :data:`REVIEWERS`, one bar each per kind.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        ax = plt.subplots(figsize=(12, 4), layout="constrained")[1]
+    names, width = list(rates), 0.8 / len(reviewers)
+    xs = np.arange(len(names))
+    for j, key in enumerate(reviewers):
+        ax.bar(xs + (j - (len(reviewers) - 1) / 2) * width, [100 * rates[n][key] for n in names], width,
+               label=REVIEWERS[key])
+    ax.set_xticks(xs, [n.replace("_", " ") for n in names], rotation=30, ha="right")
+    ax.set_ylabel("sent to review (%)")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    return ax
+
+
+def flagged_table(columns, unexpected_kinds):
+    """Markdown: test sets and unexpected kinds flagged by several autoencoders (%).
+
+    Parameters
+    ----------
+    columns : dict
+        heading -> ``(evaluation, rates)``: an autoencoder's
+        :func:`weldlab.evaluate.evaluate_autoencoder` result and its share flagged per
+        unexpected kind (kind -> fraction).
+    unexpected_kinds : sequence of str
+
+    Returns
+    -------
+    str
+        A row of false positives on the okay test patches, one per test set (TPR at the
+        calibrated thresholds), one per unexpected kind.
+    """
+    evals = [ev for ev, _ in columns.values()]
+    rows = ["| test set | " + " | ".join(f"{h} (%)" for h in columns) + " |", "| --- |" + " ---: |" * len(columns),
+            "| okay, test (false positives) | " + " | ".join(f"{100 * ev['fpr_calibrated_on_test']:.1f}" for ev in evals) + " |"]
+    rows += [f"| {k.replace('_', ' ')} | " + " | ".join(f"{100 * ev['sets'][k]['tpr_calibrated']:.0f}" for ev in evals) + " |"
+             for k in evals[0]["sets"]]
+    rows += [f"| unexpected: {k.replace('_', ' ')} | " + " | ".join(f"{100 * r[k]:.0f}" for _, r in columns.values()) + " |"
+             for k in unexpected_kinds]
+    return "\n".join(rows)
