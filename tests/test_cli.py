@@ -97,6 +97,28 @@ def test_hung_cell_fails_its_chapter_after_the_cell_timeout(tmp_path):
     assert not (root / "_build" / "synthetic" / "quick" / "html").exists()
 
 
+def test_chapters_get_the_gdxray_copy_beside_the_repository_as_an_absolute_path(tmp_path, monkeypatch):
+    """nbval re-runs executed chapters in the build folder, where ``../shared/data/gdxray``
+    finds nothing: the runner resolves the copy and passes it as an absolute path."""
+    from weldlab.radiographs import GDXRAY_IMAGES, GDXRAY_MASKS
+
+    (tmp_path / "repo").mkdir()
+    chapter = "import os\ncopy = globals().get('gdxray_root')\nassert copy and os.path.isabs(copy), copy"
+    root = _fake_repo(tmp_path / "repo", chapter)
+    monkeypatch.delenv("WELDLAB_GDXRAY", raising=False)
+    monkeypatch.chdir(tmp_path)  # neither the repository nor its notebooks/
+    assert book.book_gdxray_root(root) is None
+    with pytest.raises(book.ChapterError, match="AssertionError: None"):  # none passed
+        book.run_book("quick", root=root, only=["02_bad"], overrides={"artifacts_root": str(tmp_path / "art")},
+                      log=lambda *a: None)
+    copy = tmp_path / "shared" / "data" / "gdxray"
+    for name in (GDXRAY_IMAGES, GDXRAY_MASKS):
+        (copy / "Welding" / name).mkdir(parents=True)
+    assert book.book_gdxray_root(root) == copy.resolve()
+    book.run_book("quick", root=root, only=["02_bad"], overrides={"artifacts_root": str(tmp_path / "art")},
+                  log=lambda *a: None)
+
+
 @pytest.mark.robustness
 def test_bad_parameter_fails_before_any_chapter(tmp_path):
     root = _fake_repo(tmp_path, "x = 3")

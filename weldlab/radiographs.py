@@ -242,14 +242,16 @@ def load_mask(path, shape=None):
     return mask
 
 
-def gdxray_root(root=None) -> Path:
+def gdxray_root(root=None, cwd=None) -> Path:
     """Resolve the folder of a GDXray copy.
 
     Parameters
     ----------
     root : str or Path, optional
         Explicit folder. Else ``$WELDLAB_GDXRAY``, else ``../shared/data/gdxray`` relative
-        to the working directory or its parent (the repository root or its ``notebooks/``).
+        to ``cwd`` or its parent (the repository root or its ``notebooks/``).
+    cwd : str or Path, optional
+        The folder the relative fallback starts from (default: the working directory).
 
     Returns
     -------
@@ -267,7 +269,8 @@ def gdxray_root(root=None) -> Path:
     elif os.environ.get(GDXRAY_ENV):
         candidates.append(Path(os.environ[GDXRAY_ENV]))
     else:
-        for base in (Path.cwd(), Path.cwd().parent):  # the repository root, or its notebooks/
+        here = Path(cwd or Path.cwd()).resolve()
+        for base in (here, here.parent):  # the repository root, or its notebooks/
             candidates.append(base / ".." / "shared" / "data" / "gdxray")
     for cand in candidates:
         if (cand / "Welding" / GDXRAY_IMAGES).is_dir() and (

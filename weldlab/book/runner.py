@@ -202,6 +202,22 @@ def claim_build_folder(out_root, overwrite=False):
         tmp.write_text("written by weldlab book; the next build replaces this folder's contents\n")
 
 
+def book_gdxray_root(root):
+    """The GDXray copy the chapters would find from ``<root>/notebooks``, or None.
+
+    Passed to the chapters as an absolute path, like the artifacts folder: nbval re-runs
+    the executed chapters in the build folder, from where the relative fallback of
+    :func:`~weldlab.radiographs.gdxray_root` (``../shared/data/gdxray``) finds nothing,
+    so a chapter would otherwise compare against GDXray when built and not when checked.
+    """
+    from ..radiographs import gdxray_root
+
+    try:
+        return gdxray_root(cwd=Path(root) / "notebooks")
+    except FileNotFoundError:
+        return None
+
+
 def run_book(preset="quick", data=None, gdxray_root=None, overrides=None, root=None,
              html=True, only=None, build_dir=None, log=print, overwrite=False, offline_js=True,
              cell_timeout=None):
@@ -238,7 +254,7 @@ def run_book(preset="quick", data=None, gdxray_root=None, overrides=None, root=N
     # Chapter kernels inherit this: TensorFlow's C++ start-up messages stay out of the book.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     overrides = overrides or {}
-    params = resolve_parameters(preset, data, gdxray_root, overrides,
+    params = resolve_parameters(preset, data, gdxray_root or book_gdxray_root(root), overrides,
                                 artifacts_root=overrides.get("artifacts_root", root / "artifacts"),
                                 results_root=overrides.get("results_root", root / RESULTS_ROOT))
     data = params["data"]
