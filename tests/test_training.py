@@ -273,9 +273,11 @@ def test_recipe_levers_are_used_and_recorded(quick_datasets, tmp_path):
     history = json.loads((tmp_path / "ae" / "history.json").read_text())
     rates = [e["learning_rate"] for e in history]
     assert rates[0] > rates[1] > rates[2] >= 1e-5  # decayed along the cosine, towards 1 % of 1e-3
-    # In the warm-up epoch the perturbed branch saw the okay patches: equal losses, up to the
-    # rounding of two separate passes (oneDNN; measured 7e-5 to 5e-3 relative after 2 steps).
-    assert history[0]["per_loss"] == pytest.approx(history[0]["ok_loss"], rel=1e-2)
+    # In the warm-up epoch the perturbed branch saw the okay patches: equal losses. (Keras
+    # calls a PyDataset's on_epoch_end once before the first epoch too; counted there, the
+    # epochs were shifted by one and "warm-up" batches were perturbed: 1.2 % apart.)
+    assert history[0]["per_loss"] == pytest.approx(history[0]["ok_loss"], rel=1e-5)
+    assert history[1]["per_loss"] != pytest.approx(history[1]["ok_loss"], rel=1e-3)
     for e in history:  # the total is the five terms under their weights (okay x5, L_reg x0.1)
         total = 5 * (e["ok_loss"] + e["ok_kern_loss"]) + e["per_loss"] + e["per_kern_loss"] + 0.1 * e["z_loss"]
         assert e["loss"] == pytest.approx(total, rel=1e-3), e["epoch"]

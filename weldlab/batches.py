@@ -27,7 +27,11 @@ class _EpochBatches(keras.utils.PyDataset):
     """A fixed number of batches per epoch, each a pure function of (seed, epoch, index).
 
     Subclasses implement ``batch(index, epoch)``; ``fixed=True`` uses epoch 0 always
-    (validation sets that must not change between epochs).
+    (validation sets that must not change between epochs). ``epoch`` is the epoch being
+    trained, set from Keras's epoch number by :class:`weldlab.fitting.EpochOfBatches`; it
+    is not counted here in ``on_epoch_end``, which Keras also calls once before the first
+    epoch of every ``fit`` (measured: every epoch then got the next one's batches, and an
+    okay-only warm-up epoch trained on perturbed pairs).
     """
 
     def __init__(self, steps, seed, fixed, **kwargs):
@@ -37,9 +41,6 @@ class _EpochBatches(keras.utils.PyDataset):
 
     def __len__(self):
         return self.steps
-
-    def on_epoch_end(self):
-        self.epoch += 1
 
     def _epoch(self, epoch):
         return 0 if self.fixed else (self.epoch if epoch is None else epoch)

@@ -200,8 +200,7 @@ def fit_resumable(build, train, val, out, epochs, patience, seed, verbose, stop_
                 state.update(best_val_loss=float("inf"), wait=0, dropout_off_after=switch)
                 log(f"{out.name}: dropout off from epoch {switch + 1}")
             _compile_again(model)
-        train.epoch = start
-        callbacks = [KeepFreedMemory(), _Checkpoint(out, state, patience, log, lr_patience)]
+        callbacks = [EpochOfBatches(train), KeepFreedMemory(), _Checkpoint(out, state, patience, log, lr_patience)]
         if stop_after is not None:
             callbacks.append(_StopAfter(done + int(stop_after)))
         model.fit(train, validation_data=val, epochs=end, initial_epoch=start, callbacks=callbacks,
@@ -229,6 +228,22 @@ def _compile_again(model):
     metrics = options.get("metrics") or []
     model.compile(optimizer=model.optimizer, loss=model.loss, loss_weights=options.get("loss_weights"),
                   metrics=list(metrics) if isinstance(metrics, (list, tuple)) else metrics)
+
+
+class EpochOfBatches(keras.callbacks.Callback):
+    """Tells an epoch-dependent batch source which epoch is being trained.
+
+    Keras calls this before it starts fetching the epoch's batches, with the epoch
+    number ``fit`` counts from ``initial_epoch`` (so a resumed run continues where it
+    stopped).
+    """
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.epoch = int(epoch)
 
 
 class _StopAfter(keras.callbacks.Callback):
