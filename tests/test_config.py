@@ -68,6 +68,15 @@ def test_dataset_key_ignores_paths_not_content():
     assert a.dataset_key() != C.make_config("quick", seed=2).dataset_key()
 
 
+def test_simulated_datasets_are_rebuilt_when_the_simulator_changes(monkeypatch):
+    import weldlab.simulate
+
+    sim, real = C.make_config("quick"), C.make_config("quick", data="gdxray")
+    keys = sim.dataset_key(), real.dataset_key()
+    monkeypatch.setattr(weldlab.simulate, "SIMULATOR_VERSION", weldlab.simulate.SIMULATOR_VERSION + 1)
+    assert sim.dataset_key() != keys[0] and real.dataset_key() == keys[1]
+
+
 def _names(specs):
     return {re.split(r"[<>=!~\[ ]", s.strip(), maxsplit=1)[0].lower(): s.replace(" ", "") for s in specs}
 

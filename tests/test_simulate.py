@@ -81,3 +81,16 @@ def test_bad_parameters():
         simulate_radiograph(0, defects_per_kpx=-1)
     with pytest.raises(ValueError, match="at least 1"):
         simulate_radiographs(0, seed=1)
+
+
+def test_short_films_are_neither_clipped_nor_off_centre():
+    """The slow wanders along the weld have mean 0 on every film, however short: normalised
+    without removing the mean they offset a short film's exposure and bead by many times
+    their amplitude (measured before the fix: 4 of 24 such films 35-74 % clipped)."""
+    for i, film in enumerate(simulate_radiographs(12, 3, height=600, width=1200)):
+        layers = {}
+        rad = simulate_radiograph(np.random.default_rng(i), height=600, width=1200, layers=layers)
+        for image in (film.image, rad.image):
+            assert np.mean((image <= 0) | (image >= 1)) < 1e-3, film.name
+        bead_row = np.argmax(layers["thickness_mm"].mean(axis=1)) / 600
+        assert 0.35 < bead_row < 0.65, (i, bead_row)

@@ -227,7 +227,8 @@ class Config:
         return Path(self.artifacts_root) / self.data / self.preset
 
     def dataset_params(self) -> dict:
-        """The parameters that determine the datasets (everything but paths and display)."""
+        """The parameters that determine the datasets: everything but paths and display, and on
+        simulated data the simulator's version (:data:`~weldlab.simulate.SIMULATOR_VERSION`)."""
         skip = {"preset", *PATH_PARAMETERS, *TRAINING_PARAMETERS, *EVALUATION_PARAMETERS}
         out = {}
         for f in dataclasses.fields(self):
@@ -239,6 +240,10 @@ class Config:
                 continue
             value = getattr(self, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else value
+        if self.data == "synthetic":
+            from .simulate import SIMULATOR_VERSION
+
+            out["simulator_version"] = SIMULATOR_VERSION
         return out
 
     def dataset_key(self) -> str:

@@ -163,6 +163,47 @@ def _defect_thickness(kind, rng):
     return dt, (dt.shape[0] // 2, dt.shape[1] // 2)
 
 
+#: Where the digitiser puts the noise-free film's 0.1th and 99.9th gray-level percentiles
+#: at most: a film that would leave this window is moved (or, if wider, scaled) into it,
+#: so that no simulated film is clipped at 0 or 1 (GDXray's films are not).
+WINDOW = (0.02, 0.98)
+#: Bumped whenever the simulator's output for a seed changes; part of a simulated
+#: dataset's key, so that cached simulated datasets are rebuilt.
+SIMULATOR_VERSION = 2
+
+
+def _digitiser_window(image, window=WINDOW):
+    """Move or narrow a noise-free film's gray levels into ``window``.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W)
+        The noise-free film on the gray scale.
+    window : (float, float)
+
+    Returns
+    -------
+    ndarray, shape (H, W)
+        ``image`` itself if its 0.1-99.9th percentiles lie in ``window``; else shifted by
+        the least amount that puts them there, or mapped linearly onto ``window`` when
+        they span more than it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weldlab.simulate import _digitiser_window
+    >>> film = _digitiser_window(np.linspace(0.5, 1.2, 1001))  # too bright: moved down
+    >>> round(float(np.percentile(film, 99.9)), 6), round(float(film.min()), 4)
+    (0.98, 0.2807)
+    """
+    lo, hi = np.percentile(image, [0.1, 99.9])
+    if lo >= window[0] and hi <= window[1]:
+        return image
+    if hi - lo > window[1] - window[0]:
+        return window[0] + (image - lo) * (window[1] - window[0]) / (hi - lo)
+    return image + (window[0] - lo if lo < window[0] else window[1] - hi)
+
+
 def simulate_radiograph(rng, height=600, width=2400, defects_per_kpx=4.0, name="sim", layers=None):
     """Simulate one digitised film radiograph of a horizontal butt weld.
 
@@ -204,8 +245,12 @@ def simulate_radiograph(rng, height=600, width=2400, defects_per_kpx=4.0, name="
     y = np.arange(height, dtype=np.float64)[:, None]
 
     def smooth_walk(scale, corr):
+        # A slow wander along the weld, std `scale` and mean 0 on this film: on a film a few
+        # correlation lengths long or shorter the slice is nearly constant, and normalising
+        # it without removing its mean would offset the whole film by many times `scale`.
         w = ndi.gaussian_filter1d(rng.normal(size=width + 4 * int(corr)), corr, mode="wrap")
         w = w[2 * int(corr) : 2 * int(corr) + width]
+        w = w - w.mean()
         return scale * w / (w.std() + 1e-12)
 
     # 1. Thickness: plate + cap that meanders, changes width, ripples; undercut at toes.
@@ -275,7 +320,7 @@ def simulate_radiograph(rng, height=600, width=2400, defects_per_kpx=4.0, name="
     d_plate = 2.5 + gradient * (-MU_STEEL * plate / np.log(10.0) - np.median(log10_exposure))
     d_crest = d_plate - gradient * MU_STEEL * cap / np.log(10.0)
     scale = (crest_level - plate_level) / (d_plate - d_crest)
-    image = plate_level + (d_plate - density) * scale
+    image = _digitiser_window(plate_level + (d_plate - density) * scale)
 
     # 6. Film grain: correlated, std ~ sqrt(density); then 8-bit quantisation.
     grain = ndi.gaussian_filter(rng.normal(size=(height, width)), rng.uniform(0.75, 1.05))
