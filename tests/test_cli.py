@@ -89,12 +89,25 @@ def test_hung_cell_fails_its_chapter_after_the_cell_timeout(tmp_path):
     import time
 
     root = _fake_repo(tmp_path, "import time\ntime.sleep(600)")
-    t = time.perf_counter()
+    t, said = time.perf_counter(), []
     with pytest.raises(book.ChapterError, match=r"chapter 02_bad failed at cell 3 \('import time'\): .*Timeout"):
-        book.run_book("quick", root=root, overrides={"artifacts_root": str(tmp_path / "art")}, log=lambda *a: None,
+        book.run_book("quick", root=root, overrides={"artifacts_root": str(tmp_path / "art")}, log=said.append,
                       cell_timeout=5)
     assert time.perf_counter() - t < 120
     assert not (root / "_build" / "synthetic" / "quick" / "html").exists()
+    again = [m for m in said if "running the chapter again" in m]
+    assert len(again) == book.TIMEOUT_ATTEMPTS - 1 and "02_bad: cell 3" in again[0]
+
+
+def test_a_chapter_that_hung_once_is_run_again(tmp_path):
+    """A kernel that stops answering once (jupyter/nbclient#312) costs one cell timeout."""
+    mark = tmp_path / "hung-once"
+    root = _fake_repo(tmp_path, f"import os, time\nif not os.path.exists({str(mark)!r}):\n"
+                                f"    open({str(mark)!r}, 'w').close()\n    time.sleep(600)")
+    said = []
+    book.run_book("quick", root=root, only=["02_bad"], overrides={"artifacts_root": str(tmp_path / "art")},
+                  log=said.append, cell_timeout=5)
+    assert mark.exists() and any("running the chapter again" in m for m in said)
 
 
 def test_chapters_get_the_gdxray_copy_beside_the_repository_as_an_absolute_path(tmp_path, monkeypatch):

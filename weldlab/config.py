@@ -227,8 +227,11 @@ class Config:
         return Path(self.artifacts_root) / self.data / self.preset
 
     def dataset_params(self) -> dict:
-        """The parameters that determine the datasets: everything but paths and display, and on
-        simulated data the simulator's version (:data:`~weldlab.simulate.SIMULATOR_VERSION`)."""
+        """The parameters that determine the datasets.
+
+        Everything but paths and display, and on simulated data the simulator's version
+        (:data:`~weldlab.simulate.SIMULATOR_VERSION`).
+        """
         skip = {"preset", *PATH_PARAMETERS, *TRAINING_PARAMETERS, *EVALUATION_PARAMETERS}
         out = {}
         for f in dataclasses.fields(self):

@@ -243,6 +243,7 @@ class EpochOfBatches(keras.callbacks.Callback):
         self.batches = batches
 
     def on_epoch_begin(self, epoch, logs=None):
+        """Set the batch source's epoch before the epoch's batches are fetched."""
         self.batches.epoch = int(epoch)
 
 

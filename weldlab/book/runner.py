@@ -126,7 +126,13 @@ def _source_cell_number(executed, index=None, source=None):
     return f"{index + 1} ({first[0][:60]!r})" if first else f"{index + 1}"
 
 
-def execute_chapter(notebook, output, parameters, cwd=None, cell_timeout=None):
+#: How many times a chapter whose cell timed out is run, each time with a new kernel: a
+#: kernel now and then stops answering at a cell that displays ipywidgets
+#: (jupyter/nbclient#312; seen once in ten minutes at chapter 8, which then ran in 35 s).
+TIMEOUT_ATTEMPTS = 2
+
+
+def execute_chapter(notebook, output, parameters, cwd=None, cell_timeout=None, log=print):
     """Execute one chapter with papermill.
 
     Parameters
@@ -139,8 +145,12 @@ def execute_chapter(notebook, output, parameters, cwd=None, cell_timeout=None):
         The kernel's working folder (default: the chapter's folder).
     cell_timeout : float, optional
         Seconds one cell (or the kernel's last reply) may take before the chapter fails
-        with a :class:`ChapterError` (default: no limit). A hung kernel then stops the build
-        with the chapter named instead of holding it forever.
+        with a :class:`ChapterError` (default: no limit). A chapter whose cell timed out is
+        run again with a new kernel, up to :data:`TIMEOUT_ATTEMPTS` runs in all; a kernel
+        that hangs every time then stops the build with the chapter named instead of
+        holding it forever.
+    log : callable
+        Told when a chapter is run again.
 
     Raises
     ------
@@ -157,10 +167,18 @@ def execute_chapter(notebook, output, parameters, cwd=None, cell_timeout=None):
     # Without one, the kernel sets up its own inline backend, as on a reader's machine (naming
     # that backend here instead hangs chapter 8's widgets under papermill).
     try:
-        pm.execute_notebook(
-            str(notebook), str(output), parameters=parameters, kernel_name="python3",
-            progress_bar=False, cwd=str(cwd or notebook.parent), execution_timeout=cell_timeout,
-        )
+        for attempt in range(1, TIMEOUT_ATTEMPTS + 1):
+            try:
+                pm.execute_notebook(
+                    str(notebook), str(output), parameters=parameters, kernel_name="python3",
+                    progress_bar=False, cwd=str(cwd or notebook.parent), execution_timeout=cell_timeout,
+                )
+                break
+            except TimeoutError:  # nbclient's CellTimeoutError: the cell or its kernel hung
+                if attempt == TIMEOUT_ATTEMPTS:
+                    raise
+                log(f"{notebook.stem}: cell {_source_cell_number(output)} timed out after {cell_timeout} s; "
+                    f"running the chapter again with a new kernel ({attempt + 1} of {TIMEOUT_ATTEMPTS})")
     except pm.PapermillExecutionError as exc:
         raise ChapterError(notebook.stem, _source_cell_number(output, exc.cell_index, exc.source),
                            f"{exc.ename}: {exc.evalue}") from exc
@@ -280,7 +298,7 @@ def run_book(preset="quick", data=None, gdxray_root=None, overrides=None, root=N
     for i, nb in enumerate(chapter_list, 1):
         t = time.perf_counter()
         log(f"[{i}/{n}] {nb.stem} ...")
-        execute_chapter(root / nb, stage / nb, params, cwd=root / "notebooks", cell_timeout=cell_timeout)
+        execute_chapter(root / nb, stage / nb, params, cwd=root / "notebooks", cell_timeout=cell_timeout, log=log)
         log(f"[{i}/{n}] {nb.stem} done in {time.perf_counter() - t:.1f} s "
             f"(elapsed {time.perf_counter() - t0:.1f} s)")
     if not html:
