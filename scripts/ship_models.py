@@ -23,7 +23,7 @@ from weldlab.config import make_config, parse_override  # noqa: E402
 from weldlab.datasets import build_or_load, load_radiographs  # noqa: E402
 from weldlab.evaluate import cnn_scores  # noqa: E402
 from weldlab.models import build_autoencoder, build_cnn  # noqa: E402
-from weldlab.detector import calibrate_detector  # noqa: E402
+from weldlab.detector import calibrate_detector, patch_films  # noqa: E402
 from weldlab.thresholds import ProbabilityThreshold  # noqa: E402
 from weldlab.sets import SHIPPED  # noqa: E402
 from weldlab.trained import PRETRAINED_DIR, TrainedModel, load_pretrained, model_dir  # noqa: E402
@@ -100,8 +100,9 @@ def _converged(kind, record):
 
 def _ae_calibration(model, ds, cfg):
     films = [r.image for r in load_radiographs(cfg)[0]]
+    val_films, train_films = patch_films(ds)
     return calibrate_detector(model, ds["val_okay"], ds["train_okay"], films, fpr=cfg.fpr,
-                              films_source=f"{cfg.data} training films")
+                              films_source=f"{cfg.data} training films", val_films=val_films, train_films=train_films)
 
 
 def recalibrate(cfg, seeds):

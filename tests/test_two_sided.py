@@ -260,6 +260,24 @@ def test_typicality_names_what_is_unusual_and_shares_the_budget(rng):
         typicality_model(stats[:5], "too few")
 
 
+def test_typicality_leaves_a_patchs_own_film_out_when_asked(rng):
+    """A training film's patch has close neighbours in its own film, a new film's has none:
+    calibrated with each patch's own film left out, the distances are those of new films."""
+    from weldlab.screening import atypicality, image_statistics, typicality_model
+
+    # three films, each its own grain strength: a patch's nearest patches are its film's
+    films = np.repeat([0, 1, 2], 12)
+    stats = [image_statistics(np.clip(0.5 + rng.normal(0, 0.003 * (1 + f), (64, 64)), 0, 1)) for f in films]
+    model = typicality_model(stats, "three films", films=films)
+    assert model["films"] == films.tolist()
+    plain, left_out = atypicality(stats, model), atypicality(stats, model, films=films)
+    assert np.all(left_out > plain) and np.median(left_out) > 2 * np.median(plain)
+    with pytest.raises(ValueError, match="reference films"):
+        atypicality(stats, typicality_model(stats, "no films"), films=films)
+    with pytest.raises(ValueError, match="one film per patch"):
+        typicality_model(stats, "three films", films=films[:-1])
+
+
 def test_a_chapter_detector_is_the_one_its_record_describes(shipped):
     """detector_for uses the record's calibration when it has one: the detector equals Detector.load's."""
     from weldlab.detector import CALIBRATION_KEYS, detector_for

@@ -129,7 +129,8 @@ def detector_for(trained, datasets, films, fpr=DEFAULT_FPR, films_source="traini
     return detector, calibration
 
 
-def calibrate_detector(autoencoder, val_okay, train_okay, films, fpr=DEFAULT_FPR, films_source="training films"):
+def calibrate_detector(autoencoder, val_okay, train_okay, films, fpr=DEFAULT_FPR, films_source="training films",
+                       val_films=None, train_films=None):
     """Everything a :class:`Detector` needs besides the network, for its record.
 
     Parameters
@@ -144,6 +145,11 @@ def calibrate_detector(autoencoder, val_okay, train_okay, films, fpr=DEFAULT_FPR
         The training radiographs: the film-level input ranges (for whole-film scans).
     fpr : float
         Patch-level false positive rate of each rule.
+    val_films, train_films : array_like of int, shapes (n,) and (m,), optional
+        The film of each validation and training patch (:func:`patch_films`); both or
+        neither. Given, the typicality threshold is calibrated with each validation
+        patch's own film left out of its neighbours, as a new film's patches have no
+        neighbours from their own film (``typicality["calibrated"]`` says which).
 
     Returns
     -------
@@ -154,6 +160,8 @@ def calibrate_detector(autoencoder, val_okay, train_okay, films, fpr=DEFAULT_FPR
         model of the okay training patches, its threshold sharing the same budget:
         :func:`weldlab.screening.calibrate_typicality`).
     """
+    if (val_films is None) != (train_films is None):
+        raise ValueError("val_films, train_films: give the films of both patch sets, or neither")
     from .evaluate import residual_maxima
     from .screening import (atypicality, calibrate_typicality, check_inputs, image_statistics, input_ranges,
                             typicality_model)
@@ -166,14 +174,32 @@ def calibrate_detector(autoencoder, val_okay, train_okay, films, fpr=DEFAULT_FPR
     patch = input_ranges(None, source, statistics=train_stats)
     # the typicality check gets what the two-sided rule and the ranges leave of the budget
     flagged = (two_sided.score(max_mean, max_std, min_std) > 1) | np.array([bool(r) for r in check_inputs(val_stats, patch)])
-    typical = typicality_model(train_stats, source)
-    typical["threshold"] = calibrate_typicality(atypicality(val_stats, typical), flagged, fpr)
+    typical = typicality_model(train_stats, source, films=train_films)
+    distances = atypicality(val_stats, typical, films=val_films)
+    typical.pop("films", None)  # only for the calibration: a new film's patches have no film here
+    typical["threshold"] = calibrate_typicality(distances, flagged, fpr)
+    typical["calibrated"] = "own film left out" if val_films is not None else "all training patches"
     patch["typicality"] = typical
     return {
         "thresholds": ResidualThresholds.calibrate(max_mean, max_std, fpr).to_dict(),
         "two_sided_thresholds": two_sided.to_dict(),
         "input_ranges": {"film": input_ranges(films, f"{len(films)} {films_source}", films=True), "patch": patch},
     }
+
+
+def patch_films(datasets):
+    """The training film of each okay validation and training patch.
+
+    Parameters
+    ----------
+    datasets : weldlab.datasets.PatchDatasets
+
+    Returns
+    -------
+    val_films, train_films : ndarray of int, shapes (n,) and (m,)
+        Indices into the datasets' training radiographs.
+    """
+    return tuple(np.asarray(datasets.raw(f"{name}_origin"))[:, 0].astype(int) for name in ("val_okay", "train_okay"))
 
 
 #: The entries of a model record that :func:`calibrate_detector` writes.
@@ -193,8 +219,9 @@ def record_or_calibrate(record, autoencoder, datasets, films, fpr=DEFAULT_FPR, f
     """
     if all(k in record for k in CALIBRATION_KEYS):
         return {k: record[k] for k in CALIBRATION_KEYS}
+    val_films, train_films = patch_films(datasets)
     return calibrate_detector(autoencoder, datasets["val_okay"], datasets["train_okay"], films, fpr=fpr,
-                              films_source=films_source)
+                              films_source=films_source, val_films=val_films, train_films=train_films)
 
 
 def flagged_values(flags, mean, std, quiet=None):

@@ -350,7 +350,7 @@ def _typicality_features(statistics):
     return x
 
 
-def typicality_model(statistics, source):
+def typicality_model(statistics, source, films=None):
     """The okay training patches' statistics, as the reference of :func:`atypicality`.
 
     Parameters
@@ -360,6 +360,9 @@ def typicality_model(statistics, source):
         ``NEIGHBOURS + 1``).
     source : str
         What they are, recorded with the model.
+    films : array_like of int, shape (n,), optional
+        The film each patch comes from; kept (as ``films``) so that :func:`atypicality`
+        can leave a patch's own film out of its neighbours when calibrating.
 
     Returns
     -------
@@ -367,10 +370,14 @@ def typicality_model(statistics, source):
         ``statistics`` (:data:`TYPICALITY_STATISTICS`), ``centre`` and ``scale`` (per
         statistic: mean and standard deviation, to 12 significant digits), ``reference`` (n
         lists of 6 scaled values, rounded to 4 decimals), ``neighbours``, ``n``, ``source``,
-        and ``threshold`` (None: set by :func:`calibrate_typicality`).
+        and ``threshold`` (None: set by :func:`calibrate_typicality`); with ``films``, also
+        ``films`` (the film of each reference row).
     """
     x = _typicality_features(statistics)
-    x = x[np.isfinite(x).all(axis=1)]
+    measured = np.isfinite(x).all(axis=1)
+    if films is not None and len(films) != len(x):
+        raise ValueError(f"films: expected one film per patch ({len(x)}), got {len(films)}")
+    x = x[measured]
     if len(x) <= NEIGHBOURS:
         raise ValueError(f"statistics: expected more than {NEIGHBOURS} measurable okay patches, got {len(x)}")
     # 12 significant digits: numpy's sums may differ in the last bit with the arrays' memory
@@ -378,18 +385,26 @@ def typicality_model(statistics, source):
     centre, scale = (np.array([float(f"{v:.12g}") for v in a]) for a in (x.mean(axis=0), x.std(axis=0)))
     scale[scale == 0] = 1.0
     reference = np.round((x - centre) / scale, 4)
-    return {"statistics": list(TYPICALITY_STATISTICS), "centre": centre.tolist(), "scale": scale.tolist(),
-            "reference": reference.tolist(), "neighbours": NEIGHBOURS, "n": int(len(x)), "source": str(source),
-            "threshold": None}
+    model = {"statistics": list(TYPICALITY_STATISTICS), "centre": centre.tolist(), "scale": scale.tolist(),
+             "reference": reference.tolist(), "neighbours": NEIGHBOURS, "n": int(len(x)), "source": str(source),
+             "threshold": None}
+    if films is not None:
+        model["films"] = np.asarray(films, int)[measured].tolist()
+    return model
 
 
-def atypicality(statistics, model, explain=False):
+def atypicality(statistics, model, explain=False, films=None):
     """How far each image's statistics lie from the okay training patches'.
 
     The mean Euclidean distance, in scaled statistics, to the ``model["neighbours"]``
     nearest okay training patches. An okay patch has close neighbours; an input unlike
     every training patch has none, even when each of its statistics alone lies within the
     training range.
+
+    A patch of a training film has close neighbours in the patches of its own film, which
+    a new film's patch does not have. To calibrate for new films, pass the films of the
+    images (the model then needs its reference's films, :func:`typicality_model`):
+    each image's neighbours are then taken from the other films only.
 
     Parameters
     ----------
@@ -399,6 +414,8 @@ def atypicality(statistics, model, explain=False):
         From :func:`typicality_model`.
     explain : bool
         Also return, per image, the statistic farthest from its neighbours'.
+    films : array_like of int, shape (n,), optional
+        The film of each image: reference patches of the same film are left out.
 
     Returns
     -------
@@ -421,10 +438,21 @@ def atypicality(statistics, model, explain=False):
     z = (_typicality_features(statistics) - np.asarray(model["centre"])) / np.asarray(model["scale"])
     z[~np.isfinite(z)] = UNMEASURED
     k = min(int(model["neighbours"]), ref.shape[0])
+    if films is not None:
+        if "films" not in model:
+            raise ValueError("films: the typicality model has no reference films (typicality_model(films=))")
+        films, ref_films = np.asarray(films, int), np.asarray(model["films"], int)
+        if films.shape != (len(z),):
+            raise ValueError(f"films: expected one film per image ({len(z)}), got shape {films.shape}")
+        k = min(k, min(int(np.sum(ref_films != f)) for f in np.unique(films)))
+        if k < 1:
+            raise ValueError("films: an image's film holds every reference patch; nothing is left to compare with")
     distance, nearest = np.empty(len(z)), np.empty((len(z), k), int)
     for i in range(0, len(z), 256):  # (256, reference) distances at a time
         zi = z[i : i + 256]
         d2 = (zi**2).sum(axis=1)[:, None] + (ref**2).sum(axis=1)[None, :] - 2 * zi @ ref.T
+        if films is not None:  # the image's own film is no neighbour
+            d2[films[i : i + 256, None] == ref_films[None, :]] = np.inf
         near = np.argpartition(d2, k - 1, axis=1)[:, :k]
         nearest[i : i + 256] = near
         distance[i : i + 256] = np.sqrt(np.maximum(np.take_along_axis(d2, near, axis=1), 0)).mean(axis=1)
