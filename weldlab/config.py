@@ -119,10 +119,10 @@ class Config:
     artifacts_root: str = "artifacts"
     results_root: str = RESULTS_ROOT
     seed: int = 0
-    sim_train_radiographs: int = 6
-    sim_test_radiographs: int = 2
+    sim_train_radiographs: int = 24
+    sim_test_radiographs: int = 4
     sim_height: int = 600
-    sim_width: int = 2400
+    sim_width: int = 1200
     sim_defects_per_kpx: float = 4.0
     gdxray_test: tuple = ("W0001_0004", "W0001_0005", "W0001_0010")
     n_train_okay: int = 300
