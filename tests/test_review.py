@@ -131,3 +131,24 @@ def test_films_outside_the_ranges_and_told_unusual_are_read_from_the_reasons():
     assert outside_ranges(reviews, statistic="bead_contrast") == ["inverted"]
     # what the film it was made from shows too does not count
     assert told_unusual(reviews, base="as it is") == ["inverted", "noised"]
+
+
+def test_the_goal_is_stated_only_where_the_calibrated_rate_holds():
+    """Issue 24: a detector that flags 5 of 300 test okay patches at a 0.1 % calibration
+    (17 times its rate) is reported as not working on that split, not as catching the kinds."""
+    from weldlab.review import false_positive_sentence, fpr_holds
+
+    assert fpr_holds(0, 300, 0.001) == (True, 1.0)
+    assert fpr_holds(2, 300, 0.001)[0] and not fpr_holds(3, 300, 0.001)[0]  # chances 0.037 and 0.0036
+
+    def rates(test_flagged):
+        return {"okay (validation)": {"n": 120, "detector": 0.0, "inputs": 0.0},
+                "okay (test)": {"n": 300, "detector": test_flagged / 300, "inputs": test_flagged / 300},
+                "okay, rotated (control)": {"n": 20, "detector": 0.1},
+                "blank": {"n": 20, "detector": 1.0}, "noised": {"n": 20, "detector": 0.5}}
+
+    working = false_positive_sentence(rates(1), 0.001, "okay, rotated (control)", kinds=["blank", "noised"])
+    assert "0.3 % on the test okay patches" in working and "1 of the 2 kinds go to review" in working
+    failing = false_positive_sentence(rates(5), 0.001, "okay, rotated (control)", kinds=["blank", "noised"])
+    assert failing.startswith("**On this split the detector does not work as calibrated.** It sends 5 of 300")
+    assert "go to review at least" not in failing and "1.7 % on the test okay patches" in failing

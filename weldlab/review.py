@@ -388,6 +388,84 @@ def goal_sentence(rates, kinds, reviewer="detector", goal=REVIEW_GOAL):
             f"of the time; below that: {others}.")
 
 
+#: Below this chance of seeing as many false positives as measured (or more) if the
+#: calibrated rate held, a reviewer is said not to hold its rate on that split.
+FPR_HOLDS_LEVEL = 0.01
+
+
+def fpr_holds(n_flagged, n, fpr, level=FPR_HOLDS_LEVEL):
+    """Whether ``n_flagged`` false positives in ``n`` okay patches agree with a rate ``fpr``.
+
+    A one-sided binomial test: the rate is said not to hold when so many (or more) would
+    come up with probability below ``level`` if each patch were flagged with probability
+    ``fpr``. 300 patches cannot resolve 0.1 % (0.3 expected), but 5 of them flagged can
+    only mean the thresholds do not transfer.
+
+    Parameters
+    ----------
+    n_flagged, n : int
+    fpr : float
+    level : float
+
+    Returns
+    -------
+    holds : bool
+    chance : float
+        The probability of ``n_flagged`` or more under ``fpr``.
+
+    Examples
+    --------
+    >>> from weldlab.review import fpr_holds
+    >>> fpr_holds(1, 300, 0.001)[0], fpr_holds(5, 300, 0.001)[0]
+    (True, False)
+    """
+    from scipy.stats import binom
+
+    chance = float(binom.sf(int(n_flagged) - 1, int(n), float(fpr)))
+    return chance >= level, chance
+
+
+def false_positive_sentence(rates, fpr, control, reviewer="detector", kinds=None, goal=REVIEW_GOAL):
+    """The reviewer's false positive rates, and what its rates on other inputs are worth.
+
+    Parameters
+    ----------
+    rates : dict
+        From :func:`review_rates`, with ``okay (validation)`` and ``okay (test)``.
+    fpr : float
+        The rate the thresholds were calibrated for.
+    control : str
+        The key of the control (okay patches changed in an expected way).
+    reviewer : str
+    kinds : sequence of str, optional
+        Unexpected kinds: with them, :func:`goal_sentence` follows when the rate holds.
+    goal : float
+
+    Returns
+    -------
+    str
+        Markdown. When the test okay patches are flagged far more often than ``fpr``
+        (:func:`fpr_holds`), it says so first: the detector does not work as calibrated on
+        that split, and sending unexpected inputs to review is then no achievement.
+    """
+    test = rates["okay (test)"]
+    flagged = int(round(test[reviewer] * test["n"]))
+    holds, chance = fpr_holds(flagged, test["n"], fpr)
+    text = (f"The {reviewer}'s false positive rate: {100 * rates['okay (validation)'][reviewer]:.1f} % on the "
+            f"validation okay patches, {100 * test[reviewer]:.1f} % on the test okay patches"
+            + (f" (the input checks alone: {100 * rates['okay (validation)']['inputs']:.1f} % and "
+               f"{100 * test['inputs']:.1f} %)" if reviewer == "detector" else "")
+            + f", and {100 * rates[control][reviewer]:.0f} % on the control ({rates[control]['n']} okay patches "
+              "changed in an expected way).")
+    if not holds:
+        return (f"**On this split the {reviewer} does not work as calibrated.** It sends {flagged} of "
+                f"{test['n']} test okay patches to review; calibrated for {100 * fpr:g} %, it would do so "
+                f"with a chance of {chance:.0e}. Its thresholds do not transfer to these films, so its rates "
+                f"on the unexpected inputs are not those of a working detector. " + text)
+    return text + (" Against the goal we set for it, every kind: " + goal_sentence(rates, kinds, reviewer, goal)
+                   if kinds else "")
+
+
 def outside_ranges(reviews, names=None, statistic=None):
     """The images whose input statistics lie outside the training films' ranges.
 
