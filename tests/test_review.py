@@ -8,8 +8,8 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from weldlab.review import (REVIEWERS, Reviewers, below_goal, cnn_film_score, detection_rates,  # noqa: E402
-                            flagged_table, plot_review_rates, review_rate_table, review_rates, review_scores)
+from weldlab.review import (REVIEWERS, Reviewers, below_goal, calibrated_detector, cnn_film_score,  # noqa: E402
+                            detection_rates, flagged_table, plot_review_rates, review_rate_table, review_rates, review_scores)
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +31,18 @@ def test_review_rates_combine_the_reviewers(shipped):
     rng = np.random.default_rng(5)
     grainy = np.clip(0.45 + rng.normal(0, 0.005, (2, 192, 192)), 0, 1).astype(np.float32)
     flat = np.full((2, 192, 192), 0.45, np.float32)
-    scores = review_scores(np.concatenate([grainy, flat]), shipped.model_fc, cal)
+    from weldlab.trained import load_pretrained
+
+    ae = load_pretrained("ae", 0).model
+    detector = calibrated_detector(ae, cal)
+    scores = review_scores(np.concatenate([grainy, flat]), detector, cal["thresholds"])
     assert set(scores) == set(REVIEWERS) - {"cnn"}
-    assert np.array_equal(scores["detector"], np.maximum(scores["ae_two_sided"], scores["inputs"]))
+    # the detector column is the Detector's own patch rule: the two-sided rule or the input checks
+    own = detector.patch_scores(np.concatenate([grainy, flat]))
+    assert np.array_equal(scores["detector"], own["detector"])
+    assert np.array_equal(own["detector"], np.maximum(scores["ae_two_sided"], scores["inputs"]))
     assert (scores["ae_two_sided"][2:] > 1).all() and (scores["ae_paper"][2:] <= 1).all()  # flat: too quiet only
-    rates = review_rates({"flat": flat}, shipped.model_fc, cal)
+    rates = review_rates({"flat": flat}, ae, cal)
     assert rates == {"flat": {"n": 2, "inputs": 1.0, "ae_paper": 0.0, "ae_two_sided": 1.0, "detector": 1.0}}
 
 

@@ -41,17 +41,62 @@ class Detector:
     input_ranges : dict, optional
         From :func:`weldlab.screening.input_ranges` on the training films: an image outside
         them goes to review with the reason. None: no input checks.
+    patch_ranges : dict, optional
+        The same for single 192 px patches (from the okay training patches, with their
+        ``typicality`` model), used by :meth:`patch_scores`. None: patches are not checked.
     """
 
-    def __init__(self, autoencoder, thresholds, record=None, input_ranges=None):
+    def __init__(self, autoencoder, thresholds, record=None, input_ranges=None, patch_ranges=None):
         thresholds = ResidualThresholds.from_dict(thresholds)
-        if input_ranges is not None and not (isinstance(input_ranges, dict) and "ranges" in input_ranges):
-            raise ValueError("input_ranges: expected the result of weldlab.screening.input_ranges")
+        for name, ranges in (("input_ranges", input_ranges), ("patch_ranges", patch_ranges)):
+            if ranges is not None and not (isinstance(ranges, dict) and "ranges" in ranges):
+                raise ValueError(f"{name}: expected the result of weldlab.screening.input_ranges")
         check_autoencoder(autoencoder, where="autoencoder")
         self.model_fc = fully_convolutional(autoencoder)
         self.thresholds = thresholds
         self.record = record or {}
         self.input_ranges = input_ranges
+        self.patch_ranges = patch_ranges
+
+    def patch_scores(self, patches, batch_size=64):
+        """The detector's rule on single patches: one score per patch, above 1 meaning review.
+
+        Parameters
+        ----------
+        patches : ndarray, shape (n, 192, 192)
+        batch_size : int
+
+        Returns
+        -------
+        dict of ndarray, each shape (n,)
+            ``residual`` (the thresholds' score: :meth:`ResidualThresholds.score`, with the
+            quiet test under the two-sided rule), ``inputs`` (2 where a patch lies outside
+            :attr:`patch_ranges`, else 0; all 0 without them) and ``detector``: a patch goes
+            to review when either does. Also the residual's ``max_mean`` and ``max_std``
+            (and, two-sided, ``min_std``), so that other thresholds can score the patches
+            without another pass of the network.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from weldlab.detector import Detector
+        >>> d = Detector.load()
+        >>> flat = np.full((1, 192, 192), 0.45, np.float32)  # no grain: too quiet
+        >>> bool(d.patch_scores(flat)["detector"][0] > 1)
+        True
+        """
+        from .evaluate import residual_maxima
+        from .screening import check_inputs, image_statistics
+
+        two_sided = self.thresholds.two_sided
+        maxima = residual_maxima(self.model_fc, patches, batch_size, quiet=two_sided)
+        residual = self.thresholds.score(*maxima)
+        inputs = np.zeros(len(residual))
+        if self.patch_ranges is not None:
+            reasons = check_inputs([image_statistics(p) for p in patches], self.patch_ranges)
+            inputs = np.array([2.0 if r else 0.0 for r in reasons])
+        return {"residual": residual, "inputs": inputs, "detector": np.maximum(residual, inputs),
+                **dict(zip(("max_mean", "max_std", "min_std"), maxima))}
 
     @property
     def rule(self):
@@ -93,7 +138,8 @@ class Detector:
             raise ValueError(f"{where}: has no 'input_ranges' of the training films for the two-sided rule "
                              "(weldlab.screening.input_ranges); use rule='paper' for the OR rule alone")
         check_autoencoder(trained.model, trained.record, where=str(trained.folder))
-        return cls(trained.model, thresholds, trained.record, ranges)
+        patch = (trained.record.get("input_ranges") or {}).get("patch") if rule == "two-sided" else None
+        return cls(trained.model, thresholds, trained.record, ranges, patch)
 
 
 def detector_for(trained, datasets, films, fpr=DEFAULT_FPR, films_source="training films"):
@@ -125,7 +171,7 @@ def detector_for(trained, datasets, films, fpr=DEFAULT_FPR, films_source="traini
     calibration = record_or_calibrate(trained.record, trained.model, datasets, films, fpr=fpr,
                                       films_source=films_source)
     detector = Detector(trained.model, calibration["two_sided_thresholds"], trained.record,
-                        calibration["input_ranges"]["film"])
+                        calibration["input_ranges"]["film"], calibration["input_ranges"]["patch"])
     return detector, calibration
 
 

@@ -127,7 +127,7 @@ def detection_rates(inputs, scorers):
     scorers : dict
         detector name -> callable ``patches -> scores``, where a score above 1 means
         flagged (the AE: its combined score; the CNN: ``probability / threshold``; the
-        input checks: :func:`input_check_score`).
+        input checks: :meth:`weldlab.detector.Detector.patch_scores`).
 
     Returns
     -------
@@ -149,20 +149,6 @@ def detection_rates(inputs, scorers):
             row[key] = float(np.mean(np.asarray(fn(x)) > 1))
         out[name] = row
     return out
-
-
-def input_check_score(ranges):
-    """A scorer for :func:`detection_rates` from the input checks.
-
-    2 where a patch lies outside ``ranges`` (:func:`weldlab.screening.input_ranges`), else 0.
-    """
-    from .screening import check_inputs, image_statistics
-
-    def score(patches):
-        reasons = check_inputs([image_statistics(p) for p in patches], ranges)
-        return np.array([2.0 if r else 0.0 for r in reasons])
-
-    return score
 
 
 def cnn_film_score(cnn, image, threshold, batch_size=32):
@@ -204,16 +190,17 @@ REVIEWERS = {
 }
 
 
-def review_scores(patches, autoencoder, calibration, cnn=None, cnn_threshold=None):
+def review_scores(patches, detector, paper_thresholds, cnn=None, cnn_threshold=None):
     """Per-patch scores of every reviewer in :data:`REVIEWERS` (above 1: sent to review).
 
     Parameters
     ----------
     patches : ndarray, shape (n, 192, 192)
-    autoencoder : keras.Model
-    calibration : dict
-        From :func:`weldlab.detector.calibrate_detector` (``thresholds``,
-        ``two_sided_thresholds`` and ``input_ranges``).
+    detector : weldlab.detector.Detector
+        Two-sided, with its patch input ranges: the ``ae_two_sided``, ``inputs`` and
+        ``detector`` columns are its :meth:`~weldlab.detector.Detector.patch_scores`.
+    paper_thresholds : weldlab.thresholds.ResidualThresholds or dict
+        The paper's OR rule (``ae_paper``), applied to the same residuals.
     cnn : keras.Model, optional
     cnn_threshold : float, optional
         The CNN's probability threshold; both or neither.
@@ -223,17 +210,33 @@ def review_scores(patches, autoencoder, calibration, cnn=None, cnn_threshold=Non
     dict
         reviewer -> ndarray, shape (n,) (no ``cnn`` without a CNN).
     """
-    from .evaluate import cnn_scores, residual_maxima
+    from .evaluate import cnn_scores
     from .thresholds import ResidualThresholds
 
-    max_mean, max_std, min_std = residual_maxima(autoencoder, patches, quiet=True)
-    inputs = input_check_score(calibration["input_ranges"]["patch"])(patches)
-    two_sided = ResidualThresholds.from_dict(calibration["two_sided_thresholds"]).score(max_mean, max_std, min_std)
-    out = {"inputs": inputs, "ae_paper": ResidualThresholds.from_dict(calibration["thresholds"]).score(max_mean, max_std),
-           "ae_two_sided": two_sided, "detector": np.maximum(two_sided, inputs)}
+    scores = detector.patch_scores(patches)
+    paper = ResidualThresholds.from_dict(paper_thresholds)
+    out = {"inputs": scores["inputs"], "ae_paper": paper.score(scores["max_mean"], scores["max_std"]),
+           "ae_two_sided": scores["residual"], "detector": scores["detector"]}
     if cnn is not None:
         out["cnn"] = cnn_scores(cnn, patches) / max(float(cnn_threshold), 1e-12)
     return out
+
+
+def calibrated_detector(autoencoder, calibration):
+    """The two-sided :class:`~weldlab.detector.Detector` of a calibration.
+
+    Parameters
+    ----------
+    autoencoder : keras.Model
+    calibration : dict
+        From :func:`weldlab.detector.calibrate_detector` (``two_sided_thresholds`` and
+        ``input_ranges`` with ``film`` and ``patch``).
+    """
+    from .detector import Detector
+
+    ranges = calibration["input_ranges"]
+    return Detector(autoencoder, calibration["two_sided_thresholds"], input_ranges=ranges.get("film"),
+                    patch_ranges=ranges["patch"])
 
 
 def review_rates(inputs, autoencoder, calibration, cnn=None, cnn_threshold=None):
@@ -243,7 +246,12 @@ def review_rates(inputs, autoencoder, calibration, cnn=None, cnn_threshold=None)
     ----------
     inputs : dict
         name -> patches (n, 192, 192).
-    autoencoder, calibration, cnn, cnn_threshold
+    autoencoder : keras.Model
+    calibration : dict
+        From :func:`weldlab.detector.calibrate_detector` (``thresholds``,
+        ``two_sided_thresholds`` and ``input_ranges``): the reviewers'
+        (:func:`calibrated_detector`, :func:`review_scores`).
+    cnn, cnn_threshold
         See :func:`review_scores`.
 
     Returns
@@ -251,9 +259,10 @@ def review_rates(inputs, autoencoder, calibration, cnn=None, cnn_threshold=None)
     dict
         name -> ``{"n", <reviewer>: fraction, ...}`` (reviewers of :data:`REVIEWERS`).
     """
+    detector = calibrated_detector(autoencoder, calibration)
     out = {}
     for name, x in inputs.items():
-        scores = review_scores(x, autoencoder, calibration, cnn, cnn_threshold)
+        scores = review_scores(x, detector, calibration["thresholds"], cnn, cnn_threshold)
         out[name] = {"n": int(len(x)), **{k: float(np.mean(v > 1)) for k, v in scores.items()}}
     return out
 
