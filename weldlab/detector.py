@@ -113,7 +113,8 @@ class Detector:
             Default: the shipped autoencoder (trained with SNI perturbations) of ``seed``.
         rule : {"two-sided", "paper"}
             "two-sided": the record's ``two_sided_thresholds`` and ``input_ranges["film"]``
-            (too-quiet residuals and inputs unlike the training films go to review too);
+            (too-quiet residuals and inputs unlike the training films go to review too;
+            ``input_ranges["patch"]``, where the record has them, for :meth:`patch_scores`);
             "paper": the paper's OR rule alone (``thresholds``), as Tables 2-3 report it.
 
         Raises
