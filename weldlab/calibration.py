@@ -245,3 +245,22 @@ def calibration_table(real, simulated):
         )
         rows.append(row)
     return rows
+
+
+def calibration_markdown(rows):
+    """Markdown: :func:`calibration_table`'s rows, the GDXray range beside the simulated median.
+
+    Examples
+    --------
+    >>> from weldlab.calibration import calibration_markdown
+    >>> row = {"stat": "noise_std", "real_min": 0.0038, "real_median": 0.0045, "real_max": 0.006,
+    ...        "sim_median": 0.0044, "ok": True}
+    >>> print(calibration_markdown([row]).splitlines()[2])
+    | noise_std | 0.0038 | 0.0045 | 0.0060 | 0.0044 | yes |
+    """
+    from .figures import markdown_table
+
+    return markdown_table(
+        ["statistic", "GDXray min", "GDXray median", "GDXray max", "simulated median", "within range"],
+        [[r["stat"], *(f"{r[k]:.4f}" for k in ("real_min", "real_median", "real_max", "sim_median")),
+          "yes" if r["ok"] else "NO"] for r in rows], align="lrrrrc")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .perturbations import INDICATION_PSF_SIGMA, TEST_INDICATIONS
 from .config import RESULTS_ROOT
+from .figures import markdown_table
 
 #: The results folder's sub-folder of convergence runs (committed with the repository).
 RECORDS = "convergence"
@@ -133,9 +134,9 @@ def convergence_table(records):
     -------
     str
     """
-    head = ("| run | recipe | pairs | pairs/s | max abs mean r: median | p99 | p99.9 | RMS flat | RMS edge "
-            "| max abs bias | " + " | ".join(TYPES) + " |")
-    lines = [head, "|" + " --- |" * (10 + len(TYPES))]
+    head = ["run", "recipe", "pairs", "pairs/s", "max abs mean r: median", "p99", "p99.9", "RMS flat", "RMS edge",
+            "max abs bias", *TYPES]
+    rows = []
     for r in records:
         ae, blur = r["quality"]["autoencoder"], r["quality"]["blur"]
         cells = [r["name"], describe(r["variant"]), f"{r['pairs_trained']:,}", f"{r['pairs_per_second']:.1f}"]
@@ -143,9 +144,12 @@ def convergence_table(records):
             cells.append(f"{ae['max_mean'][key]:.4f} ({blur['max_mean'][key]:.4f})")
         cells += [f"{ae['rms_flat']:.4f} ({blur['rms_flat']:.4f})", f"{ae['rms_edge']:.4f} ({blur['rms_edge']:.4f})",
                   f"{ae['max_abs_bias']:.4f} ({blur['max_abs_bias']:.4f})"]
-        cells += _flagged(r["indications"]["autoencoder"])
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells + _flagged(r["indications"]["autoencoder"]))
+    return markdown_table(head, rows, align="l" * len(head))
+
+
+def _type_names():
+    return [t.replace("_", " ") for t in TYPES]
 
 
 def _flagged(found):
@@ -179,14 +183,14 @@ def residual_table(records):
 
     def row(name, q, pairs="", rate=""):
         m = q["max_mean"]
-        return (f"| {name} | {pairs} | {rate} | {m['median']:.4f} | {m['p99']:.4f} | {m['tail']:.4f} "
-                f"| {q['rms_flat']:.4f} | {q['rms_edge']:.4f} | {q['max_abs_bias']:.4f} |")
+        return [name, pairs, rate, *(f"{v:.4f}" for v in (m["median"], m["p99"], m["tail"], q["rms_flat"],
+                                                           q["rms_edge"], q["max_abs_bias"]))]
 
-    lines = ["| run | pairs | pairs/s | median | 99th pct | 99.9th pct | RMS flat | RMS edge | worst decile bias |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", row("*blur*", blur)]
-    lines += [row(r["name"], r["quality"]["autoencoder"], f"{r['pairs_trained']:,}", f"{r['pairs_per_second']:.1f}")
-              for r in records]
-    return "\n".join(lines)
+    rows = [row("*blur*", blur)]
+    rows += [row(r["name"], r["quality"]["autoencoder"], f"{r['pairs_trained']:,}", f"{r['pairs_per_second']:.1f}")
+             for r in records]
+    return markdown_table(["run", "pairs", "pairs/s", "median", "99th pct", "99.9th pct", "RMS flat", "RMS edge",
+                           "worst decile bias"], rows)
 
 
 def indication_table(records):
@@ -199,11 +203,8 @@ def indication_table(records):
     str
     """
     _, blur = _same_blur(records)
-    names = [t.replace("_", " ") for t in TYPES]
-    lines = ["| run | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(TYPES),
-             "| *blur* | " + " | ".join(_flagged(blur)) + " |"]
-    lines += ["| " + r["name"] + " | " + " | ".join(_flagged(r["indications"]["autoencoder"])) + " |" for r in records]
-    return "\n".join(lines)
+    rows = [["*blur*", *_flagged(blur)]] + [[r["name"], *_flagged(r["indications"]["autoencoder"])] for r in records]
+    return markdown_table(["run", *_type_names()], rows)
 
 
 def removal_table(records):
@@ -219,14 +220,10 @@ def removal_table(records):
     -------
     str
     """
-    lines = ["| run | no removal | blur | autoencoder | removed | okay patches alone |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for r in records:
-        m = r.get("sni_removal")
-        if m:
-            lines.append(f"| {r['name']} | {m['identity']:.2e} | {m['blur']:.2e} | {m['autoencoder']:.2e} "
-                         f"| {100 * removed_share(r):.0f} % | {m['okay']:.2e} |")
-    return "\n".join(lines)
+    rows = [[r["name"], *(f"{r['sni_removal'][k]:.2e}" for k in ("identity", "blur", "autoencoder")),
+             f"{100 * removed_share(r):.0f} %", f"{r['sni_removal']['okay']:.2e}"]
+            for r in records if r.get("sni_removal")]
+    return markdown_table(["run", "no removal", "blur", "autoencoder", "removed", "okay patches alone"], rows)
 
 
 def removed_share(record, who="autoencoder"):
@@ -252,14 +249,11 @@ def ceiling_table(records):
     """
     with_ceiling = [r for r in records if "complete_removal" in r["indications"]]
     _same_blur(with_ceiling)
-    names = [t.replace("_", " ") for t in TYPES]
-    lines = ["| reconstruction | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(TYPES),
-             "| blur, removing every indication completely | "
-             + " | ".join(_flagged(with_ceiling[0]["indications"]["complete_removal"])) + " |",
-             "| *blur* | " + " | ".join(_flagged(with_ceiling[0]["indications"]["blur"])) + " |"]
-    lines += ["| " + r["name"] + " | " + " | ".join(_flagged(r["indications"]["autoencoder"])) + " |"
-              for r in with_ceiling]
-    return "\n".join(lines)
+    first = with_ceiling[0]["indications"]
+    rows = [["blur, removing every indication completely", *_flagged(first["complete_removal"])],
+            ["*blur*", *_flagged(first["blur"])]]
+    rows += [[r["name"], *_flagged(r["indications"]["autoencoder"])] for r in with_ceiling]
+    return markdown_table(["reconstruction", *_type_names()], rows)
 
 
 def recipes(records):
@@ -296,18 +290,18 @@ def speed_table(record):
         seconds per step of 16 pairs and pairs per second ("not measured" where the
         setting failed, e.g. a backend that is not installed).
     """
-    lines = ["| Keras backend | XLA (jit_compile) | oneDNN kernels | precision | s per step | pairs/s |",
-             "| --- | --- | --- | --- | ---: | ---: |"]
+    rows = []
     for r in record["rows"]:
         backend = r.get("backend", "tensorflow")
         if "error" in r:
-            lines.append(f"| {backend} | {r['jit']} | | {r['precision']} | not measured | |")
+            rows.append([backend, r["jit"], "", r["precision"], "not measured", ""])
             continue
         xla = {"auto": f"auto ({'on' if r['jit_resolved'] else 'off'})", "on": "on", "off": "off"}[r["jit"]]
         onednn = ("on" if r["onednn"] == "1" else "off") if backend == "tensorflow" else "n/a"
-        lines.append(f"| {backend} | {xla} | {onednn} | {r['precision']} "
-                     f"| {r['seconds_per_step']:.2f} | {r['pairs_per_second']:.1f} |")
-    return "\n".join(lines)
+        rows.append([backend, xla, onednn, r["precision"], f"{r['seconds_per_step']:.2f}",
+                     f"{r['pairs_per_second']:.1f}"])
+    return markdown_table(["Keras backend", "XLA (jit_compile)", "oneDNN kernels", "precision", "s per step",
+                           "pairs/s"], rows, align="llllrr")
 
 
 def plot_learning_curves(records, ax=None):

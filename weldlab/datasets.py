@@ -54,6 +54,53 @@ PAPER_TABLE1 = {
     "test_hollow": 200, "test_dogbone": 200, "test_elongated": 200, "test_partial_circle": 200,
     "test_raster": 200,
 }
+#: The rows of Table 1 that weldlab's datasets reproduce: dataset key -> the table's label.
+TABLE1_ROWS = {
+    "train_okay": "Train weld okay",
+    "train_defect": "Train defects",
+    "sni": "Train SNI",
+    "circular": "Train synthetic circular (SC)",
+    "partial_circle": "Train synthetic partial circle (SPC)",
+    "test_okay": "Test weld okay",
+    "test_defect_high": "Test defect, high contrast",
+    "test_defect_mid": "Test defect, mid contrast",
+    "test_defect_low": "Test defect, low contrast",
+    "test_hollow": "Test synthetic (each of five types)",
+}
+
+
+def table1(counts):
+    """Markdown: the datasets' sizes beside the paper's Table 1 (unique and augmented).
+
+    Parameters
+    ----------
+    counts : dict
+        :attr:`PatchDatasets.counts` (key -> number of patches).
+
+    Returns
+    -------
+    str
+        One row per :data:`TABLE1_ROWS`, and a last one for weldlab's own validation okay
+        patches (the paper has none).
+
+    Examples
+    --------
+    >>> from weldlab.datasets import PAPER_TABLE1, table1
+    >>> print(table1(PAPER_TABLE1 | {"val_okay": 2000}).splitlines()[2])
+    | Train weld okay | 27,454 | 164,724 | 27,454 | 164,724 |
+    """
+    from .figures import markdown_table
+
+    def count(table, key):
+        return f"{table[key]:,}" if key in table else ""
+
+    rows = [[label, count(counts, key), count(counts, f"{key}_augmented"), count(PAPER_TABLE1, key),
+             count(PAPER_TABLE1, f"{key}_augmented")] for key, label in TABLE1_ROWS.items()]
+    rows.append(["Validation weld okay (weldlab's own, for thresholds)", count(counts, "val_okay"), "", "", ""])
+    return markdown_table(["dataset", "ours (unique)", "ours (augmented)", "paper (unique)", "paper (augmented)"],
+                          rows)
+
+
 _SCALE = 65535.0
 
 # Independent random streams, one per purpose: default_rng([seed, STREAM, ...]).

@@ -385,7 +385,7 @@ def evaluate_autoencoder(model, datasets, fpr=DEFAULT_FPR, batch_size=64):
     -------
     dict
         ``thresholds`` (:class:`weldlab.thresholds.ResidualThresholds`),
-        ``fpr_calibrated_on_test``, ``test_fpr_resolvable`` (enough test okay patches for
+        ``fpr_calibrated_on_test``, ``n_test_okay``, ``test_fpr_resolvable`` (enough test okay patches for
         ``fpr``; a :class:`CalibrationWarning` says so otherwise) and ``sets``: name -> ``{"n", "tpr_calibrated",
         "tpr_at_test_fpr", "test_fpr", "auroc"}``, plus ``maxima`` (name -> (max_mean,
         max_std)) for figures.
@@ -467,4 +467,79 @@ def _operating_points(scores, thresholds, fpr):
             "'tpr_at_test_fpr' is measured at a rate of 0 on them", CalibrationWarning, stacklevel=3,
         )
     return {"fpr_calibrated_on_test": float(np.mean(flagged(okay))), "test_fpr_resolvable": bool(resolvable),
-            "sets": sets}
+            "n_test_okay": int(okay.size), "sets": sets}
+
+
+def _set_label(name):
+    return name.replace("_", " ")
+
+
+def evaluation_table(result, fpr=DEFAULT_FPR):
+    """Markdown: a detector's rates on every test set (:func:`evaluate_autoencoder`).
+
+    One row per test set: its size, the share flagged at the calibrated thresholds, the
+    TPR at ``fpr`` measured on the test okay patches and the AUROC; the first row is the
+    test okay patches (the false positives). A warning follows when the test okay patches
+    cannot resolve ``fpr``.
+
+    Examples
+    --------
+    >>> from weldlab.evaluate import evaluation_table
+    >>> result = {"fpr_calibrated_on_test": 0.0, "test_fpr_resolvable": True, "n_test_okay": 2000,
+    ...           "sets": {"partial_circle": {"n": 200, "tpr_calibrated": 0.5, "tpr_at_test_fpr": 0.55,
+    ...                                       "auroc": 0.9}}}
+    >>> print(evaluation_table(result).splitlines()[3])
+    | partial circle | 200 | 50 % | 55 % | 0.90 |
+    """
+    from .figures import markdown_table
+
+    rate = f"{100 * fpr:g} %"
+    n_okay = result["n_test_okay"]
+    rows = [["okay (false positives)", n_okay, f"{100 * result['fpr_calibrated_on_test']:.1f} %", "–", "–"]]
+    rows += [[_set_label(name), s["n"], f"{100 * s['tpr_calibrated']:.0f} %", f"{100 * s['tpr_at_test_fpr']:.0f} %",
+              f"{s['auroc']:.2f}"] for name, s in result["sets"].items()]
+    table = markdown_table(["test set", "patches", "flagged at calibrated thresholds", f"TPR at {rate} test FPR",
+                            "AUROC"], rows)
+    if not result["test_fpr_resolvable"]:
+        table += (f"\n\n**Warning:** the {n_okay} test okay patches cannot resolve {rate}: the 'TPR at {rate} "
+                  "test FPR' column is measured at a false positive rate of 0 on them.")
+    return table
+
+
+def baseline_comparison_table(result, baseline, fpr=DEFAULT_FPR):
+    """Markdown: the blur baseline beside the autoencoder on every test set.
+
+    Parameters
+    ----------
+    result, baseline : dict
+        :func:`evaluate_autoencoder` and :func:`evaluate_baseline` on the same datasets.
+    fpr : float
+
+    Returns
+    -------
+    str
+        The share flagged at each one's calibrated thresholds and its TPR at ``fpr`` on the
+        test okay patches; the first row is the test okay patches.
+    """
+    from .figures import markdown_table
+
+    rate = f"{100 * fpr:g} %"
+    rows = [["okay (false positive rate)", f"{100 * baseline['fpr_calibrated_on_test']:.1f} %",
+             f"{100 * result['fpr_calibrated_on_test']:.1f} %", "–", "–"]]
+    for name, s in result["sets"].items():
+        b = baseline["sets"][name]
+        rows.append([_set_label(name), f"{100 * b['tpr_calibrated']:.0f} %", f"{100 * s['tpr_calibrated']:.0f} %",
+                     f"{100 * b['tpr_at_test_fpr']:.0f} %", f"{100 * s['tpr_at_test_fpr']:.0f} %"])
+    return markdown_table(["test set", "blur baseline: flagged", "autoencoder: flagged",
+                           f"blur: TPR at {rate} test FPR", f"autoencoder: TPR at {rate} test FPR"], rows)
+
+
+def better_than_baseline(result, baseline):
+    """The test sets on which the autoencoder's TPR at the test FPR beats the blur's.
+
+    Returns
+    -------
+    list of str
+        Set names, in the order of ``result["sets"]``.
+    """
+    return [n for n, s in result["sets"].items() if s["tpr_at_test_fpr"] > baseline["sets"][n]["tpr_at_test_fpr"]]

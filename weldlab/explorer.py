@@ -61,6 +61,25 @@ class ThresholdExplorer:
         return {"t_mean": float(t_mean), "t_std": float(t_std), "fpr_val": rate("val_okay"),
                 "fpr_test": rate("okay"), "tpr": {k: rate(k) for k in self.test_sets}}
 
+    @staticmethod
+    def state_table(state):
+        """Markdown: a :meth:`state`'s thresholds and the share of every set flagged (%).
+
+        Examples
+        --------
+        >>> from weldlab.explorer import ThresholdExplorer
+        >>> state = {"t_mean": 0.05, "t_std": 0.02, "fpr_val": 0.001, "fpr_test": 0.0, "tpr": {"high": 0.9}}
+        >>> print(ThresholdExplorer.state_table(state).splitlines()[-1])
+        | high | 90 |
+        """
+        from .figures import markdown_table
+
+        rows = [["okay, validation (false positives)", f"{100 * state['fpr_val']:.2f}"],
+                ["okay, test (false positives)", f"{100 * state['fpr_test']:.2f}"]]
+        rows += [[k.replace("_", " "), f"{100 * v:.0f}"] for k, v in state["tpr"].items()]
+        return (f"$t_\\text{{mean}}$ = {state['t_mean']:.4f}, $t_\\text{{std}}$ = {state['t_std']:.4f}\n\n"
+                + markdown_table(["test set", "flagged (%)"], rows))
+
     def update(self, test_set, t_mean=None, t_std=None, target_fpr=None, draw=True):
         """Everything shown for one setting.
 

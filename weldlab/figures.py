@@ -1,4 +1,4 @@
-"""Plotting helpers shared by the chapters (matplotlib only).
+"""Plotting helpers shared by the chapters (matplotlib only), and their Markdown tables.
 
 The chapters draw with the book's style, ``plt.style.use("weldlab.style")``
 (``weldlab/style.mplstyle``: font sizes, the Okabe-Ito colour cycle); :data:`COLOURS` names
@@ -25,6 +25,47 @@ COLOURS = {
     "neutral": "#7F7F7F",   # gray
     "analysed": "#F0E442",  # yellow: the analysed 156 px region
 }
+
+
+def markdown_table(header, rows, align=None):
+    """A Markdown table, as the chapters display it.
+
+    Parameters
+    ----------
+    header : sequence of str
+        The column titles.
+    rows : iterable of sequences
+        One sequence of cells per row, each formatted already (or turned into text by
+        ``str``); as many cells as ``header``.
+    align : str, optional
+        One character per column: ``"l"`` left, ``"r"`` right, ``"c"`` centred (default:
+        the first column left, the others right, as numbers are).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> from weldlab.figures import markdown_table
+    >>> print(markdown_table(["kind", "n"], [["blank", 20], ["noised", 5]]))
+    | kind | n |
+    | --- | ---: |
+    | blank | 20 |
+    | noised | 5 |
+    """
+    header = [str(h) for h in header]
+    align = align or "l" + "r" * (len(header) - 1)
+    if len(align) != len(header) or set(align) - set("lrc"):
+        raise ValueError(f"align: expected one of l, r, c per column ({len(header)}), got {align!r}")
+    lines = ["| " + " | ".join(header) + " |",
+             "| " + " | ".join({"l": "---", "r": "---:", "c": ":---:"}[a] for a in align) + " |"]
+    for i, row in enumerate(rows):
+        cells = [str(c) for c in row]
+        if len(cells) != len(header):
+            raise ValueError(f"rows[{i}]: expected {len(header)} cells, got {len(cells)}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def show_patches(patches, masks=None, titles=None, ncols=6, size=1.9, vmin=None, vmax=None,

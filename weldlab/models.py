@@ -613,11 +613,11 @@ def layer_table_markdown(model):
     --------
     >>> from weldlab.models import build_autoencoder, layer_table_markdown
     >>> print(layer_table_markdown(build_autoencoder(seed=0)).splitlines()[-1])
-    | | **total** | | | **41,186** |
+    |  | **total** |  |  | **41,186** |
     """
-    lines = ["| block | layer | type | output | parameters |", "| --- | --- | --- | --- | ---: |"]
-    for r in layer_table(model):
-        lines.append(f"| {r['block']} | {r['layer']} | {r['type']} | {' x '.join(map(str, r['output']))} "
-                     f"| {r['parameters']:,} |")
-    lines.append(f"| | **total** | | | **{model.count_params():,}** |")
-    return "\n".join(lines)
+    from .figures import markdown_table
+
+    rows = [[r["block"], r["layer"], r["type"], " x ".join(map(str, r["output"])), f"{r['parameters']:,}"]
+            for r in layer_table(model)]
+    rows.append(["", "**total**", "", "", f"**{model.count_params():,}**"])
+    return markdown_table(["block", "layer", "type", "output", "parameters"], rows, align="llllr")

@@ -473,6 +473,27 @@ def indication_peak_amplitudes(seed=0, n=20):
     return out
 
 
+def peaks_table(peaks):
+    """Markdown: each synthetic type's nominal amplitude and its peak after the smoothing.
+
+    Parameters
+    ----------
+    peaks : dict
+        From :func:`indication_peak_amplitudes` (a dataset manifest's ``indication_peaks``).
+
+    Examples
+    --------
+    >>> from weldlab.perturbations import peaks_table
+    >>> print(peaks_table({"raster": {"nominal": 0.1, "after_smoothing": 0.0412}}).splitlines()[2])
+    | raster | +0.10 | +0.041 |
+    """
+    from .figures import markdown_table
+
+    return markdown_table(["type", "nominal amplitude", "peak after σ = 9 px blur"],
+                          [[k.replace("_", " "), f"{v['nominal']:+.2f}", f"{v['after_smoothing']:+.3f}"]
+                           for k, v in peaks.items()])
+
+
 def indication_extents(seed=0, n=20, level=0.1):
     """How far each synthetic indication spreads once smoothed (σ = 9 px), per type.
 

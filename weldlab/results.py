@@ -19,6 +19,7 @@ import numpy as np
 
 from . import metrics
 from .config import DATA_SOURCES, RESULTS_ROOT
+from .figures import markdown_table
 from .provenance import atomic_file, check_replaceable, provenance, write_json
 from .sets import AE_SETS, CNN_SETS, label
 from .thresholds import fpr_budget
@@ -287,7 +288,7 @@ def table_markdown(result, kind, metric="tpr_at_test_fpr"):
         head.append(f"{COLUMN_LABELS.get(c, c)} ours")
         if metric.startswith("tpr") and c in paper:
             head.append(f"{COLUMN_LABELS.get(c, c)} paper")
-    lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
+    rows = []
     for row in TABLE_ROWS:
         cells = [ROW_LABELS.get(row, row)]
         for c in confs:
@@ -300,8 +301,8 @@ def table_markdown(result, kind, metric="tpr_at_test_fpr"):
                 cells.append(f"{v['mean']:.3f} ({v['spread']:.3f})")
             if metric.startswith("tpr") and c in paper:
                 cells.append(str(paper[c][row]))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return markdown_table(head, rows)
 
 
 #: The real defect classes, pooled for the figures of a table run.
@@ -345,13 +346,13 @@ def run_notes(result, path, cfg):
 
 def operating_points_table(result):
     """Markdown: the FPR each model's calibrated thresholds realise on the test okay patches."""
-    rows = ["| model | configuration | seed | FPR on test okay (%) |", "| --- | --- | ---: | ---: |"]
+    rows = []
     for kind in ("ae", "cnn"):
         for conf in table_columns(kind):
             for op in result["operating_points"].get(kind, {}).get(conf, []):
-                rows.append(f"| {kind.upper()} | {COLUMN_LABELS.get(conf, conf)} | "
-                            f"{'–' if op['seed'] is None else op['seed']} | {100 * op['fpr_calibrated_on_test']:.2f} |")
-    return "\n".join(rows)
+                rows.append([kind.upper(), COLUMN_LABELS.get(conf, conf), "–" if op["seed"] is None else op["seed"],
+                             f"{100 * op['fpr_calibrated_on_test']:.2f}"])
+    return markdown_table(["model", "configuration", "seed", "FPR on test okay (%)"], rows, align="llrr")
 
 
 def pooled_scores(scores, kind, conf, seed, statistic=""):
@@ -407,13 +408,14 @@ def recorded_runs(folder=RESULTS_ROOT):
 
 def runs_table(runs):
     """Markdown: one row per recorded run (:func:`recorded_runs`), its preset, data, columns and seeds."""
-    rows = ["| preset | data | autoencoder | CNN | seeds | test okay patches |", "| --- | --- | --- | --- | --- | ---: |"]
+    rows = []
     for _, r in runs:
         trained = {kind: ", ".join(COLUMN_LABELS.get(c, c) for c in table_columns(kind) if c in r["tables"].get(kind, {}))
                    or "–" for kind in ("ae", "cnn")}
         okay = f"{r['test_okay']}" + ("" if r["test_fpr_resolvable"] else " (too few)")
-        rows.append(f"| {r['preset']} | {r['data']} | {trained['ae']} | {trained['cnn']} | {r['seeds']} | {okay} |")
-    return "\n".join(rows)
+        rows.append([r["preset"], r["data"], trained["ae"], trained["cnn"], r["seeds"], okay])
+    return markdown_table(["preset", "data", "autoencoder", "CNN", "seeds", "test okay patches"], rows,
+                          align="lllllr")
 
 
 def run_tables(result):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .figures import markdown_table
 from .geometry import PATCH
 
 #: The share of an unexpected kind that the detector should send to review (chapter 10's goal).
@@ -338,14 +339,12 @@ def film_review_table(first, reviews):
         Columns: the detector's decision, the input statistics outside their ranges (in
         words), the defect-like and too-quiet regions, the CNN's decision.
     """
-    rows = [f"| {first} | detector | input outside the training films' range | defect-like regions "
-            "| too-quiet regions | CNN |",
-            "| --- | --- | --- | ---: | ---: | --- |"]
+    rows = []
     for name, v in reviews.items():
         outside = "; ".join(r.explanation() for r in v["reasons"] if r.kind == "input") or "no"
-        n = v["regions"]
-        rows.append(f"| {name} | {v['verdict']} | {outside} | {n['indication']} | {n['quiet']} | {v['cnn']} |")
-    return "\n".join(rows)
+        rows.append([name, v["verdict"], outside, v["regions"]["indication"], v["regions"]["quiet"], v["cnn"]])
+    return markdown_table([first, "detector", "input outside the training films' range", "defect-like regions",
+                           "too-quiet regions", "CNN"], rows, align="lllrrl")
 
 
 def review_rate_table(rates):
@@ -358,11 +357,9 @@ def review_rate_table(rates):
     | blank | 20 | 100.0 | 50.0 |
     """
     reviewers = [r for r in REVIEWERS if any(r in v for v in rates.values())]
-    rows = ["| input | n | " + " | ".join(f"{REVIEWERS[r]} (%)" for r in reviewers) + " |",
-            "| --- | ---: |" + " ---: |" * len(reviewers)]
-    rows += [f"| {k.replace('_', ' ')} | {v['n']} | " + " | ".join(f"{100 * v[r]:.1f}" for r in reviewers) + " |"
-             for k, v in rates.items()]
-    return "\n".join(rows)
+    return markdown_table(["input", "n", *(f"{REVIEWERS[r]} (%)" for r in reviewers)],
+                          [[k.replace("_", " "), v["n"], *(f"{100 * v[r]:.1f}" for r in reviewers)]
+                           for k, v in rates.items()])
 
 
 def below_goal(rates, kinds=None, reviewer="detector", goal=REVIEW_GOAL):
@@ -597,10 +594,9 @@ def flagged_table(columns, unexpected_kinds):
         calibrated thresholds), one per unexpected kind.
     """
     evals = [ev for ev, _ in columns.values()]
-    rows = ["| test set | " + " | ".join(f"{h} (%)" for h in columns) + " |", "| --- |" + " ---: |" * len(columns),
-            "| okay, test (false positives) | " + " | ".join(f"{100 * ev['fpr_calibrated_on_test']:.1f}" for ev in evals) + " |"]
-    rows += [f"| {k.replace('_', ' ')} | " + " | ".join(f"{100 * ev['sets'][k]['tpr_calibrated']:.0f}" for ev in evals) + " |"
+    rows = [["okay, test (false positives)", *(f"{100 * ev['fpr_calibrated_on_test']:.1f}" for ev in evals)]]
+    rows += [[k.replace("_", " "), *(f"{100 * ev['sets'][k]['tpr_calibrated']:.0f}" for ev in evals)]
              for k in evals[0]["sets"]]
-    rows += [f"| unexpected: {k.replace('_', ' ')} | " + " | ".join(f"{100 * r[k]:.0f}" for _, r in columns.values()) + " |"
+    rows += [[f"unexpected: {k.replace('_', ' ')}", *(f"{100 * r[k]:.0f}" for _, r in columns.values())]
              for k in unexpected_kinds]
-    return "\n".join(rows)
+    return markdown_table(["test set", *(f"{h} (%)" for h in columns)], rows)
