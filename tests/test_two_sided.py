@@ -277,6 +277,10 @@ def test_typicality_leaves_a_patchs_own_film_out_when_asked(rng):
         atypicality(stats, typicality_model(stats, "no films"), films=films)
     with pytest.raises(ValueError, match="one film per patch"):
         typicality_model(stats, "three films", films=films[:-1])
+    from weldlab.detector import calibrate_detector
+
+    with pytest.raises(ValueError, match="both patch sets, or neither"):  # before any work is done
+        calibrate_detector(None, np.zeros((1, 192, 192)), np.zeros((1, 192, 192)), [], val_films=[0])
 
 
 def test_a_chapter_detector_is_the_one_its_record_describes(shipped):
