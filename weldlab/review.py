@@ -50,7 +50,7 @@ class Reviewers:
     @property
     def cnn_learned(self):
         """False if the CNN's best validation loss is at chance level (:data:`CNN_CHANCE_LOSS`)."""
-        return self.cnn.record.get("best_val_loss", 0) <= CNN_CHANCE_LOSS
+        return cnn_chance_note(self.cnn.record) is None
 
     def notes(self):
         """What a reader must know before trusting the reviewers' rates (a list of sentences).
@@ -58,11 +58,8 @@ class Reviewers:
         A CNN at chance level (:attr:`cnn_learned` False) gets a note: its column shows an
         untrained classifier.
         """
-        if self.cnn_learned:
-            return []
-        return [f"this CNN has not learned: its best validation loss is {self.cnn.record['best_val_loss']:.3f}, "
-                "chance level (ln 2 = 0.693). Its column shows an untrained classifier, not what a trained "
-                "one does; the paper's CNNs were trained to convergence."]
+        note = cnn_chance_note(self.cnn.record)
+        return [] if note is None else [f"{note} Its column shows an untrained classifier, not what a trained one does."]
 
     def rates(self, inputs):
         """:func:`review_rates` of every reviewer for each kind of patch in ``inputs``."""
@@ -82,6 +79,35 @@ class Reviewers:
             f"input checks: typicality threshold {typical['threshold']:.2f} (from {typical['n']} okay training patches)",
             f"CNN (D+SNI): threshold on P(not okay) {self.cnn_threshold:.4f}",
         ])
+
+
+def cnn_chance_note(record):
+    """A sentence saying that a CNN has not learned, or None when it has.
+
+    Parameters
+    ----------
+    record : dict
+        The CNN's training record (``best_val_loss``).
+
+    Returns
+    -------
+    str or None
+        Said when the best validation loss is above :data:`CNN_CHANCE_LOSS` (a coin toss
+        scores ln 2 = 0.693).
+
+    Examples
+    --------
+    >>> from weldlab.review import cnn_chance_note
+    >>> cnn_chance_note({"best_val_loss": 0.41}) is None
+    True
+    >>> cnn_chance_note({"best_val_loss": 0.6921})[:48]
+    'this CNN has not learned: its best validation lo'
+    """
+    loss = record.get("best_val_loss", 0)
+    if loss <= CNN_CHANCE_LOSS:
+        return None
+    return (f"this CNN has not learned: its best validation loss is {loss:.3f}, chance level (ln 2 = 0.693); "
+            "the paper's CNNs were trained to convergence.")
 
 
 def chapter_reviewers(cfg, datasets, films, films_source=None):
