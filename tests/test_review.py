@@ -8,8 +8,8 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from weldlab.review import (REVIEWERS, Reviewers, below_goal, calibrated_detector, cnn_film_score,  # noqa: E402
-                            detection_rates, flagged_table, plot_review_rates, review_rate_table, review_rates, review_scores)
+from weldlab.review import (REVIEWERS, Reviewers, below_goal, cnn_film_score, detection_rates,  # noqa: E402
+                            flagged_table, plot_review_rates, review_rate_table, review_rates, review_scores)
 
 
 @pytest.fixture(scope="module")
@@ -26,23 +26,19 @@ def test_detection_rates_counts_scores_above_one():
 
 
 def test_review_rates_combine_the_reviewers(shipped):
-    cal = {"thresholds": {k: shipped.record["thresholds"][k] for k in ("t_mean", "t_std")},
-           "two_sided_thresholds": shipped.thresholds, "input_ranges": shipped.record["input_ranges"]}
+    paper = shipped.record["thresholds"]
     rng = np.random.default_rng(5)
     grainy = np.clip(0.45 + rng.normal(0, 0.005, (2, 192, 192)), 0, 1).astype(np.float32)
     flat = np.full((2, 192, 192), 0.45, np.float32)
-    from weldlab.trained import load_pretrained
-
-    ae = load_pretrained("ae", 0).model
-    detector = calibrated_detector(ae, cal)
-    scores = review_scores(np.concatenate([grainy, flat]), detector, cal["thresholds"])
+    assert shipped.patch_ranges is shipped.record["input_ranges"]["patch"]  # Detector.load fills them
+    scores = review_scores(np.concatenate([grainy, flat]), shipped, paper)
     assert set(scores) == set(REVIEWERS) - {"cnn"}
     # the detector column is the Detector's own patch rule: the two-sided rule or the input checks
-    own = detector.patch_scores(np.concatenate([grainy, flat]))
+    own = shipped.patch_scores(np.concatenate([grainy, flat]))
     assert np.array_equal(scores["detector"], own["detector"])
     assert np.array_equal(own["detector"], np.maximum(scores["ae_two_sided"], scores["inputs"]))
     assert (scores["ae_two_sided"][2:] > 1).all() and (scores["ae_paper"][2:] <= 1).all()  # flat: too quiet only
-    rates = review_rates({"flat": flat}, ae, cal)
+    rates = review_rates({"flat": flat}, shipped, paper)
     assert rates == {"flat": {"n": 2, "inputs": 1.0, "ae_paper": 0.0, "ae_two_sided": 1.0, "detector": 1.0}}
 
 
@@ -104,7 +100,7 @@ def test_grain_statistics_are_drawn_beside_the_training_patches(shipped, rng):
 
 
 def test_reviewers_bundle_the_detector_and_the_cnn(shipped):
-    from weldlab.detector import CALIBRATION_KEYS
+    from weldlab.detector import CALIBRATION_KEYS, Detector
     from weldlab.trained import TrainedModel, pretrained_dir
 
     cnn = TrainedModel.load(pretrained_dir("cnn"), "cnn")
@@ -112,8 +108,9 @@ def test_reviewers_bundle_the_detector_and_the_cnn(shipped):
     cal = {k: shipped.record[k] for k in CALIBRATION_KEYS}
     reviewers = Reviewers(ae, cnn, shipped, cal, 0.5)
     flat = np.full((2, 192, 192), 0.45, np.float32)
-    assert reviewers.rates({"flat": flat}) == {
-        "flat": {**review_rates({"flat": flat}, ae.model, cal, cnn.model, 0.5)["flat"]}}
+    # the bundle's rates are its detector's, as a detector made from its calibration gives them
+    made = Detector.from_calibration(ae.model, cal)
+    assert reviewers.rates({"flat": flat}) == review_rates({"flat": flat}, made, cal["thresholds"], cnn.model, 0.5)
     assert set(reviewers.rates({"flat": flat})["flat"]) == {"n", *REVIEWERS}
     film = np.full((200, 400), 0.45, np.float32)
     assert reviewers.films({"grey": film})["grey"]["verdict"] == "review"  # too quiet, unlike a film

@@ -209,17 +209,14 @@ def test_film_like_unexpected_patches_go_to_review_and_rotated_okay_ones_do_not(
     autoencoder reconstructs them: before the typicality check the detector sent 0 % of each
     to review (chapter 10, standard preset). Their statistics *together* are unlike any okay
     training patch's."""
-    from weldlab.detector import CALIBRATION_KEYS
     from weldlab.review import review_rates
-    from weldlab.trained import load_pretrained
     from weldlab.unexpected import expected_variations, unexpected_inputs
 
-    cal = {k: shipped.record[k] for k in CALIBRATION_KEYS}
     made = unexpected_inputs(film_okay, n=20, seed=1)
     inputs = {"okay": film_okay, "magnified": made["magnified"], "iqi_wires": made["iqi_wires"],
               "blurred": held_out_inputs(film_okay, n=20, seed=1)["blurred"],
               "rotated": expected_variations(film_okay, n=40, seed=1)["rotated"]}
-    rates = review_rates(inputs, load_pretrained("ae", 0).model, cal)
+    rates = review_rates(inputs, shipped, shipped.record["thresholds"])
     for kind in ("magnified", "iqi_wires", "blurred"):
         assert rates[kind]["detector"] == 1.0 and rates[kind]["ae_two_sided"] < 1.0, (kind, rates[kind])
     assert rates["okay"]["detector"] <= 1 / 40, rates["okay"]

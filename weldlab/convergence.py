@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .perturbations import INDICATION_PSF_SIGMA, TEST_INDICATIONS
 from .config import RESULTS_ROOT
-from .figures import markdown_table
+from .figures import axes_or_new, markdown_table
 
 #: The results folder's sub-folder of convergence runs (committed with the repository).
 RECORDS = "convergence"
@@ -317,10 +317,7 @@ def plot_learning_curves(records, ax=None):
     -------
     matplotlib.axes.Axes
     """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        ax = plt.subplots(figsize=(8, 4), layout="constrained")[1]
+    ax = axes_or_new(ax, (8, 4))
     for i, r in enumerate(records):
         per_epoch = r["variant"]["steps_per_epoch"] * r["variant"]["batch_size"]
         h = r["history"]
@@ -377,10 +374,7 @@ def plot_removal_by_size(record, ax=None):
     -------
     matplotlib.axes.Axes
     """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        ax = plt.subplots(figsize=(8, 4), layout="constrained")[1]
+    ax = axes_or_new(ax, (8, 4))
     rows = record["rows"]
     columns = [k for k in rows[0] if k not in ("sigma", "diameter")]
     sigmas = sorted({r["sigma"] for r in rows}, reverse=True)

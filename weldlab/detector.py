@@ -98,6 +98,22 @@ class Detector:
         return {"residual": residual, "inputs": inputs, "detector": np.maximum(residual, inputs),
                 **dict(zip(("max_mean", "max_std", "min_std"), maxima))}
 
+    @classmethod
+    def from_calibration(cls, autoencoder, calibration, record=None):
+        """The two-sided detector of a calibration (:func:`calibrate_detector`'s result).
+
+        Parameters
+        ----------
+        autoencoder : keras.Model
+        calibration : dict
+            ``two_sided_thresholds`` and ``input_ranges`` (``patch``, and ``film`` where
+            whole films are to be checked too).
+        record : dict, optional
+            The model's training record.
+        """
+        ranges = calibration["input_ranges"]
+        return cls(autoencoder, calibration["two_sided_thresholds"], record, ranges.get("film"), ranges["patch"])
+
     @property
     def rule(self):
         """"two-sided" (quiet test and input checks) or "paper" (the OR rule alone)."""
@@ -171,9 +187,7 @@ def detector_for(trained, datasets, films, fpr=DEFAULT_FPR, films_source="traini
     """
     calibration = record_or_calibrate(trained.record, trained.model, datasets, films, fpr=fpr,
                                       films_source=films_source)
-    detector = Detector(trained.model, calibration["two_sided_thresholds"], trained.record,
-                        calibration["input_ranges"]["film"], calibration["input_ranges"]["patch"])
-    return detector, calibration
+    return Detector.from_calibration(trained.model, calibration, trained.record), calibration
 
 
 def calibrate_detector(autoencoder, val_okay, train_okay, films, fpr=DEFAULT_FPR, films_source="training films",

@@ -470,10 +470,6 @@ def _operating_points(scores, thresholds, fpr):
             "n_test_okay": int(okay.size), "sets": sets}
 
 
-def _set_label(name):
-    return name.replace("_", " ")
-
-
 def evaluation_table(result, fpr=DEFAULT_FPR):
     """Markdown: a detector's rates on every test set (:func:`evaluate_autoencoder`).
 
@@ -496,7 +492,7 @@ def evaluation_table(result, fpr=DEFAULT_FPR):
     rate = f"{100 * fpr:g} %"
     n_okay = result["n_test_okay"]
     rows = [["okay (false positives)", n_okay, f"{100 * result['fpr_calibrated_on_test']:.1f} %", "–", "–"]]
-    rows += [[_set_label(name), s["n"], f"{100 * s['tpr_calibrated']:.0f} %", f"{100 * s['tpr_at_test_fpr']:.0f} %",
+    rows += [[name.replace("_", " "), s["n"], f"{100 * s['tpr_calibrated']:.0f} %", f"{100 * s['tpr_at_test_fpr']:.0f} %",
               f"{s['auroc']:.2f}"] for name, s in result["sets"].items()]
     table = markdown_table(["test set", "patches", "flagged at calibrated thresholds", f"TPR at {rate} test FPR",
                             "AUROC"], rows)
@@ -528,7 +524,7 @@ def baseline_comparison_table(result, baseline, fpr=DEFAULT_FPR):
              f"{100 * result['fpr_calibrated_on_test']:.1f} %", "–", "–"]]
     for name, s in result["sets"].items():
         b = baseline["sets"][name]
-        rows.append([_set_label(name), f"{100 * b['tpr_calibrated']:.0f} %", f"{100 * s['tpr_calibrated']:.0f} %",
+        rows.append([name.replace("_", " "), f"{100 * b['tpr_calibrated']:.0f} %", f"{100 * s['tpr_calibrated']:.0f} %",
                      f"{100 * b['tpr_at_test_fpr']:.0f} %", f"{100 * s['tpr_at_test_fpr']:.0f} %"])
     return markdown_table(["test set", "blur baseline: flagged", "autoencoder: flagged",
                            f"blur: TPR at {rate} test FPR", f"autoencoder: TPR at {rate} test FPR"], rows)
@@ -541,5 +537,13 @@ def better_than_baseline(result, baseline):
     -------
     list of str
         Set names, in the order of ``result["sets"]``.
+
+    Examples
+    --------
+    >>> from weldlab.evaluate import better_than_baseline
+    >>> ae = {"sets": {"high": {"tpr_at_test_fpr": 0.9}, "raster": {"tpr_at_test_fpr": 0.2}}}
+    >>> blur = {"sets": {"high": {"tpr_at_test_fpr": 0.8}, "raster": {"tpr_at_test_fpr": 0.2}}}
+    >>> better_than_baseline(ae, blur)
+    ['high']
     """
     return [n for n, s in result["sets"].items() if s["tpr_at_test_fpr"] > baseline["sets"][n]["tpr_at_test_fpr"]]

@@ -336,6 +336,18 @@ def detection_curves(curves, fpr_mark=DEFAULT_FPR):
     return fig
 
 
+def axes_or_new(ax, figsize):
+    """``ax``, or the axes of a new figure of ``figsize`` inches (constrained layout).
+
+    The plotting functions' ``ax=None``: draw into a new figure of their own size.
+    """
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=figsize, layout="constrained")[1]
+
+
 def plot_grain_statistics(typicality, shown, ax=None):
     """The film grain of patches beside the okay training patches the typicality check knows.
 
@@ -356,12 +368,9 @@ def plot_grain_statistics(typicality, shown, ax=None):
     -------
     matplotlib.axes.Axes
     """
-    import matplotlib.pyplot as plt
-
     from .screening import image_statistics
 
-    if ax is None:
-        ax = plt.subplots(figsize=(9, 5.5), layout="constrained")[1]
+    ax = axes_or_new(ax, (9, 5.5))
     reference = np.asarray(typicality["reference"]) * typicality["scale"] + typicality["centre"]  # unscaled
     ax.scatter(np.exp(reference[:, 0]), reference[:, 1], s=4, color=COLOURS["neutral"], alpha=0.4,
                label="okay training patches")

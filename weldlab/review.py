@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .figures import markdown_table
+from .figures import axes_or_new, markdown_table
 from .geometry import PATCH
 
 #: The share of an unexpected kind that the detector should send to review (chapter 10's goal).
@@ -33,7 +33,7 @@ class Reviewers:
     autoencoder, cnn : weldlab.trained.TrainedModel
         The AE trained with SNI perturbations and the CNN trained on D+SNI.
     detector : weldlab.detector.Detector
-        The autoencoder's two-sided rule with the film-level input checks.
+        The autoencoder's two-sided rule with the film- and patch-level input checks.
     calibration : dict
         :data:`weldlab.detector.CALIBRATION_KEYS` -> values (the paper's thresholds, the
         two-sided ones, the patch and film input ranges).
@@ -63,7 +63,7 @@ class Reviewers:
 
     def rates(self, inputs):
         """:func:`review_rates` of every reviewer for each kind of patch in ``inputs``."""
-        return review_rates(inputs, self.autoencoder.model, self.calibration, self.cnn.model, self.cnn_threshold)
+        return review_rates(inputs, self.detector, self.calibration["thresholds"], self.cnn.model, self.cnn_threshold)
 
     def films(self, films):
         """:func:`film_reviews` of the detector and the CNN for each image in ``films``."""
@@ -153,8 +153,8 @@ def detection_rates(inputs, scorers):
         name -> patches (n, 192, 192).
     scorers : dict
         detector name -> callable ``patches -> scores``, where a score above 1 means
-        flagged (the AE: its combined score; the CNN: ``probability / threshold``; the
-        input checks: :meth:`weldlab.detector.Detector.patch_scores`).
+        flagged (an autoencoder: its thresholds' score; the CNN: ``probability /
+        threshold``).
 
     Returns
     -------
@@ -249,36 +249,14 @@ def review_scores(patches, detector, paper_thresholds, cnn=None, cnn_threshold=N
     return out
 
 
-def calibrated_detector(autoencoder, calibration):
-    """The two-sided :class:`~weldlab.detector.Detector` of a calibration.
-
-    Parameters
-    ----------
-    autoencoder : keras.Model
-    calibration : dict
-        From :func:`weldlab.detector.calibrate_detector` (``two_sided_thresholds`` and
-        ``input_ranges`` with ``film`` and ``patch``).
-    """
-    from .detector import Detector
-
-    ranges = calibration["input_ranges"]
-    return Detector(autoencoder, calibration["two_sided_thresholds"], input_ranges=ranges.get("film"),
-                    patch_ranges=ranges["patch"])
-
-
-def review_rates(inputs, autoencoder, calibration, cnn=None, cnn_threshold=None):
+def review_rates(inputs, detector, paper_thresholds, cnn=None, cnn_threshold=None):
     """Fraction of each kind of input sent to review by each reviewer.
 
     Parameters
     ----------
     inputs : dict
         name -> patches (n, 192, 192).
-    autoencoder : keras.Model
-    calibration : dict
-        From :func:`weldlab.detector.calibrate_detector` (``thresholds``,
-        ``two_sided_thresholds`` and ``input_ranges``): the reviewers'
-        (:func:`calibrated_detector`, :func:`review_scores`).
-    cnn, cnn_threshold
+    detector, paper_thresholds, cnn, cnn_threshold
         See :func:`review_scores`.
 
     Returns
@@ -286,10 +264,9 @@ def review_rates(inputs, autoencoder, calibration, cnn=None, cnn_threshold=None)
     dict
         name -> ``{"n", <reviewer>: fraction, ...}`` (reviewers of :data:`REVIEWERS`).
     """
-    detector = calibrated_detector(autoencoder, calibration)
     out = {}
     for name, x in inputs.items():
-        scores = review_scores(x, detector, calibration["thresholds"], cnn, cnn_threshold)
+        scores = review_scores(x, detector, paper_thresholds, cnn, cnn_threshold)
         out[name] = {"n": int(len(x)), **{k: float(np.mean(v > 1)) for k, v in scores.items()}}
     return out
 
@@ -586,10 +563,7 @@ def plot_review_rates(rates, reviewers=("ae_paper", "detector", "cnn"), ax=None)
     -------
     matplotlib.axes.Axes
     """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        ax = plt.subplots(figsize=(12, 4), layout="constrained")[1]
+    ax = axes_or_new(ax, (12, 4))
     names, width = list(rates), 0.8 / len(reviewers)
     xs = np.arange(len(names))
     for j, key in enumerate(reviewers):

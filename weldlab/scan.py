@@ -22,6 +22,7 @@ from .provenance import atomic_file, provenance, write_json
 from .radiographs import load_image
 from .tiling import TILE, check_tile
 
+
 def _path_hash(path):
     return hashlib.sha256(str(path).encode()).hexdigest()[:8]
 
