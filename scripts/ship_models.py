@@ -26,7 +26,7 @@ from weldlab.models import build_autoencoder, build_cnn  # noqa: E402
 from weldlab.detector import calibrate_detector, patch_films  # noqa: E402
 from weldlab.thresholds import ProbabilityThreshold  # noqa: E402
 from weldlab.sets import SHIPPED  # noqa: E402
-from weldlab.trained import PRETRAINED_DIR, TrainedModel, load_pretrained, model_dir  # noqa: E402
+from weldlab.trained import TrainedModel, load_pretrained, model_dir, shipped_root  # noqa: E402
 from weldlab.training import hyperparameters  # noqa: E402
 
 
@@ -40,7 +40,7 @@ weldlab train cnn --set D+sni --preset {preset} --data {data} ...
 ```
 
 - **where**: {machine};
-- **data**: the `{preset}` preset's datasets built from GDXray (`{data}`; dataset key `{dataset_key}`);
+- **data**: the `{preset}` preset's datasets built from {source} (`{data}`; dataset key `{dataset_key}`);
 - **schedule**: at most *epochs* epochs of *steps* batches of *batch* patches (pairs for the AE),
   early stopping after *patience* epochs without a better validation loss, Adam with learning
   rate {learning_rate}; {schedule_note};
@@ -109,7 +109,7 @@ def recalibrate(cfg, seeds):
     """Recalibrate the shipped autoencoders' records in place (thresholds and input ranges)."""
     ds = build_or_load(cfg)
     for seed in seeds:
-        shipped = load_pretrained("ae", seed)
+        shipped = load_pretrained("ae", seed, cfg.data)
         shipped.record.update(_ae_calibration(shipped.model, ds, cfg))
         shipped.save()
         print(f"{shipped.folder}: thresholds {shipped.record['thresholds']}, "
@@ -139,8 +139,11 @@ def main():
     for kind, training_set in SHIPPED.items():
         for seed in cfg.seeds:
             if (args.only and kind != args.only) or (args.seeds is not None and seed not in args.seeds):
-                # already shipped: keep it as it is
-                record = load_pretrained(kind, seed).record
+                # already shipped: keep it as it is (a seed never shipped has no row)
+                try:
+                    record = load_pretrained(kind, seed, cfg.data).record
+                except FileNotFoundError:
+                    continue
                 rows.append(_row(kind, training_set, seed, record))
                 schedules.add((kind, _schedule_of(kind, record)))
                 continue
@@ -160,7 +163,8 @@ def main():
             # a fresh, uncompiled copy: weights only, no optimizer state (a third of the size)
             fresh = (build_autoencoder if kind == "ae" else build_cnn)(seed)
             fresh.set_weights(trained.model.get_weights())
-            dest = TrainedModel(PRETRAINED_DIR / kind / training_set / f"seed{seed}", kind, record, trained.history)
+            dest = TrainedModel(shipped_root(cfg.data) / kind / training_set / f"seed{seed}", kind, record,
+                                trained.history)
             dest.save(fresh)
             print(f"{dest.folder}: {record['epochs']} epochs, {record['wall_seconds']} s")
             rows.append(_row(kind, training_set, seed, record))
@@ -168,8 +172,9 @@ def main():
     preset = make_config(args.preset)
     shorter = [f"the {k.upper()}'s {s} differs from the preset's {_schedule(hyperparameters(preset, k))}"
                for k, s in sorted(schedules) if s != _schedule(hyperparameters(preset, k))]
-    (PRETRAINED_DIR / "README.md").write_text(README.format(
+    (shipped_root(cfg.data) / "README.md").write_text(README.format(
         preset=cfg.preset, data=cfg.data, machine=args.machine, n_val=len(val),
+        source="GDXray" if cfg.data == "gdxray" else "weldlab's simulated films",
         learning_rate=cfg.learning_rate,
         schedule_note="; ".join(shorter) or f"the `{cfg.preset}` preset's own schedule",
         dataset_key=record.get("dataset_key"), header=HEADER, rows="\n".join(rows))

@@ -7,6 +7,7 @@ Subcommands
 ``weldlab train``     train the autoencoder or the CNN for one training set and the seeds
 ``weldlab tables``    train and evaluate every configuration of Tables 2 and 3 (three seeds)
 ``weldlab scan``      scan whole radiographs with the OOD detector: overlay PNG + JSON verdict
+``weldlab fit``       fit a detector to your own films of accepted welds (``scan --model`` uses it)
 ``weldlab simulate``  write simulated radiographs and their masks as PNG files
 ``weldlab calibrate`` compare simulator and GDXray statistics (chapter 1's table)
 
@@ -175,6 +176,29 @@ def cmd_scan(args):
     return 1 if n_err else 0
 
 
+def cmd_fit(args):
+    """`weldlab fit`: fit a detector to a family of films and write its folder."""
+    from .fit import fit_detector
+
+    start = None if args.from_scratch else (args.start_from or "shipped")
+    detector = fit_detector(args.films, args.out, masks=args.masks, boxes=args.boxes, preset=args.preset,
+                            overrides=_overrides(args), seed=args.seed, start_from=start, work=args.work,
+                            overwrite=args.overwrite, verbose=2 if args.quiet else 1)
+    fit, record = detector.record["fit"], detector.record
+    th = record["two_sided_thresholds"]
+    print(f"detector written to {detector.folder} in {fit['seconds']:.0f} s: {record['training_set']} autoencoder, "
+          f"{record['epochs']} epochs; two-sided thresholds t_mean {th['t_mean']:.4g}, t_std {th['t_std']:.4g}, "
+          f"t_quiet {th['t_quiet']:.4g}")
+    outside = fit["held_out_films_outside_ranges"]
+    print(f"held-out films within the input ranges: {fit['held_out_films_in_range']} of "
+          f"{len(fit['calibration_films'])}" + "".join(
+              f"\n  {name}: {reason['text']}" for name, reasons in outside.items() for reason in reasons))
+    if fit["unused_annotations"]:
+        print(f"note: annotations that belong to no film given: {', '.join(fit['unused_annotations'][:5])}")
+    print(f"scan with: weldlab scan --model {detector.folder} IMAGE...")
+    return 0
+
+
 def build_parser():
     """The ``weldlab`` command line: one sub-command per stage."""
     parser = argparse.ArgumentParser(prog="weldlab", description=__doc__.split("\n\n")[0])
@@ -239,6 +263,28 @@ def build_parser():
     p.add_argument("--overwrite", action="store_true",
                    help="replace outputs of the same name even if weldlab did not write them for this image")
     p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("fit", help="fit a detector to your own films of accepted welds")
+    p.add_argument("films", nargs="+", metavar="FILM",
+                   help="PNG or TIFF films of one digitisation, all 8-bit or all 16-bit, at least 3")
+    p.add_argument("--out", required=True, metavar="DIR", help="the detector folder to write")
+    known = p.add_mutually_exclusive_group()
+    known.add_argument("--masks", metavar="DIR", help="folder of defect masks named as the films (nonzero: defect)")
+    known.add_argument("--boxes", metavar="FILE",
+                       help="defect boxes in GDXray's ground_truth.txt format (film number, x1 x2 y1 y2)")
+    p.add_argument("--preset", choices=PRESETS, default="quick",
+                   help="how many patches and how long to train: quick (minutes, default) or standard (hours)")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="override one parameter of the preset (repeatable), e.g. -p ae_epochs=20")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, the patches and the training")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--start-from", metavar="DIR",
+                       help="a trained autoencoder's folder to start from (default: the shipped one)")
+    start.add_argument("--from-scratch", action="store_true", help="start from random weights")
+    p.add_argument("--work", metavar="DIR", help="patch sets and checkpoints until done (default: OUT.work)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out even if weldlab did not write it")
+    p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+    p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("simulate", help="write simulated radiographs and masks as PNG")
     _common(p)

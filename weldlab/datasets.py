@@ -332,12 +332,7 @@ def build_datasets(cfg: Config, out_dir=None, overwrite=False):
     arrays["train_okay_origin"] = train["origin_okay"][tr_idx]
     # Pooled sets are trimmed to the requested size after a shuffle.
     for src, name, n in ((train, "train", cfg.n_train_defect), (test, "test", cfg.n_test_defect)):
-        idx = split_rng.permutation(len(src["defect"]))[:n]
-        arrays[f"{name}_defect"] = src["defect"][idx]
-        arrays[f"{name}_defect_mask"] = src["mask"][idx]
-        arrays[f"{name}_defect_origin"] = src["origin_defect"][idx]
-        if "labels" in src:
-            arrays[f"{name}_defect_type"] = _dominant_label(src["labels"][idx])
+        _defect_sets(src, split_rng.permutation(len(src["defect"]))[:n], name, arrays)
     idx = split_rng.permutation(len(test["okay"]))[: cfg.n_test_okay]
     arrays["test_okay"] = test["okay"][idx]
     arrays["test_okay_origin"] = test["origin_okay"][idx]
@@ -370,17 +365,7 @@ def build_datasets(cfg: Config, out_dir=None, overwrite=False):
         arrays[f"test_{kind}_base"] = base
         synthetic[kind] = {"count": int(cfg.n_synthetic_test), "seed": gen_seed}
 
-    generated = {
-        "sni": {"size": cfg.n_sni, "seed": _stream_seed(seed, STREAM_SNI),
-                "natural_images": cfg.natural_images},  # None: scikit-image's images
-        "circular": {"size": cfg.n_sc, "seed": _stream_seed(seed, STREAM_SC)},
-        "partial_circle": {"size": cfg.n_spc, "seed": _stream_seed(seed, STREAM_SPC)},
-    }
-    for kind, spec in generated.items():
-        sources = pert.natural_images(cfg.natural_images) if kind == "sni" and cfg.natural_images else None
-        gen = pert.GeneratedPerturbations(kind, spec["size"], spec["seed"], sources)
-        d, w = generate_all(gen, progress=cfg.progress)
-        arrays[f"train_{kind}_delta"], arrays[f"train_{kind}_support"] = d.astype(np.float16), w
+    generated = _generate_sets(cfg, ("sni", "circular", "partial_circle"), arrays)
     classes = np.bincount(arrays["test_defect_class"], minlength=3)
     counts = {
         "train_okay": len(arrays["train_okay"]),
@@ -418,6 +403,42 @@ def build_datasets(cfg: Config, out_dir=None, overwrite=False):
         "build_seconds": None,
         "provenance": provenance(),
     }
+    return _write_datasets(out_dir, arrays, manifest, t0)
+
+
+def _generate_sets(cfg, kinds, arrays):
+    """Make the generated training perturbation sets ``kinds`` into ``arrays``; their specs.
+
+    Parameters
+    ----------
+    cfg : Config
+        Sizes (``n_sni``, ``n_sc``, ``n_spc``), the master seed and ``natural_images``.
+    kinds : sequence of {"sni", "circular", "partial_circle"}
+    arrays : dict
+        Receives ``train_<kind>_delta`` (float16) and ``train_<kind>_support``.
+
+    Returns
+    -------
+    dict
+        The manifest's ``generated_sets``: kind -> size and seed (and SNI's natural images).
+    """
+    specs = {
+        "sni": {"size": cfg.n_sni, "seed": _stream_seed(cfg.seed, STREAM_SNI),
+                "natural_images": cfg.natural_images},  # None: scikit-image's images
+        "circular": {"size": cfg.n_sc, "seed": _stream_seed(cfg.seed, STREAM_SC)},
+        "partial_circle": {"size": cfg.n_spc, "seed": _stream_seed(cfg.seed, STREAM_SPC)},
+    }
+    generated = {kind: specs[kind] for kind in kinds}
+    for kind, spec in generated.items():
+        sources = pert.natural_images(cfg.natural_images) if kind == "sni" and cfg.natural_images else None
+        gen = pert.GeneratedPerturbations(kind, spec["size"], spec["seed"], sources)
+        d, w = generate_all(gen, progress=cfg.progress)
+        arrays[f"train_{kind}_delta"], arrays[f"train_{kind}_support"] = d.astype(np.float16), w
+    return generated
+
+
+def _write_datasets(out_dir, arrays, manifest, t0):
+    """Write the arrays and their manifest as one dataset folder, atomically."""
     with atomic_directory(out_dir) as tmp:
         for name, arr in arrays.items():
             np.save(tmp / f"{name}.npy", arr)
@@ -429,6 +450,106 @@ def build_datasets(cfg: Config, out_dir=None, overwrite=False):
         }
         write_json(tmp / "manifest.json", manifest)
     return PatchDatasets(out_dir)
+
+
+def _defect_sets(pool, idx, name, arrays):
+    """The defect patches ``pool[idx]`` as ``<name>_defect`` (+ mask, origin, type) arrays."""
+    arrays[f"{name}_defect"] = pool["defect"][idx]
+    arrays[f"{name}_defect_mask"] = pool["mask"][idx]
+    arrays[f"{name}_defect_origin"] = pool["origin_defect"][idx]
+    if "labels" in pool:
+        arrays[f"{name}_defect_type"] = _dominant_label(pool["labels"][idx])
+
+
+def build_family_datasets(train_films, calibration_films, cfg: Config, dataset_key, out_dir, describe=None):
+    """The patch sets of a user's film family (:mod:`weldlab.fit`), written atomically.
+
+    Training okay patches (and, where the films' defects are known pixel by pixel,
+    defect patches and their D perturbations) come from ``train_films``. The validation
+    okay patches, on which the thresholds are calibrated, come from every film in
+    proportion to the number of films: patches of the training films that training never
+    sees, and patches of ``calibration_films``, which the model never sees at all. Taken
+    from two held-out films alone, they missed the family's spread (see
+    :data:`weldlab.fit.CALIBRATION_SHARE`). The generated SNI set is made as for the
+    book's datasets. There are no test sets.
+
+    Parameters
+    ----------
+    train_films, calibration_films : list of Radiograph
+    cfg : Config
+        ``n_train_okay``, ``n_val_okay``, ``n_train_defect`` (0: no D set), ``n_sni``,
+        ``seed``, ``progress``.
+    dataset_key : str
+        The key of the films, their annotations, the split and ``cfg``'s dataset
+        parameters (the caller's; stored in the manifest, checked by the trainer).
+    out_dir : path
+    describe : dict, optional
+        More entries for the manifest (where the films came from).
+
+    Returns
+    -------
+    PatchDatasets
+        ``origin`` film indices count the training films first, then the calibration
+        films (so the two never share an index).
+
+    Raises
+    ------
+    ValueError
+        Naming the films, when they hold too few okay patches to train or to calibrate.
+    """
+    from .geometry import PATCH
+    from .screening import NEIGHBOURS
+
+    t0 = time.perf_counter()
+    n_films = len(train_films) + len(calibration_films)
+    n_val_held_out = round(cfg.n_val_okay * len(calibration_films) / n_films)
+    n_val_train = cfg.n_val_okay - n_val_held_out
+    train = _sample_all(train_films, cfg.n_train_okay + n_val_train, cfg.n_train_defect, cfg.seed, STREAM_SAMPLE,
+                        cfg.progress, "training films")
+    val = _sample_all(calibration_films, n_val_held_out, 0, cfg.seed, STREAM_SAMPLE + 200, cfg.progress,
+                      "calibration films")
+    for pool, films, what, least in ((train, train_films, "training", NEIGHBOURS + 1),
+                                     (val, calibration_films, "calibration", 1)):
+        if len(pool["okay"]) < least:
+            per = np.bincount(pool["origin_okay"][:, 0].astype(int), minlength=len(films))
+            raise ValueError(f"films: the {what} films hold {len(pool['okay'])} okay {PATCH} px patches "
+                             f"({', '.join(f'{r.name}: {n}' for r, n in zip(films, per))}); expected at least "
+                             f"{least}: films with more area free of defects (and of the margin around them)")
+    val["origin_okay"][:, 0] += len(train_films)
+    rng = np.random.default_rng([cfg.seed, STREAM_SPLIT])
+    arrays = {}
+    order = rng.permutation(len(train["okay"]))  # the training films' patches: validation | training
+    if len(order) < cfg.n_train_okay + n_val_train:  # fewer found than asked: both shrink
+        n_val_train = round(len(order) * n_val_train / (cfg.n_train_okay + n_val_train))
+    held = rng.permutation(len(val["okay"]))[:n_val_held_out]
+    arrays["train_okay"] = train["okay"][order[n_val_train:][: cfg.n_train_okay]]
+    arrays["train_okay_origin"] = train["origin_okay"][order[n_val_train:][: cfg.n_train_okay]]
+    arrays["val_okay"] = np.concatenate([train["okay"][order[:n_val_train]], val["okay"][held]])
+    arrays["val_okay_origin"] = np.concatenate([train["origin_okay"][order[:n_val_train]], val["origin_okay"][held]])
+    sets_made = ["sni"]
+    if len(train["defect"]):
+        _defect_sets(train, rng.permutation(len(train["defect"]))[: cfg.n_train_defect], "train", arrays)
+        delta, support = pert.real_defect_perturbations(_Decoded(arrays["train_defect"]),
+                                                        arrays["train_defect_mask"])
+        arrays["train_D_delta"], arrays["train_D_support"] = delta.astype(np.float16), support
+        sets_made.insert(0, "D")
+    generated = _generate_sets(cfg, ("sni",), arrays)
+    counts = {"train_okay": len(arrays["train_okay"]), "train_okay_augmented": 6 * len(arrays["train_okay"]),
+              "val_okay": len(arrays["val_okay"]), "train_defect": len(arrays.get("train_defect", ())),
+              "sni": cfg.n_sni}
+    manifest = {
+        "format_version": FORMAT_VERSION, "dataset_key": dataset_key, "params": cfg.dataset_params(),
+        "preset": cfg.preset, "data": "films",
+        "train_radiographs": [r.name for r in train_films],
+        "calibration_radiographs": [r.name for r in calibration_films],
+        "test_radiographs": [], "counts": counts, "perturbation_sets": sets_made,
+        "requested": {"train_okay": cfg.n_train_okay, "val_okay": cfg.n_val_okay,
+                      "train_defect": cfg.n_train_defect},
+        "generated_sets": generated, **(describe or {}),
+        "storage": {"intensity": "uint16, x * 65535", "masks": "bool", "perturbation deltas (D, sni)": "float16"},
+        "build_seconds": None, "provenance": provenance(),
+    }
+    return _write_datasets(out_dir, arrays, manifest, t0)
 
 
 def build_or_load(cfg: Config, out_dir=None, rebuild=False, overwrite=False):

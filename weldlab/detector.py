@@ -210,7 +210,10 @@ def calibrate_detector(autoencoder, val_okay, train_okay, films, fpr=DEFAULT_FPR
         The film of each validation and training patch (:func:`patch_films`); both or
         neither. Given, the typicality threshold is calibrated with each validation
         patch's own film left out of its neighbours, as a new film's patches have no
-        neighbours from their own film (``typicality["calibrated"]`` says which).
+        neighbours from their own film (``typicality["calibrated"]`` says which), and the
+        patch-level ranges are widened where a training film lies outside the range of
+        the others (:func:`weldlab.screening.input_ranges`'s ``groups``). The film-level
+        ranges are always widened so (each film its own group).
 
     Returns
     -------
@@ -232,7 +235,7 @@ def calibrate_detector(autoencoder, val_okay, train_okay, films, fpr=DEFAULT_FPR
     source = f"{len(train_okay)} okay training patches"
     train_stats = [image_statistics(p) for p in train_okay]
     val_stats = [image_statistics(p) for p in val_okay]
-    patch = input_ranges(None, source, statistics=train_stats)
+    patch = input_ranges(None, source, statistics=train_stats, groups=train_films)
     # the typicality check gets what the two-sided rule and the ranges leave of the budget
     flagged = (two_sided.score(max_mean, max_std, min_std) > 1) | np.array([bool(r) for r in check_inputs(val_stats, patch)])
     typical = typicality_model(train_stats, source, films=train_films)
@@ -244,7 +247,8 @@ def calibrate_detector(autoencoder, val_okay, train_okay, films, fpr=DEFAULT_FPR
     return {
         "thresholds": ResidualThresholds.calibrate(max_mean, max_std, fpr).to_dict(),
         "two_sided_thresholds": two_sided.to_dict(),
-        "input_ranges": {"film": input_ranges(films, f"{len(films)} {films_source}", films=True), "patch": patch},
+        "input_ranges": {"film": input_ranges(films, f"{len(films)} {films_source}", films=True,
+                                              groups=np.arange(len(films))), "patch": patch},
     }
 
 

@@ -37,6 +37,9 @@ QUIET_KERNEL = 25
 NETWORK_STRIDE = 4
 #: Smallest image side any weldlab analysis can use: one patch (px).
 MIN_SIDE = PATCH
+#: Smallest film side that patches can be cut from at any rotation (the paper's sampling,
+#: :func:`weldlab.patches.random_placements`): a patch's diagonal and a pixel each side (px).
+SAMPLING_MIN_SIDE = int(np.ceil((PATCH - 1) * np.sqrt(2) + 2))
 
 
 def window_centre_margin(kernel=KERNEL):

@@ -183,8 +183,11 @@ def load_image(path, *, allow_16bit=True, allow_rgb=True, min_side=MIN_SIDE):
     RadiographError
         If the file is corrupt, of an unsupported depth or layout, or too small.
     """
-    path = Path(path)
-    raw = _read_raw(path)
+    return _decode(Path(path), _read_raw(Path(path)), allow_16bit, allow_rgb, min_side)
+
+
+def _decode(path, raw, allow_16bit=True, allow_rgb=True, min_side=MIN_SIDE):
+    """:func:`load_image` on an array already read from ``path``."""
     if raw.ndim == 3 and raw.shape[-1] in (3, 4):
         if not allow_rgb:
             raise RadiographError(
@@ -321,6 +324,180 @@ def load_gdxray(root=None, names=None):
         mask = load_mask(mask_file, image.shape)
         out.append(Radiograph(name=f.stem, image=image, mask=mask))
     return out
+
+
+#: The pixel types of a user's films and the bit depth each stands for.
+BIT_DEPTHS = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}
+
+
+def film_number(name):
+    """The number at the end of a film's name (GDXray's ``W0001_0003`` is film 3), or None.
+
+    Examples
+    --------
+    >>> film_number("W0001_0003"), film_number("plate-12"), film_number("weld")
+    (3, 12, None)
+    """
+    digits = len(name) - len(name.rstrip("0123456789"))
+    return int(name[-digits:]) if digits else None
+
+
+def read_boxes(path):
+    r"""Defect bounding boxes in GDXray's ``ground_truth.txt`` format.
+
+    One box per line: the film's number, then ``x1 x2 y1 y2`` (x along the columns, y along
+    the rows, in GDXray's 1-based pixel coordinates, whose pixel k spans k - 0.5 to k + 0.5).
+    Blank lines and lines starting with ``#`` are skipped.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    dict of int -> list of tuple
+        Film number -> boxes ``(row0, col0, row1, col1)``, 0-based, end exclusive: every
+        pixel the box touches.
+
+    Raises
+    ------
+    RadiographError
+        Naming the file and line of a box that is not five numbers with ``x1 <= x2`` and
+        ``y1 <= y2``.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "ground_truth.txt"
+    >>> _ = f.write_text("1.0 8.5 23.5 121.5 130.5\\n")
+    >>> read_boxes(f)
+    {1: [(121, 8, 130, 23)]}
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; expected a box file (GDXray's ground_truth.txt format)")
+    out = {}
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            film, x1, x2, y1, y2 = (float(v) for v in line.split())
+        except ValueError:
+            film = x1 = x2 = y1 = y2 = float("nan")
+        if not (np.isfinite([film, x1, x2, y1, y2]).all() and film == int(film) and x1 <= x2 and y1 <= y2):
+            raise RadiographError(f"{path}, line {number}: {line.strip()!r} is not a box; expected five numbers "
+                                  "'film x1 x2 y1 y2' with x1 <= x2 and y1 <= y2 (GDXray's ground_truth.txt)")
+        box = (int(np.floor(y1 - 0.5)), int(np.floor(x1 - 0.5)), int(np.ceil(y2 - 0.5)), int(np.ceil(x2 - 0.5)))
+        out.setdefault(int(film), []).append(box)
+    return out
+
+
+def boxes_mask(boxes, shape):
+    """A defect mask that is True inside every box (clipped to the image).
+
+    Parameters
+    ----------
+    boxes : list of tuple
+        ``(row0, col0, row1, col1)`` as :func:`read_boxes` returns them.
+    shape : tuple of int
+        ``(H, W)``.
+
+    Returns
+    -------
+    ndarray, shape (H, W), bool
+    """
+    mask = np.zeros(shape, bool)
+    for r0, c0, r1, c1 in boxes:
+        mask[max(r0, 0) : max(r1, 0), max(c0, 0) : max(c1, 0)] = True
+    return mask
+
+
+def load_films(paths, masks=None, boxes=None, min_side=MIN_SIDE):
+    """A user's family of films, with the defects they hold where known.
+
+    Every file is read and checked before anything else happens, and a problem is one
+    error naming the file and what was expected.
+
+    Parameters
+    ----------
+    paths : sequence of path
+        Grayscale PNG or TIFF films, all 8-bit or all 16-bit (scaled by 1/255 or 1/65535).
+    masks : path, optional
+        A folder of defect masks named as the films (any nonzero pixel is a defect). A
+        film without a mask there holds no known defect.
+    boxes : path, optional
+        Defect boxes (:func:`read_boxes`), each naming its film by the number at the end
+        of the film's name (:func:`film_number`). Not with ``masks``.
+    min_side : int
+        Smallest accepted side (px).
+
+    Returns
+    -------
+    films : list of Radiograph
+        Named by their file names without extension; masks all False where no defect is known.
+    info : dict
+        ``bit_depth`` (8 or 16), ``annotations`` ("masks", "boxes" or "none"),
+        ``annotated`` (the names of the films with a mask or a box) and ``unused`` (the
+        masks, or the film numbers of boxes, that belong to no film given: reported, so
+        that a misspelt name is seen).
+
+    Raises
+    ------
+    RadiographError
+        Mixed bit depths, a film of another pixel type, two films of one name, a mask of
+        another size, films that the boxes cannot name (no number at the end, or two alike).
+    """
+    if masks is not None and boxes is not None:
+        raise ValueError("masks, boxes: give the defects as masks or as boxes, not both")
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("films: expected at least one film")
+    names = {}
+    for p in paths:
+        if p.stem in names:
+            raise RadiographError(f"{p}: has the same name as {names[p.stem]}; expected films of distinct names")
+        names[p.stem] = p
+    films, depth, annotated, unused = [], None, [], []
+    mask_files = {}
+    if masks is not None:
+        masks = Path(masks)
+        if not masks.is_dir():
+            raise NotADirectoryError(f"--masks {masks}: not a folder; expected a folder of masks named as the films")
+        mask_files = {f.stem: f for f in sorted(masks.iterdir()) if f.is_file() and not f.name.startswith(".")}
+        unused = sorted(set(mask_files) - set(names))
+    box_table = read_boxes(boxes) if boxes is not None else {}
+    if boxes is not None:
+        numbers = {}
+        for name, p in names.items():
+            n = film_number(name)
+            if n is None or n in numbers:
+                why = "has no number at the end of its name" if n is None else f"has the same number as {numbers[n]}"
+                raise RadiographError(f"{p}: {why}; the boxes of {boxes} name films by that number "
+                                      "(GDXray: W0001_0003 is 3)")
+            numbers[n] = p
+        unused = [str(n) for n in sorted(set(box_table) - set(numbers))]
+    for name, p in names.items():
+        raw = _read_raw(p)
+        if raw.dtype not in BIT_DEPTHS or raw.ndim != 2:
+            raise RadiographError(f"{p}: pixels of type {raw.dtype} in shape {raw.shape}; expected an 8- or 16-bit "
+                                  "grayscale film")
+        bits = BIT_DEPTHS[raw.dtype]
+        if depth is not None and bits != depth[0]:
+            raise RadiographError(f"{p}: is {bits}-bit but {depth[1]} is {depth[0]}-bit; "
+                                  "expected films of one bit depth (one digitisation)")
+        depth = depth or (bits, p)
+        image = _decode(p, raw, min_side=min_side)
+        if name in mask_files:
+            mask = load_mask(mask_files[name], image.shape)
+            annotated.append(name)
+        elif boxes is not None and film_number(name) in box_table:
+            mask = boxes_mask(box_table[film_number(name)], image.shape)
+            annotated.append(name)
+        else:
+            mask = np.zeros(image.shape, bool)
+        films.append(Radiograph(name=name, image=image, mask=mask))
+    kind = "masks" if masks is not None else "boxes" if boxes is not None else "none"
+    return films, {"bit_depth": depth[0], "annotations": kind, "annotated": annotated, "unused": unused}
 
 
 #: Official GDXray download location used by :func:`fetch_gdxray` (not reachable offline).

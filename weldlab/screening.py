@@ -205,7 +205,42 @@ def film_statistics(image):
     return {**stats, "bead_contrast": bead_profile(across)[1]["bead_contrast"]}
 
 
-def input_ranges(images, source, statistics=None, films=False):
+def _covering_margin(kind, values, groups):
+    """The smallest margin of ``kind`` under which each group lies inside the others' range.
+
+    Parameters
+    ----------
+    kind : {"factor", "add", "upper", "lower"}
+        As in :data:`MARGINS`.
+    values : ndarray, shape (n,)
+        One statistic of n images (finite).
+    groups : ndarray, shape (n,)
+        The film of each image.
+
+    Returns
+    -------
+    margin : float
+        1 (``factor``, ``lower``) or 0 (``add``, ``upper``) when every film lies inside the
+        others' range already.
+    film : int or None
+        The film that needs it.
+    """
+    margin, worst = (1.0 if kind in ("factor", "lower") else 0.0), None
+    for g in np.unique(groups):
+        mine, others = values[groups == g], values[groups != g]
+        if mine.size == 0 or others.size == 0:
+            continue
+        lo, hi, lo_o, hi_o = mine.min(), mine.max(), others.min(), others.max()
+        if kind in ("factor", "lower"):
+            need = max(lo_o / lo if lo > 0 else np.inf, hi / hi_o if kind == "factor" and hi_o > 0 else 1.0)
+        else:
+            need = max(hi - hi_o, lo_o - lo if kind == "add" else 0.0)
+        if need > margin:
+            margin, worst = float(need), int(g)
+    return margin, worst
+
+
+def input_ranges(images, source, statistics=None, films=False, groups=None):
     """The ranges :func:`check_input` accepts, from the statistics of training images.
 
     Parameters
@@ -221,13 +256,34 @@ def input_ranges(images, source, statistics=None, films=False):
     films : bool
         Whole radiographs: measured by :func:`film_statistics`, the ranges widened by
         :data:`FILM_MARGINS`; else by :func:`image_statistics` and :data:`MARGINS`.
+    groups : array_like of int, shape (n,), optional
+        The film each image comes from (for films: each its own). With two films or more,
+        a statistic's margin is widened where needed so that every film lies inside the
+        range the *other* films give (leave one film out): a new film of the same family
+        is then judged as fairly as the training films judge each other.
 
     Returns
     -------
     dict
         ``ranges``: name -> ``[low, high]`` (None for an open side); ``observed``: name ->
-        ``[min, max]`` over the images; ``margins`` (:data:`MARGINS` or
-        :data:`FILM_MARGINS`), ``n`` and ``source``.
+        ``[min, max]`` over the images; ``margins`` (as used: :data:`MARGINS` or
+        :data:`FILM_MARGINS`, widened by the films), ``n`` and ``source``; with
+        ``groups``, ``leave_one_film_out``: name -> the margin each film needs to lie
+        inside the others' range (the largest over the films) and ``film`` (which; None
+        when the fixed margin already covers every film).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weldlab.screening import input_ranges
+    >>> stats = [{"noise_std": v, "noise_lag1": 0.8, "p1": 0.2, "p99": 0.7, "clipped": 0.0,
+    ...           "levels": 200.0} for v in (0.004, 0.0045, 0.010)]
+    >>> fixed = input_ranges(None, "three films", statistics=stats)
+    >>> fixed["ranges"]["noise_std"][1] == 0.010 * 1.5
+    True
+    >>> fair = input_ranges(None, "three films", statistics=stats, groups=[0, 1, 2])
+    >>> round(fair["leave_one_film_out"]["noise_std"]["margin"], 3), fair["leave_one_film_out"]["noise_std"]["film"]
+    (2.222, 2)
     """
     margins = FILM_MARGINS if films else MARGINS
     measure = film_statistics if films else image_statistics
@@ -238,19 +294,34 @@ def input_ranges(images, source, statistics=None, films=False):
     if missing:
         raise ValueError(f"statistics: expected {', '.join(margins)}, missing {', '.join(missing)}"
                          + (" (measure films with film_statistics)" if films else ""))
-    ranges, observed = {}, {}
+    if groups is not None:
+        groups = np.asarray(groups, int)
+        if groups.shape != (len(stats),):
+            raise ValueError(f"groups: expected one film per image ({len(stats)}), got shape {groups.shape}")
+        if np.unique(groups).size < 2:
+            groups = None  # one film: nothing to leave out
+    ranges, observed, used, covering = {}, {}, {}, {}
     for name in margins:
         values = np.array([s[name] for s in stats], float)
-        values = values[np.isfinite(values)]
+        finite = np.isfinite(values)
+        values = values[finite]
         if values.size == 0:
             raise ValueError(f"images: {name} could not be measured on any of the {len(stats)} images")
         lo, hi = float(values.min()), float(values.max())
         observed[name] = [lo, hi]
         kind, m = margins[name]
+        if groups is not None:
+            need, film = _covering_margin(kind, values, groups[finite])
+            covering[name] = {"margin": need if np.isfinite(need) else None, "film": film if need > m else None}
+            m = max(m, need)
+        used[name] = [kind, m if np.isfinite(m) else None]  # None: that side is open
         ranges[name] = {"factor": [lo / m, hi * m], "add": [lo - m, hi + m], "upper": [None, hi + m],
                         "lower": [lo / m, None]}[kind]
-    return {"ranges": ranges, "observed": observed, "margins": {k: list(v) for k, v in margins.items()},
-            "n": len(stats), "source": str(source)}
+        ranges[name] = [None if v is not None and not np.isfinite(v) else v for v in ranges[name]]
+    out = {"ranges": ranges, "observed": observed, "margins": used, "n": len(stats), "source": str(source)}
+    if groups is not None:
+        out["leave_one_film_out"] = covering
+    return out
 
 
 def check_input(statistics, ranges):

@@ -37,6 +37,10 @@ RECORD, HISTORY = "record.json", "history.json"
 STATE, CHECKPOINT, BEST = "state.json", "checkpoint.keras", "best.keras"
 #: Models shipped with the package (see ``weldlab/pretrained/README.md``).
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+#: The data source of the models at the top of :data:`PRETRAINED_DIR`, which ``weldlab scan``
+#: uses by default; models trained on another source (the simulated films) are shipped in a
+#: folder named after it (``pretrained/synthetic/``).
+PRETRAINED_DATA = "gdxray"
 
 
 def check_kind(kind):
@@ -249,35 +253,55 @@ def model_dir(cfg, kind, training_set, seed):
     return cfg.artifacts / "models" / check_kind(kind) / training_set / f"seed{seed}"
 
 
-def pretrained_dir(kind, seed=0):
-    """Folder of a shipped model: ``weldlab/pretrained/<kind>/<set>/seed<k>``.
+def shipped_root(data=PRETRAINED_DATA):
+    """The folder of the models shipped for a data source (:data:`PRETRAINED_DATA`: the top)."""
+    return PRETRAINED_DIR if data == PRETRAINED_DATA else PRETRAINED_DIR / data
+
+
+def pretrained_dir(kind, seed=0, data=PRETRAINED_DATA):
+    """Folder of a shipped model: ``weldlab/pretrained/[<data>/]<kind>/<set>/seed<k>``.
+
+    Parameters
+    ----------
+    kind : {"ae", "cnn"}
+    seed : int
+    data : {"gdxray", "synthetic"}
+        The data source it was trained on (:func:`shipped_root`).
 
     Raises
     ------
     FileNotFoundError
         If no such model is shipped.
     """
-    folder = PRETRAINED_DIR / check_kind(kind) / SHIPPED[kind] / f"seed{int(seed)}"
+    folder = shipped_root(data) / check_kind(kind) / SHIPPED[kind] / f"seed{int(seed)}"
     if not (folder / MODEL_FILES[kind]).is_file():
-        raise FileNotFoundError(f"{folder}: no shipped {kind} model for seed {seed}")
+        raise FileNotFoundError(f"{folder}: no shipped {kind} model for seed {seed} trained on {data} data")
     return folder
 
 
-def load_pretrained(kind, seed=0):
+def load_pretrained(kind, seed=0, data=PRETRAINED_DATA):
     """A shipped model (:class:`TrainedModel`): network, record with thresholds, history."""
-    return TrainedModel.load(pretrained_dir(kind, seed), kind)
+    return TrainedModel.load(pretrained_dir(kind, seed, data), kind)
+
+
+#: Presets whose chapters use the shipped models of a data source instead of training
+#: their own: GDXray's quick chapters train small models (the training path in every
+#: build); on simulated films every preset uses the shipped ones, so that ``make book``
+#: shows models that work.
+SHIPPED_PRESETS = {"gdxray": ("standard", "paper"), "synthetic": ("quick", "standard", "paper")}
 
 
 def shipped_fits(cfg, kind, training_set, seed):
     """The shipped model's folder if it fits the run ``cfg``, else None.
 
-    It fits when the preset is not ``quick``, the configuration is the one shipped (AE with
-    SNI, CNN on D+SNI) and it was trained on the same data source as ``cfg.data``.
+    It fits when the configuration is the one shipped (AE with SNI, CNN on D+SNI), a model
+    trained on ``cfg.data`` is shipped for that seed, and the preset is one of
+    :data:`SHIPPED_PRESETS` for that source.
     """
-    if cfg.preset == "quick" or SHIPPED.get(kind) != training_set:
+    if cfg.preset not in SHIPPED_PRESETS.get(cfg.data, ()) or SHIPPED.get(kind) != training_set:
         return None
     try:
-        folder = pretrained_dir(kind, seed)
+        folder = pretrained_dir(kind, seed, cfg.data)
     except FileNotFoundError:
         return None
     return folder if read_json(folder / RECORD, "record").get("data") == cfg.data else None
