@@ -73,3 +73,28 @@ def test_scan_cli_defaults_to_the_shipped_detector(tmp_path):
     assert main(["scan", str(tmp_path / "film.png"), "--out", str(tmp_path / "out")]) == 0
     v = json.loads((tmp_path / "out" / "film_png.json").read_text())
     assert v["verdict"] in ("accept", "review") and v["model"]["training_set"] == "sni" and v["model"]["seed"] == 0
+
+
+def test_simulated_film_autoencoder_is_shipped_and_used_in_every_preset_on_simulated_data(tmp_path):
+    from weldlab.config import make_config
+    from weldlab.trained import SHIPPED_PRESETS, shipped_fits
+
+    # no classifier is shipped for the simulated films (pretrained/synthetic/README.md says why)
+    with pytest.raises(FileNotFoundError, match="trained on synthetic data"):
+        pretrained_dir("cnn", 0, data="synthetic")
+    assert shipped_fits(make_config("quick"), "cnn", "D+sni", 0) is None
+    for kind, training_set in (("ae", "sni"),):
+        shipped = load_pretrained(kind, 0, data="synthetic")
+        record = shipped.record
+        assert record["data"] == "synthetic" and record["preset"] == "standard" and shipped.is_current()
+        assert (shipped.folder / MODEL_FILES[kind]).stat().st_size < 5e6
+        assert len(shipped.history) == record["epochs"] and record["source"].startswith("trained by `weldlab train")
+        if kind == "ae":
+            assert shipped.thresholds().resolvable and shipped.thresholds("two-sided").t_quiet > 0
+            assert record["input_ranges"]["patch"]["typicality"]["calibrated"] == "own film left out"
+        for preset in SHIPPED_PRESETS["synthetic"]:
+            cfg = make_config(preset, data="synthetic", artifacts_root=str(tmp_path))
+            assert shipped_fits(cfg, kind, training_set, 0) == shipped.folder
+        # GDXray's quick chapters train their own; its shipped models are elsewhere
+        assert shipped_fits(make_config("quick", data="gdxray"), kind, training_set, 0) is None
+        assert pretrained_dir(kind, 0) != shipped.folder

@@ -372,9 +372,10 @@ def held_out_table(records):
     Returns
     -------
     str
-        One row per :data:`HELD_OUT_ROWS` and one for whole films; a column for the shipped
-        detector (from the first record) and one per fit, each the percentage sent to
-        review by the detector (two-sided rule and input checks).
+        One row per :data:`HELD_OUT_ROWS`, each the percentage of those patches the
+        detector (two-sided rule and input checks) sends to review, and one for whole films,
+        how many go to review for their input; a column for the shipped detector (from the
+        first record) and one per fit.
     """
     from .figures import markdown_table
 
@@ -389,8 +390,8 @@ def held_out_table(records):
 
     def films_sent(check, name):
         verdicts = check["films"][name].values()
-        return f"{sum(v['verdict'] == 'review' for v in verdicts)} of {len(verdicts)}"
+        return f"{sum(v['verdict'] == 'review' and bool(v['input']) for v in verdicts)} of {len(verdicts)}"
 
-    rows.append([f"whole films ({first['n_films']})", films_sent(first, "shipped")]
+    rows.append([f"whole films, for their input ({first['n_films']})", films_sent(first, "shipped")]
                 + [films_sent(r["held_out"], "fitted") for r in records])
     return markdown_table(header, rows)

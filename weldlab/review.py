@@ -47,6 +47,16 @@ class Reviewers:
     calibration: dict
     cnn_threshold: float
 
+    def calibrated_on(self, datasets):
+        """Whether the calibration was made on ``datasets``' validation patches.
+
+        True for models trained by the run, and for shipped models of the same preset and
+        data; a shipped model used with another preset's datasets (the simulated-film
+        autoencoder in the ``quick`` preset) was calibrated on other patches, so these
+        validation patches are new data to it.
+        """
+        return self.autoencoder.record.get("dataset_key") == datasets.manifest["dataset_key"]
+
     @property
     def cnn_learned(self):
         """False if the CNN's best validation loss is at chance level (:data:`CNN_CHANCE_LOSS`)."""
