@@ -179,7 +179,7 @@ def test_recorded_fits_render_as_one_table():
     results = Path(__file__).resolve().parent.parent / "book" / "results"
     fits = read_fit_records(results, ["quick8"])
     lines = held_out_table(fits + fits).splitlines()
-    assert len(lines) == 2 + len(HELD_OUT_ROWS) + 1 and lines[0].count("fitted: 8 films") == 2
+    assert len(lines) == 2 + len(HELD_OUT_ROWS) + 1 and lines[0].count("fit: 8 films") == 2
     shipped = fits[0]["held_out"]["patches"]["okay"]["shipped"]["detector"]
     assert lines[2].startswith(f"| okay patches ({fits[0]['held_out']['patches']['okay']['shipped']['n']}) "
                                f"| {100 * shipped:.1f} % |")

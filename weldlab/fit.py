@@ -380,9 +380,8 @@ def held_out_table(records):
     from .figures import markdown_table
 
     first = records[0]["held_out"]
-    header = ["held-out input", "shipped detector"] + [
-        f"fitted: {r['films']} films, {r['pairs_trained']:,} pairs, {r['fit_seconds'] / 60:.0f} min"
-        for r in records]
+    header = ["held-out input", "shipped"] + [
+        f"fit: {r['films']} films, {r['pairs_trained']:,} pairs, {r['fit_seconds'] / 60:.0f} min" for r in records]
     rows = []
     for kind, label in HELD_OUT_ROWS.items():
         cells = [first["patches"][kind]["shipped"]] + [r["held_out"]["patches"][kind]["fitted"] for r in records]

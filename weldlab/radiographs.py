@@ -343,7 +343,7 @@ def film_number(name):
 
 
 def read_boxes(path):
-    r"""Defect bounding boxes in GDXray's ``ground_truth.txt`` format.
+    """Defect bounding boxes in GDXray's ``ground_truth.txt`` format.
 
     One box per line: the film's number, then ``x1 x2 y1 y2`` (x along the columns, y along
     the rows, in GDXray's 1-based pixel coordinates, whose pixel k spans k - 0.5 to k + 0.5).
@@ -369,7 +369,7 @@ def read_boxes(path):
     --------
     >>> import pathlib, tempfile
     >>> f = pathlib.Path(tempfile.mkdtemp()) / "ground_truth.txt"
-    >>> _ = f.write_text("1.0 8.5 23.5 121.5 130.5\\n")
+    >>> _ = f.write_text("1.0 8.5 23.5 121.5 130.5")
     >>> read_boxes(f)
     {1: [(121, 8, 130, 23)]}
     """
