@@ -56,7 +56,7 @@ def write_films(films, folder):
 
 def main():
     from weldlab.detector import Detector
-    from weldlab.fit import fit_detector, held_out_check
+    from weldlab.fit import fit_detector, held_out_check, held_out_films
     from weldlab.simulate import simulate_radiographs
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -81,7 +81,7 @@ def main():
         detectors = {"shipped": Detector.load(), "fitted": Detector.load(fitted.folder)}
         check = held_out_check(detectors, test_films, args.n_okay, args.n_synthetic)
         book_films = simulate_radiographs(args.test_films, BOOK_SEED, HEIGHT, WIDTH)
-        other = held_out_check({"fitted": detectors["fitted"]}, book_films, 30, 1)["films"]["fitted"]
+        other = held_out_films({"fitted": detectors["fitted"]}, book_films)["fitted"]
         if args.keep:
             shutil.copytree(fitted.folder, args.keep, dirs_exist_ok=True)
     record = fitted.record

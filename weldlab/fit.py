@@ -212,7 +212,6 @@ def fit_detector(films, out, *, masks=None, boxes=None, preset="quick", override
         Bad input, each naming the file and what was expected, before anything is
         written.
     """
-    from .datasets import decode
     from .detector import calibrate_detector, patch_films
     from .geometry import SAMPLING_MIN_SIDE
     from .radiographs import load_films
@@ -255,7 +254,7 @@ def fit_detector(films, out, *, masks=None, boxes=None, preset="quick", override
     log("calibrating the thresholds and input ranges ...")
     val_films, train_films = patch_films(ds)
     calibration_entry = calibrate_detector(
-        trained.model, decode(ds.raw("val_okay")), decode(ds.raw("train_okay")), [r.image for r in train],
+        trained.model, ds["val_okay"], ds["train_okay"], [r.image for r in train],
         fpr=cfg.fpr, films_source="training films of the family", val_films=val_films, train_films=train_films)
     held_out = {r.name: [reason.to_dict() for reason in check_input(film_statistics(r.image),
                                                                     calibration_entry["input_ranges"]["film"])]
@@ -305,7 +304,7 @@ def held_out_check(detectors, films, n_okay=300, n_synthetic=100, seed=0):
     """
     from . import perturbations as pert
     from .patches import sample_patches
-    from .review import film_reviews, review_rates, statistics_outside
+    from .review import review_rates
     from .screening import check_inputs, image_statistics
 
     per = math.ceil(n_okay / len(films))
@@ -328,13 +327,26 @@ def held_out_check(detectors, films, n_okay=300, n_synthetic=100, seed=0):
     stats = [image_statistics(p) for p in okay]
     outside = {name: Counter(r.statistic for reasons in check_inputs(stats, d.patch_ranges) for r in reasons)
                for name, d in detectors.items() if d.patch_ranges is not None}
-    whole = {name: {film: {"verdict": v["verdict"], "input": sorted(statistics_outside(v["reasons"]))}
-                    for film, v in film_reviews({r.name: r.image for r in films}, d).items()}
-             for name, d in detectors.items()}
     return {"patches": {kind: {name: patches[name][kind] for name in detectors} for kind in inputs},
             "okay_outside_by_statistic": {name: dict(c) for name, c in outside.items()},
             "okay_by_film": by_film,
-            "films": whole, "n_films": len(films)}
+            "films": held_out_films(detectors, films), "n_films": len(films)}
+
+
+def held_out_films(detectors, films):
+    """Each detector's whole-film verdict on each film, with the input statistics it found outside.
+
+    Returns
+    -------
+    dict
+        detector -> film name -> ``verdict`` and ``input`` (sorted statistic names;
+        :func:`weldlab.review.film_reviews`).
+    """
+    from .review import film_reviews, statistics_outside
+
+    return {name: {film: {"verdict": v["verdict"], "input": sorted(statistics_outside(v["reasons"]))}
+                   for film, v in film_reviews({r.name: r.image for r in films}, d).items()}
+            for name, d in detectors.items()}
 
 
 #: Where ``scripts/fit_family.py`` records its runs, under the results folder.
