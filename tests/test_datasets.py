@@ -59,6 +59,21 @@ def test_test_sets_and_perturbation_sets(quick_datasets):
     assert np.all(ds["test_hollow_mask"] | ~diff)
 
 
+def test_sensitivity_sets_change_only_the_amplitude_reading(quick_datasets):
+    _, ds = quick_datasets
+    # Read the literal way, they are the stored sets bit for bit: same shapes, places and patches.
+    literal = ds.sensitivity_sets("before")
+    after = ds.sensitivity_sets()
+    for kind in ("hollow", "dogbone", "elongated", "partial_circle", "raster"):
+        stored = ds[f"test_{kind}"]
+        assert np.array_equal(literal[D.sensitivity_name(kind, "before")], stored), kind
+        okay = ds["test_okay"][ds[f"test_{kind}_base"]]
+        new, old = after[D.sensitivity_name(kind)] - okay, stored - okay
+        assert (np.abs(new) > 1e-4).sum() >= (np.abs(old) > 1e-4).sum() > 0, kind  # same places, larger
+        assert np.abs(new).max() > np.abs(old).max(), kind
+    assert set(ds.test_sets(sensitivity=True)) == set(ds.test_sets()) | set(after)
+
+
 def test_reused_when_parameters_match_rebuilt_when_not(tmp_path):
     cfg = make_config("quick", artifacts_root=str(tmp_path), **SMALL)
     ds = D.build_or_load(cfg)

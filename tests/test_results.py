@@ -140,7 +140,31 @@ def test_findings_are_computed_from_the_tables():
     result = {"fpr": 0.001, "tables": {"ae": ae, "cnn": cnn},
               "operating_points": {"ae": {"sni": [{"fpr_calibrated_on_test": 0.002}]}}}
     lines = R.findings(result)
+    assert len(lines) == 3
     assert lines[0].startswith("- The autoencoder trained with SNI beats the blur baseline on **7 of 8** test sets "
                                "and flags at least 95 % of **4 of 5** synthetic types (high-contrast defects: 96 %")
     assert lines[1] == "- The CNN trained on D alone flags fewer than half of **5 of 5** synthetic types."
     assert lines[2].endswith("flag at most 0.20 % of the test okay patches (target 0.1 %).")
+
+
+def test_sensitivity_rows_are_shown_after_the_main_rows_and_counted_apart():
+    def cell(tpr):
+        return {"n": 10, "tpr_at_test_fpr": {"mean": tpr, "spread": 0.0}}
+
+    rows = R.TABLE_ROWS + R.SENSITIVITY_ROWS
+    ae = {"blur": {r: cell(0.5) for r in rows},
+          "sni": {r: cell(0.2 if r in R.SYNTHETIC_ROWS else 0.99) for r in rows}}
+    result = {"fpr": 0.001, "tables": {"ae": ae}, "operating_points": {}, "paper": {"ae": R.PAPER_TABLE3}}
+    md = R.table_markdown(result, "ae").splitlines()
+    assert len(md) == 2 + len(rows)
+    assert md[-1].startswith("| raster, peak after smoothing | 50 (0) | 99 (0) | 100 |")  # the paper's raster
+    lines = R.findings(result)
+    assert "beats the blur baseline on **3 of 8** test sets" in lines[0]  # the main rows only
+    assert "**0 of 5** synthetic types" in lines[0]
+    assert lines[2] == ("- Sensitivity check, AE SNI: with the amplitude read as the peak after the smoothing, "
+                        "it flags at least 95 % of **5 of 5** synthetic types (literal reading: 0 of 5).")
+    # A run measured without the check has the main rows only.
+    plain = {"fpr": 0.001, "tables": {"ae": {c: {r: ae[c][r] for r in R.TABLE_ROWS} for c in ae}},
+             "operating_points": {}, "paper": {"ae": R.PAPER_TABLE3}}
+    assert len(R.table_markdown(plain, "ae").splitlines()) == 2 + len(R.TABLE_ROWS)
+    assert len(R.findings(plain)) == 1

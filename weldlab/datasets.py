@@ -580,6 +580,18 @@ def build_or_load(cfg: Config, out_dir=None, rebuild=False, overwrite=False):
     return build_datasets(cfg, out_dir, overwrite)
 
 
+def sensitivity_name(kind, reading="after"):
+    """Name of a synthetic test set under another amplitude reading (:meth:`PatchDatasets.sensitivity_sets`).
+
+    Examples
+    --------
+    >>> from weldlab.datasets import sensitivity_name
+    >>> sensitivity_name("hollow")
+    'hollow_after'
+    """
+    return f"{kind}_{reading}"
+
+
 class PatchDatasets:
     """Read access to a built dataset folder.
 
@@ -629,8 +641,14 @@ class PatchDatasets:
         """Patches per array, as recorded in the manifest."""
         return self.manifest["counts"]
 
-    def test_sets(self):
+    def test_sets(self, sensitivity=False):
         """The test patches by name: ``okay``, ``high``, ``mid``, ``low`` and the five types.
+
+        Parameters
+        ----------
+        sensitivity : bool
+            Also the five types under the other amplitude reading
+            (:meth:`sensitivity_sets`, named by :func:`sensitivity_name`).
 
         Returns
         -------
@@ -642,6 +660,34 @@ class PatchDatasets:
             out[c] = defects[cls == i]
         for kind in pert.TEST_INDICATIONS:
             out[kind] = self[f"test_{kind}"]
+        return {**out, **self.sensitivity_sets()} if sensitivity else out
+
+    def sensitivity_sets(self, reading="after"):
+        """The synthetic test sets again, under another reading of the amplitude.
+
+        The paper does not say whether an indication's amplitude is its peak before or
+        after the σ = 9 px smoothing; the stored sets follow the literal text ("before").
+        These sets paste the same indications (same shapes, rotations and places, from the
+        recorded seeds) into the same test okay patches, with the amplitude read the other
+        way, and are stored-precision like the others, so the two readings differ in
+        amplitude only.
+
+        Parameters
+        ----------
+        reading : {"after", "before"}
+            :data:`weldlab.perturbations.AMPLITUDE_READINGS`.
+
+        Returns
+        -------
+        dict of str -> ndarray, shape (n, 192, 192), float32
+            :func:`sensitivity_name` of each synthetic type -> patches.
+        """
+        okay = _Decoded(self.raw("test_okay"))
+        out = {}
+        for kind in pert.TEST_INDICATIONS:
+            seed = self.manifest["synthetic_test"][kind]["seed"]
+            x, _ = pert.paste_indications(okay, kind, np.asarray(self.raw(f"test_{kind}_base")), seed, reading)
+            out[sensitivity_name(kind, reading)] = decode(encode(x))
         return out
 
     def perturbation_set(self, kind, sources=None):

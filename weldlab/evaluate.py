@@ -217,7 +217,7 @@ def complete_removal_residuals(okay_residuals, deltas):
     return (np.asarray(okay_residuals, np.float32) + crop(np.asarray(deltas, np.float32))).astype(np.float32)
 
 
-def evaluate_baseline(datasets, fpr=DEFAULT_FPR):
+def evaluate_baseline(datasets, fpr=DEFAULT_FPR, sensitivity=False):
     """:func:`evaluate_autoencoder` for the classical blur-background detector.
 
     Returns
@@ -225,7 +225,7 @@ def evaluate_baseline(datasets, fpr=DEFAULT_FPR):
     dict
         As :func:`evaluate_autoencoder`, plus ``sigma``.
     """
-    return {**evaluate_autoencoder(None, datasets, fpr), "sigma": BASELINE_SIGMA}
+    return {**evaluate_autoencoder(None, datasets, fpr, sensitivity=sensitivity), "sigma": BASELINE_SIGMA}
 
 
 #: Pixels whose gradient magnitude (Gaussian derivative, sigma 2 px) is below this
@@ -370,7 +370,7 @@ def reconstruction_quality(model, okay, fpr=DEFAULT_FPR, batch_size=64):
     }
 
 
-def evaluate_autoencoder(model, datasets, fpr=DEFAULT_FPR, batch_size=64):
+def evaluate_autoencoder(model, datasets, fpr=DEFAULT_FPR, batch_size=64, sensitivity=False):
     """TPRs and AUROC of one autoencoder on every test set.
 
     Parameters
@@ -380,6 +380,9 @@ def evaluate_autoencoder(model, datasets, fpr=DEFAULT_FPR, batch_size=64):
     datasets : weldlab.datasets.PatchDatasets
     fpr : float
         Patch-level false positive rate (paper: 0.001).
+    sensitivity : bool
+        Also the synthetic types under the other amplitude reading
+        (:meth:`weldlab.datasets.PatchDatasets.sensitivity_sets`).
 
     Returns
     -------
@@ -393,7 +396,7 @@ def evaluate_autoencoder(model, datasets, fpr=DEFAULT_FPR, batch_size=64):
     val_mm, val_ms = residual_maxima(model, datasets["val_okay"], batch_size)
     thresholds = ResidualThresholds.calibrate(val_mm, val_ms, fpr)
     maxima = {"val_okay": (val_mm, val_ms)}
-    for name, x in datasets.test_sets().items():
+    for name, x in datasets.test_sets(sensitivity).items():
         maxima[name] = residual_maxima(model, x, batch_size) if len(x) else (np.zeros(0), np.zeros(0))
     scores = {name: thresholds.score(mm, ms) for name, (mm, ms) in maxima.items()}
     return {"thresholds": thresholds, **_operating_points(scores, thresholds, fpr), "maxima": maxima,
@@ -421,12 +424,13 @@ def cnn_scores(model, patches, batch_size=64, chunk=1024):
     return out
 
 
-def evaluate_cnn(model, datasets, fpr=DEFAULT_FPR, batch_size=64):
+def evaluate_cnn(model, datasets, fpr=DEFAULT_FPR, batch_size=64, sensitivity=False):
     """TPRs and AUROC of one supervised CNN on every test set (Table 2).
 
     The CNN's score is its output probability. As for the autoencoder, a threshold is
     calibrated on the validation okay patches (``tpr_calibrated``) and the paper's operating
     point is the TPR at exactly ``fpr`` on the test okay patches (``tpr_at_test_fpr``).
+    ``sensitivity`` as in :func:`evaluate_autoencoder`.
 
     Returns
     -------
@@ -439,7 +443,7 @@ def evaluate_cnn(model, datasets, fpr=DEFAULT_FPR, batch_size=64):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CalibrationWarning)
         thresholds = ProbabilityThreshold.calibrate(scores["val_okay"], fpr)
-    for name, x in datasets.test_sets().items():
+    for name, x in datasets.test_sets(sensitivity).items():
         scores[name] = cnn_scores(model, x, batch_size) if len(x) else np.zeros(0)
     return {"thresholds": thresholds, **_operating_points(scores, thresholds, fpr), "scores": scores}
 

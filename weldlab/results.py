@@ -19,6 +19,7 @@ import numpy as np
 
 from . import metrics
 from .config import DATA_SOURCES, RESULTS_ROOT
+from .datasets import sensitivity_name
 from .figures import markdown_table
 from .provenance import atomic_file, check_replaceable, provenance, write_json
 from .sets import AE_SETS, CNN_SETS, label
@@ -41,9 +42,19 @@ PAPER_TABLE3 = {
     "D": dict(zip(TABLE_ROWS, (79, 69, 16, 100, 100, 100, 99, 100))),
     "sni": dict(zip(TABLE_ROWS, (94, 90, 26, 100, 100, 100, 99, 100))),
 }
+#: The real defect classes, pooled for the figures of a table run.
+REAL_CLASSES = ("high", "mid", "low")
+#: The synthetic indication types among :data:`TABLE_ROWS`.
+SYNTHETIC_ROWS = TABLE_ROWS[len(REAL_CLASSES):]
+#: The amplitude reading of the sensitivity rows; the main rows keep the literal "before"
+#: (:data:`weldlab.perturbations.AMPLITUDE_READINGS`, method.md).
+SENSITIVITY_READING = "after"
+#: Sensitivity rows: each synthetic type with its amplitude read as the peak after the smoothing.
+SENSITIVITY_ROWS = tuple(sensitivity_name(k, SENSITIVITY_READING) for k in SYNTHETIC_ROWS)
 #: Column labels as the paper writes them (:func:`weldlab.sets.label`).
 COLUMN_LABELS = {c: label(c) for c in ("blur", *AE_SETS, *CNN_SETS)}
-ROW_LABELS = {"partial_circle": "partial circle"}
+ROW_LABELS = {"partial_circle": "partial circle",
+              **{r: f"{k.replace('_', ' ')}, peak after smoothing" for r, k in zip(SENSITIVITY_ROWS, SYNTHETIC_ROWS)}}
 
 
 #: Table 3's column of the classical detector (no training, no seeds): a Gaussian-blur
@@ -65,13 +76,14 @@ def configurations(kind):
     raise ValueError(f"kind: expected 'ae' or 'cnn', got {kind!r}")
 
 
-def evaluate_model(kind, model, datasets, fpr):
+def evaluate_model(kind, model, datasets, fpr, sensitivity=False):
     """Evaluate one model: :func:`weldlab.evaluate.evaluate_autoencoder` or ``evaluate_cnn``."""
     from .evaluate import evaluate_autoencoder, evaluate_cnn
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=Warning)  # resolvability is recorded in the result
-        return (evaluate_autoencoder if kind == "ae" else evaluate_cnn)(model, datasets, fpr)
+        return (evaluate_autoencoder if kind == "ae" else evaluate_cnn)(model, datasets, fpr,
+                                                                        sensitivity=sensitivity)
 
 
 def summarise(per_seed):
@@ -102,7 +114,7 @@ def summarise(per_seed):
 
 
 def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, train=True, confs=None,
-                   log=print):
+                   sensitivity=True, log=print):
     """Train (or reuse) and evaluate every configuration of Tables 2 and 3.
 
     Parameters
@@ -118,6 +130,9 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, train=True, c
     confs : sequence of str, or dict of kind -> sequence of str, optional
         Only these configurations (default: all of each kind's table); a dict restricts
         each kind separately (a kind missing from it is skipped).
+    sensitivity : bool
+        Also measure every model on the synthetic types under the other amplitude reading
+        (:data:`SENSITIVITY_ROWS`, a sensitivity check beside the main rows).
 
     Returns
     -------
@@ -141,7 +156,7 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, train=True, c
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=Warning)
-                res = evaluate_baseline(datasets, fpr)
+                res = evaluate_baseline(datasets, fpr, sensitivity=sensitivity)
             tables[kind][BASELINE] = summarise([res["sets"]])
             operating[kind][BASELINE] = [{"seed": None, "thresholds": dict(res["thresholds"]), "sigma": res["sigma"],
                                           "fpr_calibrated_on_test": res["fpr_calibrated_on_test"]}]
@@ -156,7 +171,7 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, train=True, c
             for seed in seeds:
                 trained = current_model(cfg, datasets, kind, conf, seed, train=train, log=log)
                 record, model = trained.record, trained.model
-                res = evaluate_model(kind, model, datasets, fpr)
+                res = evaluate_model(kind, model, datasets, fpr, sensitivity)
                 per_seed.append(res["sets"])
                 records[kind].setdefault(conf, []).append(record)
                 operating[kind].setdefault(conf, []).append({
@@ -176,6 +191,7 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, train=True, c
         "preset": cfg.preset, "data": cfg.data, "seeds": seeds, "fpr": fpr,
         "dataset_key": datasets.manifest["dataset_key"], "counts": datasets.counts,
         "test_okay": n_okay, "test_fpr_resolvable": fpr_budget(n_okay, fpr, warn=False) >= 1,
+        "sensitivity": {"amplitude_reading": SENSITIVITY_READING} if sensitivity else None,
         "tables": tables, "operating_points": operating, "models": records,
         "paper": {"cnn": PAPER_TABLE2, "ae": PAPER_TABLE3},
         "seconds": round(time.perf_counter() - t0, 1), **provenance(),
@@ -276,10 +292,18 @@ def load_tables(path):
     return result, scores
 
 
+def table_rows(result, kind):
+    """The rows a run holds for ``kind``: :data:`TABLE_ROWS`, then any :data:`SENSITIVITY_ROWS`."""
+    measured = set().union(*(set(v) for v in result["tables"][kind].values()))
+    return TABLE_ROWS + tuple(r for r in SENSITIVITY_ROWS if r in measured)
+
+
 def table_markdown(result, kind, metric="tpr_at_test_fpr"):
     """A Markdown table: rows = test sets, columns = configurations, ``ours (spread) | paper``.
 
-    Values are percentages for the TPRs and plain numbers for the AUROC.
+    Values are percentages for the TPRs and plain numbers for the AUROC. A run measured
+    with the sensitivity check has its rows last (the paper's number beside them is the
+    same type's: the paper does not say which reading it used).
     """
     confs = [c for c in table_columns(kind) if c in result["tables"][kind]]  # JSON sorts keys
     paper = result["paper"][kind]
@@ -289,8 +313,9 @@ def table_markdown(result, kind, metric="tpr_at_test_fpr"):
         if metric.startswith("tpr") and c in paper:
             head.append(f"{COLUMN_LABELS.get(c, c)} paper")
     rows = []
-    for row in TABLE_ROWS:
+    for row in table_rows(result, kind):
         cells = [ROW_LABELS.get(row, row)]
+        paper_row = dict(zip(SENSITIVITY_ROWS, SYNTHETIC_ROWS)).get(row, row)
         for c in confs:
             v = result["tables"][kind][c].get(row, {}).get(metric)
             if v is None or np.isnan(v["mean"]):
@@ -300,15 +325,9 @@ def table_markdown(result, kind, metric="tpr_at_test_fpr"):
             else:
                 cells.append(f"{v['mean']:.3f} ({v['spread']:.3f})")
             if metric.startswith("tpr") and c in paper:
-                cells.append(str(paper[c][row]))
+                cells.append(str(paper[c][paper_row]))
         rows.append(cells)
     return markdown_table(head, rows)
-
-
-#: The real defect classes, pooled for the figures of a table run.
-REAL_CLASSES = ("high", "mid", "low")
-#: The synthetic indication types among :data:`TABLE_ROWS`.
-SYNTHETIC_ROWS = TABLE_ROWS[len(REAL_CLASSES):]
 
 
 def run_notes(result, path, cfg):
@@ -433,7 +452,8 @@ def findings(result, caught=0.95):
     """What a table run shows, in sentences computed from it (Markdown bullet points).
 
     For each AE configuration: on how many test sets it beats the blur baseline and how many
-    synthetic types it flags at least ``caught`` of; the CNN trained on D alone: how many
+    synthetic types it flags at least ``caught`` of; for every column measured with the
+    sensitivity check, that count under both readings; the CNN trained on D alone: how many
     synthetic types it flags fewer than half of; per model kind, the largest FPR its
     calibrated thresholds realise on the test okay patches.
 
@@ -448,13 +468,22 @@ def findings(result, caught=0.95):
     ae = result["tables"].get("ae", {})
     if BASELINE in ae:
         for conf in [c for c in configurations("ae") if c in ae]:
-            wins = [r for r in ae[conf] if tpr("ae", conf, r) > tpr("ae", BASELINE, r)]
+            rows = [r for r in TABLE_ROWS if r in ae[conf]]  # the sensitivity rows are counted apart
+            wins = [r for r in rows if tpr("ae", conf, r) > tpr("ae", BASELINE, r)]
             found = [r for r in SYNTHETIC_ROWS if tpr("ae", conf, r) >= caught]
             lines.append(f"- The autoencoder trained with {COLUMN_LABELS[conf]} beats the blur baseline on "
-                         f"**{len(wins)} of {len(ae[conf])}** test sets and flags at least {100 * caught:.0f} % of "
+                         f"**{len(wins)} of {len(rows)}** test sets and flags at least {100 * caught:.0f} % of "
                          f"**{len(found)} of {n}** synthetic types (high-contrast defects: "
                          f"{100 * tpr('ae', conf, 'high'):.0f} % against the blur's "
                          f"{100 * tpr('ae', BASELINE, 'high'):.0f} %).")
+    for kind, confs in result["tables"].items():
+        for conf in [c for c in table_columns(kind) if c in confs and set(SENSITIVITY_ROWS) <= set(confs[c])]:
+            found = [r for r in SENSITIVITY_ROWS if tpr(kind, conf, r) >= caught]
+            lines.append(f"- Sensitivity check, {'the' if conf == BASELINE else kind.upper()} "
+                         f"{COLUMN_LABELS[conf]}: with the amplitude read "
+                         f"as the peak after the smoothing, it flags at least {100 * caught:.0f} % of "
+                         f"**{len(found)} of {n}** synthetic types (literal reading: "
+                         f"{sum(tpr(kind, conf, r) >= caught for r in SYNTHETIC_ROWS)} of {n}).")
     if "D" in result["tables"].get("cnn", {}):
         missed = [r for r in SYNTHETIC_ROWS if tpr("cnn", "D", r) < 0.5]
         lines.append(f"- The CNN trained on D alone flags fewer than half of **{len(missed)} of {n}** synthetic types.")
