@@ -52,6 +52,14 @@ def test_book_renders_every_chapter(built_book):
         assert "injected-parameters" not in text and 'n_train_okay = ' not in text
 
 
+def test_every_figure_is_legible_on_the_page(built_book):
+    # weldlab.figures.book_style checks each figure as the chapter shows it: no text under
+    # 9 pt at the page's width, no overlapping tick labels or titles.
+    data, html, executed = built_book
+    problems = {name: book.figure_problems(executed / f"{name}.ipynb") for name in CHAPTERS}
+    assert not any(problems.values()), {k: v for k, v in problems.items() if v}
+
+
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_chapter_outputs_reproduce_under_nbval(built_book, chapter):
     data, html, executed = built_book

@@ -64,6 +64,15 @@ def test_measure_write_load_and_render_a_cnn_table(quick_datasets, tmp_path):
     assert json.dumps(again["tables"], sort_keys=True) == json.dumps(result["tables"], sort_keys=True)
     with pytest.raises(FileNotFoundError, match="weldlab train"):
         R.measure_tables(cfg, ds, kinds=("cnn",), seeds=[5], confs=("D",), train=False)
+    # With what is available: the seeds that have models, none trained; the cells say so.
+    some, _ = R.measure_tables(cfg, ds, kinds=("cnn",), seeds=[0, 5], confs=("D",), available=True,
+                               log=lambda *a: None)
+    assert some["tables"]["cnn"]["D"]["high"]["tpr_at_test_fpr"]["values"] == table["D"]["high"]["tpr_at_test_fpr"]["values"][:1]
+    assert [op["seed"] for op in some["operating_points"]["cnn"]["D"]] == [0]
+    assert "(1 seed)" in R.table_markdown(some, "cnn")
+    assert not (cfg.artifacts / "models" / "cnn" / "D" / "seed5").exists()
+    with pytest.raises(FileNotFoundError, match="no current model of seeds \\[5\\]"):
+        R.measure_tables(cfg, ds, kinds=("cnn",), seeds=[5], confs=("D",), available=True, log=lambda *a: None)
     # A model of an older architecture is not evaluated as if it were current.
     rec_file = cfg.artifacts / "models" / "cnn" / "D" / "seed0" / "record.json"
     rec = json.loads(rec_file.read_text())
@@ -97,7 +106,7 @@ def test_tables_cli_restricts_sets_per_model(monkeypatch, tmp_path):
 
     seen = {}
 
-    def fake_measure(cfg, ds, kinds, seeds, train, confs):
+    def fake_measure(cfg, ds, kinds, seeds, train, confs, available):
         seen.update(kinds=kinds, confs=confs, train=train)
         raise FileNotFoundError("stop here")
 
@@ -149,7 +158,7 @@ def test_findings_are_computed_from_the_tables():
 
 def test_sensitivity_rows_are_shown_after_the_main_rows_and_counted_apart():
     def cell(tpr):
-        return {"n": 10, "tpr_at_test_fpr": {"mean": tpr, "spread": 0.0}}
+        return {"n": 10, "tpr_at_test_fpr": {"mean": tpr, "spread": 0.0, "values": [tpr, tpr]}}
 
     rows = R.TABLE_ROWS + R.SENSITIVITY_ROWS
     ae = {"blur": {r: cell(0.5) for r in rows},
@@ -157,7 +166,7 @@ def test_sensitivity_rows_are_shown_after_the_main_rows_and_counted_apart():
     result = {"fpr": 0.001, "tables": {"ae": ae}, "operating_points": {}, "paper": {"ae": R.PAPER_TABLE3}}
     md = R.table_markdown(result, "ae").splitlines()
     assert len(md) == 2 + len(rows)
-    assert md[-1].startswith("| raster, peak after smoothing | 50 (0) | 99 (0) | 100 |")  # the paper's raster
+    assert md[-1].startswith("| raster, peak after smoothing | 50 | 99 (0) | 100 |")  # the paper's raster
     lines = R.findings(result)
     assert "beats the blur baseline on **3 of 8** test sets" in lines[0]  # the main rows only
     assert "**0 of 5** synthetic types" in lines[0]

@@ -147,7 +147,7 @@ def cmd_tables(args):
                 confs[k].append(name)
     ds = build_or_load(cfg)
     result, scores = measure_tables(cfg, ds, kinds=args.models, seeds=args.seeds,
-                                    train=not args.no_train, confs=confs)
+                                    train=not args.no_train, confs=confs, available=args.available)
     path = write_tables(result, scores, args.out, overwrite=args.overwrite)
     for kind in args.models:
         print(f"\n{'Table 3 (autoencoder)' if kind == 'ae' else 'Table 2 (CNN)'}: TPR (%) at {cfg.fpr:g} FPR")
@@ -240,6 +240,8 @@ def build_parser():
     _common(p)
     p.add_argument("--models", nargs="+", choices=("ae", "cnn"), default=["ae", "cnn"], help="which tables")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: the preset's three)")
+    p.add_argument("--available", action="store_true",
+                   help="measure each configuration on the seeds whose models exist (trains none)")
     p.add_argument("--no-train", action="store_true", help="fail instead of training a missing model")
     p.add_argument("--sets", nargs="+", default=None, metavar="SET",
                    help="only these configurations, e.g. ae:sni cnn:D+sni (default: every column of both tables)")

@@ -328,7 +328,7 @@ def plot_learning_curves(records, ax=None):
     ax.set_yscale("log")
     ax.set_xlabel("training pairs")
     ax.set_ylabel("validation L_ok (mean squared residual)")
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the lines, not on them
+    ax.legend(fontsize=11, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the lines, not on them
     return ax
 
 
@@ -384,10 +384,10 @@ def plot_removal_by_size(record, ax=None):
             ax.plot([r["diameter"] for r in mine], [100 * r[column] for r in mine], style, color=f"C{i}", ms=4,
                     label=f"{removal_label(record, column)}, σ = {sigma:g} px")
     ax.axvline(record["receptive_field"], color="0.4", ls=":", lw=1)
-    ax.text(record["receptive_field"], ax.get_ylim()[1], " receptive field", va="top", fontsize="small")
+    ax.text(record["receptive_field"], ax.get_ylim()[1], " receptive field", va="top", fontsize=11)
     ax.set_xlabel("bump diameter before smoothing (px)")
     ax.set_ylabel("bump's peak left in the residual (%)")
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.legend(fontsize=11, loc="upper left", bbox_to_anchor=(1.01, 1))
     return ax
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import metrics
+from .figures import MAX_WIDTH_IN
 from .residuals import kernel_statistics
 from .thresholds import DEFAULT_FPR, ResidualThresholds
 
@@ -117,7 +118,7 @@ class ThresholdExplorer:
 
         th = ResidualThresholds(state["t_mean"], state["t_std"])
         n_ex = min(3, len(self.examples.get(test_set, ([],))[0]))
-        fig = plt.figure(figsize=(12, 7 if n_ex else 3.8))
+        fig = plt.figure(figsize=(MAX_WIDTH_IN, 6.2 if n_ex else 3.4))
         grid = fig.add_gridspec(2 if n_ex else 1, 3 if not n_ex else max(3, 2 * n_ex), height_ratios=[1.15, 1] if n_ex else None)
         cols = grid.ncols // 3
         ax_roc = fig.add_subplot(grid[0, :cols])
@@ -132,14 +133,14 @@ class ThresholdExplorer:
         log_axis(ax_roc)
         ax_roc.set_xlabel("FPR on test okay patches")
         ax_roc.set_ylabel(f"TPR on {test_set}")
-        ax_roc.set_title(f"ROC: FPR {100 * state['fpr_test']:.2f} %, TPR {100 * state['tpr'][test_set]:.0f} %")
+        ax_roc.set_title(f"ROC: FPR {100 * state['fpr_test']:.2f} %,\nTPR {100 * state['tpr'][test_set]:.0f} %")
         names = self.test_sets
         ax_bar.bar(range(len(names)), [100 * state["tpr"][n] for n in names],
                    color=[COLOURS["defect"] if n == test_set else COLOURS["neutral"] for n in names])
-        ax_bar.set_xticks(range(len(names)), [n.replace("_", " ") for n in names], rotation=35, ha="right")
+        ax_bar.set_xticks(range(len(names)), [n.replace("_", " ") for n in names], rotation=60, ha="right")
         ax_bar.set_ylim(0, 100)
         ax_bar.set_ylabel("flagged (%)")
-        ax_bar.set_title(f"every test set (validation FPR {100 * state['fpr_val']:.2f} %)")
+        ax_bar.set_title(f"every test set\n(validation FPR {100 * state['fpr_val']:.2f} %)")
         for k, colour in (("okay", COLOURS["okay"]), (test_set, COLOURS["defect"])):
             a, b = self.maxima[k]
             ax_sc.scatter(a, b, s=5, alpha=0.5, color=colour, label="test okay" if k == "okay" else k)
@@ -159,11 +160,11 @@ class ThresholdExplorer:
                 codes = th.flags(*kernel_statistics(residuals[i]))
                 ax = fig.add_subplot(grid[1, 2 * i])
                 ax.imshow(crop(patches[i]), cmap="gray")
-                ax.set_title(f"{test_set} #{i}", fontsize="small")
+                ax.set_title(f"{test_set} #{i}", fontsize=11)
                 ax.set_axis_off()
                 ax = fig.add_subplot(grid[1, 2 * i + 1])
                 ax.imshow(codes, cmap=cmap, vmin=0, vmax=3, interpolation="nearest")
-                ax.set_title(f"{int((codes > 0).sum())} windows flagged", fontsize="small")
+                ax.set_title(f"{int((codes > 0).sum())} windows flagged", fontsize=11)
                 ax.set_axis_off()
         fig.tight_layout()
         return fig

@@ -114,7 +114,7 @@ def summarise(per_seed):
 
 
 def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, train=True, confs=None,
-                   sensitivity=True, log=print):
+                   sensitivity=True, available=False, log=print):
     """Train (or reuse) and evaluate every configuration of Tables 2 and 3.
 
     Parameters
@@ -133,6 +133,10 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, train=True, c
     sensitivity : bool
         Also measure every model on the synthetic types under the other amplitude reading
         (:data:`SENSITIVITY_ROWS`, a sensitivity check beside the main rows).
+    available : bool
+        Measure each configuration on those of ``seeds`` whose current models exist (none
+        is trained; a configuration with none is an error): its mean and spread are then
+        over fewer seeds, which its operating points list.
 
     Returns
     -------
@@ -169,7 +173,13 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, train=True, c
                 continue
             per_seed = []
             for seed in seeds:
-                trained = current_model(cfg, datasets, kind, conf, seed, train=train, log=log)
+                try:
+                    trained = current_model(cfg, datasets, kind, conf, seed, train=train and not available, log=log)
+                except FileNotFoundError as exc:
+                    if not available:
+                        raise
+                    log(f"{kind} {conf} seed {seed}: skipped ({exc})")
+                    continue
                 record, model = trained.record, trained.model
                 res = evaluate_model(kind, model, datasets, fpr, sensitivity)
                 per_seed.append(res["sets"])
@@ -185,6 +195,9 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, train=True, c
                         scores[f"{kind}/{conf}/seed{seed}/{name}/max_std"] = np.asarray(ms, np.float32)
                 log(f"{kind} {conf} seed {seed}: " + ", ".join(
                     f"{n} {v['tpr_at_test_fpr']:.2f}" for n, v in res["sets"].items()))
+            if not per_seed:
+                raise FileNotFoundError(f"{kind} {conf}: no current model of seeds {seeds} "
+                                        f"(run `weldlab train {kind} --set {conf}`)")
             tables[kind][conf] = summarise(per_seed)
     n_okay = len(datasets["test_okay"])
     result = {
@@ -301,7 +314,9 @@ def table_rows(result, kind):
 def table_markdown(result, kind, metric="tpr_at_test_fpr"):
     """A Markdown table: rows = test sets, columns = configurations, ``ours (spread) | paper``.
 
-    Values are percentages for the TPRs and plain numbers for the AUROC. A run measured
+    Values are percentages for the TPRs and plain numbers for the AUROC, with the spread
+    over seeds in brackets ("1 seed" where there is one; none for the baseline, which has
+    no seeds). A run measured
     with the sensitivity check has its rows last (the paper's number beside them is the
     same type's: the paper does not say which reading it used).
     """
@@ -320,6 +335,9 @@ def table_markdown(result, kind, metric="tpr_at_test_fpr"):
             v = result["tables"][kind][c].get(row, {}).get(metric)
             if v is None or np.isnan(v["mean"]):
                 cells.append("–")
+            elif c == BASELINE or len(v["values"]) < 2:  # nothing trained, or one seed: no spread
+                value = f"{100 * v['mean']:.0f}" if metric.startswith("tpr") else f"{v['mean']:.3f}"
+                cells.append(value if c == BASELINE else f"{value} (1 seed)")
             elif metric.startswith("tpr"):
                 cells.append(f"{100 * v['mean']:.0f} ({100 * v['spread']:.0f})")
             else:

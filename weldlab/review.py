@@ -573,16 +573,16 @@ def plot_review_rates(rates, reviewers=("ae_paper", "detector", "cnn"), ax=None)
     -------
     matplotlib.axes.Axes
     """
-    ax = axes_or_new(ax, (12, 4))
+    ax = axes_or_new(ax, (7.2, 4))
     names, width = list(rates), 0.8 / len(reviewers)
     xs = np.arange(len(names))
     for j, key in enumerate(reviewers):
         ax.bar(xs + (j - (len(reviewers) - 1) / 2) * width, [100 * rates[n][key] for n in names], width,
                label=REVIEWERS[key])
-    ax.set_xticks(xs, [n.replace("_", " ") for n in names], rotation=30, ha="right")
+    ax.set_xticks(xs, [n.replace("_", " ") for n in names], rotation=60, ha="right")
     ax.set_ylabel("sent to review (%)")
     ax.set_ylim(0, 105)
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.legend(fontsize=11, loc="upper left", bbox_to_anchor=(1.01, 1))
     return ax
 
 

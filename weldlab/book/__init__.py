@@ -40,7 +40,8 @@ cell; the previously published book is left untouched.
 from .assets import WIDGET_JS, offline_assets
 from .errors import BookBuildError, ChapterError
 from .exercises import EXERCISE_TAG, SOLUTION_TAG, chapter_exercise, exercises_page
-from .pages import CHROMIUM_ARGS, MACHINE_PATH_PARAMETERS, check_pages, machine_paths, portable_notebook
+from .pages import (CHROMIUM_ARGS, MACHINE_PATH_PARAMETERS, check_pages, figure_problems, machine_paths,
+                    portable_notebook)
 from .runner import (BOOK_SOURCES, BUILD_ENTRIES, BUILD_MARKER, TIMEOUT_ATTEMPTS, book_gdxray_root,
                      chapters, claim_build_folder, execute_chapter, repo_root, resolve_parameters, run_book)
 from .source import NOT_SOURCE, SOURCE_ARCHIVE, source_archive, source_files
@@ -48,5 +49,6 @@ from .source import NOT_SOURCE, SOURCE_ARCHIVE, source_archive, source_files
 __all__ = ["BOOK_SOURCES", "BUILD_ENTRIES", "BUILD_MARKER", "CHROMIUM_ARGS", "EXERCISE_TAG", "MACHINE_PATH_PARAMETERS",
            "NOT_SOURCE", "SOLUTION_TAG", "SOURCE_ARCHIVE", "TIMEOUT_ATTEMPTS", "WIDGET_JS", "BookBuildError", "ChapterError",
            "book_gdxray_root", "chapter_exercise", "chapters", "check_pages", "claim_build_folder", "execute_chapter",
-           "exercises_page", "machine_paths", "offline_assets", "portable_notebook", "repo_root", "resolve_parameters",
+           "exercises_page", "figure_problems", "machine_paths", "offline_assets", "portable_notebook", "repo_root",
+           "resolve_parameters",
            "run_book", "source_archive", "source_files"]

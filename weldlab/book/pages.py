@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..figures import FIGURE_CHECK_MARK, PAGE_WIDTH_PX
+
 #: Chapter parameters whose values name folders on the machine that ran the chapter.
 MACHINE_PATH_PARAMETERS = ("artifacts_root", "results_root", "gdxray_root")
 
@@ -42,6 +44,22 @@ def portable_notebook(nb_path):
     nbformat.write(nb, nb_path)
 
 
+def figure_problems(nb_path):
+    """The figure check's findings in an executed chapter (:func:`weldlab.figures.book_style`).
+
+    Returns
+    -------
+    list of str
+        Each problem line the chapter's figures wrote to its error stream.
+    """
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    return [line.strip() for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+            if o.get("output_type") == "stream" and o.get("name") == "stderr"
+            for line in o.get("text", "").splitlines() if FIGURE_CHECK_MARK in line]
+
+
 def machine_paths(html, paths):
     """Where a built book shows one of the building machine's folders.
 
@@ -74,6 +92,7 @@ CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update")
 
 _RENDER_STATE = """() => {
+    const PAGE = %d;
     const maths = [...document.querySelectorAll('span.math, div.math')];
     const raw = maths.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.slice(0, 60));
     const text = (document.querySelector('main') || document.body).innerText;
@@ -91,9 +110,15 @@ _RENDER_STATE = """() => {
     const uncaptioned = images.filter(i => !(i.closest('figure') && i.closest('figure').querySelector('.caption-number'))).length;
     const zoomable = images.filter(i => i.classList.contains('weldlab-zoomable')).length;
     const pathAlt = images.filter(i => !i.alt.trim() || /[\\/]|\\.(png|jpe?g|svg)$/i.test(i.alt)).length;
+    // shown smaller than the figure check assumed (its own width, or the text column's)
+    const shrunk = images.filter(i => i.naturalWidth && i.clientWidth < Math.min(i.naturalWidth, PAGE) - 2)
+        .map(i => `${i.clientWidth} px of ${i.naturalWidth}`);
+    const captions = images.map(i => i.closest('figure')?.querySelector('.caption-text')?.innerText.trim())
+        .filter(c => c);
+    const repeated = captions.filter((c, k) => captions.indexOf(c) !== k).length;
     return {maths: maths.length, raw, stray, views, widgets, wide, figures: images.length, uncaptioned, zoomable,
-            pathAlt};
-}"""
+            pathAlt, shrunk, repeated};
+}""" % PAGE_WIDTH_PX
 
 
 def check_pages(html, chromium="/usr/bin/chromium", timeout=30.0):
@@ -117,7 +142,10 @@ def check_pages(html, chromium="/usr/bin/chromium", timeout=30.0):
         One line per problem: ``"<page>: <what>"`` (raw LaTeX, a JavaScript error or
         console error, a failed or outside request, a widget view that did not render, code
         or output that scrolls sideways at 1366 px, a chapter figure without a numbered
-        caption, without alt text (empty or a file name) or that cannot be enlarged).
+        caption or with another figure's caption, without alt text (empty or a file name), that
+        cannot be enlarged, or shown
+        narrower than :data:`weldlab.figures.PAGE_WIDTH_PX`, the width its legibility check
+        assumed).
     pages : dict
         Page -> ``{"maths", "widgets", ...}`` counts, for the caller's own checks.
     """
@@ -178,6 +206,9 @@ def check_pages(html, chromium="/usr/bin/chromium", timeout=30.0):
                     seen.append(f"{state['uncaptioned']} of {state['figures']} figures without a numbered caption")
                 if state["pathAlt"]:
                     seen.append(f"{state['pathAlt']} of {state['figures']} figures without alt text (empty or a file name)")
+                seen += [f"figure shown at {w}, narrower than the figure check assumes" for w in state["shrunk"]]
+                if state["repeated"]:
+                    seen.append(f"{state['repeated']} figures repeat another figure's caption word for word")
                 if state["zoomable"] < state["figures"]:
                     seen.append(f"{state['figures'] - state['zoomable']} of {state['figures']} figures cannot be enlarged")
                 problems += [f"{name}: {s}" for s in seen]

@@ -14,7 +14,7 @@ import yaml
 from ..config import RESULTS_ROOT, Config, load_preset
 from .errors import BookBuildError, ChapterError
 from .exercises import exercises_page
-from .pages import portable_notebook
+from .pages import figure_problems, portable_notebook
 from .source import SOURCE_ARCHIVE, source_archive
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
@@ -150,7 +150,8 @@ def execute_chapter(notebook, output, parameters, cwd=None, cell_timeout=None, l
         that hangs every time then stops the build with the chapter named instead of
         holding it forever.
     log : callable
-        Told when a chapter is run again.
+        Told when a chapter is run again, and of each problem its figure check found
+        (:func:`weldlab.book.figure_problems`).
 
     Raises
     ------
@@ -190,6 +191,8 @@ def execute_chapter(notebook, output, parameters, cwd=None, cell_timeout=None, l
         if backend is not None:
             os.environ["MPLBACKEND"] = backend
     _hide_injected(output)
+    for problem in figure_problems(output):
+        log(f"{notebook.stem}: {problem}")
     return output
 
 
