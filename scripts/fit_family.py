@@ -2,7 +2,7 @@
 
 Usage::
 
-    python scripts/fit_family.py --films 8 --label quick8 [--preset quick] [-p NAME=VALUE ...]
+    python scripts/fit_family.py --films 8 --label quick8 [--preset quick] [--test-from K] [-p NAME=VALUE ...]
 
 Simulates ``--films + --test-films`` films (600 x 1200 px) read by another scanner
 (:func:`weldlab.simulate.another_digitisation`: about twice the grain, less correlated,
@@ -62,6 +62,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--films", type=int, default=8, help="films to fit on (a quarter calibrates)")
     parser.add_argument("--test-films", type=int, default=4, help="held-out films of the family to check on")
+    parser.add_argument("--test-from", type=int, default=None,
+                        help="index of the first held-out film (default --films: the films after the fitted ones); "
+                             "fits of different sizes are compared on the same held-out films with the same value")
     parser.add_argument("--preset", default="quick")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--label", required=True, help="the record's name under book/results/fit/")
@@ -70,8 +73,10 @@ def main():
     parser.add_argument("--keep", metavar="DIR", help="also copy the fitted detector folder here")
     args = parser.parse_args()
     overrides = dict(parse_override(t) for t in args.param)
-    films = family(args.films + args.test_films)
-    fit_films, test_films = films[: args.films], films[args.films :]
+    start = args.films if args.test_from is None else args.test_from
+    films = family(max(start, args.films) + args.test_films)  # a film is the same whatever the count
+    test_films = films[start : start + args.test_films]
+    fit_films = (films[:start] + films[start + args.test_films :])[: args.films]
     with tempfile.TemporaryDirectory() as tmp:
         paths, masks = write_films(fit_films, Path(tmp))
         t0 = time.perf_counter()
@@ -86,7 +91,8 @@ def main():
             shutil.copytree(fitted.folder, args.keep, dirs_exist_ok=True)
     record = fitted.record
     out = {
-        "label": args.label, "films": args.films, "test_films": args.test_films, "size": [HEIGHT, WIDTH],
+        "label": args.label, "films": args.films, "test_films": args.test_films, "test_from": start,
+        "size": [HEIGHT, WIDTH],
         "seeds": {"films": FILM_SEED, "scanner": SCANNER_SEED, "book_films": BOOK_SEED},
         "preset": args.preset, "overrides": overrides, "fit": record["fit"],
         "fit_seconds": round(fit_seconds, 1), "training_seconds": record["wall_seconds"],

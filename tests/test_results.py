@@ -177,3 +177,29 @@ def test_sensitivity_rows_are_shown_after_the_main_rows_and_counted_apart():
              "operating_points": {}, "paper": {"ae": R.PAPER_TABLE3}}
     assert len(R.table_markdown(plain, "ae").splitlines()) == 2 + len(R.TABLE_ROWS)
     assert len(R.findings(plain)) == 1
+
+
+def test_the_papers_findings_are_tested_on_a_run():
+    def column(tpr):
+        return {r: {"tpr_at_test_fpr": {"mean": tpr(r)}} for r in R.TABLE_ROWS + R.SENSITIVITY_ROWS}
+
+    synthetic = set(R.SYNTHETIC_ROWS)
+    works = {"tables": {
+        "ae": {"none": column(lambda r: 0.1), "D": column(lambda r: 0.97), "sni": column(lambda r: 0.99)},
+        "cnn": {"D": column(lambda r: 0.2 if r in synthetic else 0.8), "D+sni": column(lambda r: 0.9)}}}
+    found = R.paper_findings(works)
+    assert [f["holds"] for f in found] == [True, True, True, True]
+    assert found[2]["evidence"].startswith("the SNI AE catches 5 of 5 types; the CNN misses 5 of them (hollow 20 %")
+    assert all(f["reason"] == "" for f in found)
+    # An AE that catches no synthetic type: findings 2 and 3 fail with their reasons, 4 has nothing to check.
+    blind = {"tables": {**works["tables"], "ae": {"sni": column(lambda r: 0.0 if r in synthetic else 0.9)}}}
+    found = R.paper_findings(blind)
+    assert [f["holds"] for f in found] == [None, False, False, None]
+    assert found[0]["evidence"] == "the run holds no AE None"
+    assert found[1]["evidence"] == ("SNI: below on hollow 0 %, dogbone 0 %, elongated 0 %, partial circle 0 %, raster 0 %; "
+                                    "the run holds no AE D")
+    assert found[1]["reason"].endswith("the SNI AE catches 0 of 5 types")
+    assert found[2]["evidence"] == "the SNI AE catches 0 of 5 types" and found[2]["reason"]
+    assert found[3]["evidence"] == "no such type in this run" and found[3]["reason"]
+    table = R.findings_table(found, R.paper_findings(R.paper_as_run())).splitlines()
+    assert len(table) == 6 and table[2].endswith("| holds |") and "**does not hold**" in table[3]

@@ -164,7 +164,7 @@ class ThresholdExplorer:
                 ax.set_axis_off()
                 ax = fig.add_subplot(grid[1, 2 * i + 1])
                 ax.imshow(codes, cmap=cmap, vmin=0, vmax=3, interpolation="nearest")
-                ax.set_title(f"{int((codes > 0).sum())} windows flagged", fontsize=11)
+                ax.set_title(f"flagged: {int((codes > 0).sum())}", fontsize=11)
                 ax.set_axis_off()
         fig.tight_layout()
         return fig

@@ -510,3 +510,159 @@ def findings(result, caught=0.95):
         lines.append(f"- {kind.upper()}: the thresholds calibrated on validation okay patches flag at most "
                      f"{100 * worst:.2f} % of the test okay patches (target {100 * result['fpr']:g} %).")
     return lines
+
+
+#: Share of a test set a detector must flag to "catch" it, and below which it "misses" it
+#: (issue 23's statement of the paper's findings, at 0.1 % FPR).
+CATCH, MISS = 0.95, 0.5
+
+#: Why we believe a finding does not hold in our runs, when it does not (chapter 7).
+NOT_HOLDING_REASON = {
+    "none_below_sni": "perturbation training adds little while the autoencoder removes little of any smooth shape "
+                      "(chapter 4 measures how much of a σ = 9 px bump it removes)",
+    "ae_catches_synthetic": "our autoencoders reproduce smooth, σ = 9 px shapes instead of removing them (chapter 4 "
+                            "measures how much of such a bump they remove), so the indications' residual stays near "
+                            "the okay patches'",
+    "cnn_misses_unseen": "the comparison needs synthetic types the autoencoder catches; where it catches none, the "
+                         "classifier's misses cannot be set against it",
+    "cnn_sni_catches_them": "there are no such types to check (see the finding above)",
+}
+
+
+def paper_findings(result, catch=CATCH, miss=MISS):
+    """The paper's four findings, each tested on a table run (or on the paper's own tables).
+
+    1. ``none_below_sni``: the autoencoder trained with SNI flags at least as much as the
+       one trained without perturbations on every test set, and more on most;
+    2. ``ae_catches_synthetic``: the autoencoders trained with D and with SNI each flag at
+       least ``catch`` of every synthetic type;
+    3. ``cnn_misses_unseen``: the CNN trained on D alone flags fewer than ``miss`` of at
+       least three synthetic types that the SNI autoencoder catches;
+    4. ``cnn_sni_catches_them``: the CNN trained on D+SNI flags at least ``miss`` of each
+       of those types.
+
+    Parameters
+    ----------
+    result : dict
+        A table run (:func:`load_tables`), or ``{"tables": ...}`` in the same form (for
+        the paper's own numbers: :func:`paper_as_run`).
+
+    Returns
+    -------
+    list of dict
+        One per finding: ``key``, ``claim`` (the finding in words), ``holds`` (True, False,
+        or None where the run lacks a configuration it needs), ``evidence`` (the numbers it
+        rests on, or what is missing) and ``reason`` (why we believe it fails; "" otherwise).
+
+    Examples
+    --------
+    >>> from weldlab.results import paper_as_run, paper_findings
+    >>> [f["holds"] for f in paper_findings(paper_as_run())]
+    [True, True, True, True]
+    """
+    tables = result["tables"]
+
+    def tpr(kind, conf, row):
+        return tables[kind][conf][row]["tpr_at_test_fpr"]["mean"]
+
+    def has(kind, *confs):
+        return all(c in tables.get(kind, {}) for c in confs)
+
+    def pct(values):
+        return ", ".join(f"{ROW_LABELS.get(r, r)} {100 * v:.0f} %" for r, v in values.items())
+
+    def missing(*cols):
+        return "the run holds no " + " or ".join(
+            f"{k.upper()} {COLUMN_LABELS[c]}" for k, c in cols if c not in tables.get(k, {}))
+
+    out = []
+    claim = "The AE trained with SNI flags at least as much as the AE trained without perturbations on every test set."
+    if has("ae", "none", "sni"):
+        short = {r: tpr("ae", "sni", r) - tpr("ae", "none", r) for r in TABLE_ROWS}
+        below = {r: d for r, d in short.items() if d < 0}
+        higher = sum(d > 0 for d in short.values())
+        out.append({"key": "none_below_sni", "claim": claim, "holds": not below and higher > len(short) / 2,
+                    "evidence": ("below on " + pct({r: -d for r, d in below.items()}) + " (points)") if below else
+                    f"higher on {higher} of {len(short)} test sets, lower on none"})
+    else:
+        out.append({"key": "none_below_sni", "claim": claim, "holds": None,
+                    "evidence": missing(("ae", "none"), ("ae", "sni"))})
+    claim = f"The AEs trained with D and with SNI each flag at least {100 * catch:.0f} % of every synthetic type."
+    cols = [c for c in ("D", "sni") if has("ae", c)]
+    if cols:
+        short = {c: {r: tpr("ae", c, r) for r in SYNTHETIC_ROWS if tpr("ae", c, r) < catch} for c in cols}
+        evidence = "; ".join(f"{COLUMN_LABELS[c]}: " + (f"below on {pct(s)}" if s else "every type caught")
+                             for c, s in short.items())
+        complete = len(cols) == 2
+        holds = False if any(short.values()) else (True if complete else None)
+        if not complete:
+            evidence += "; " + missing(("ae", "D"), ("ae", "sni"))
+        out.append({"key": "ae_catches_synthetic", "claim": claim, "holds": holds, "evidence": evidence})
+    else:
+        out.append({"key": "ae_catches_synthetic", "claim": claim, "holds": None,
+                    "evidence": missing(("ae", "D"), ("ae", "sni"))})
+    claim = (f"The CNN trained on D alone flags fewer than {100 * miss:.0f} % of at least three synthetic types that "
+             "the SNI AE catches.")
+    unseen = []
+    if has("ae", "sni") and has("cnn", "D"):
+        caught = [r for r in SYNTHETIC_ROWS if tpr("ae", "sni", r) >= catch]
+        unseen = [r for r in caught if tpr("cnn", "D", r) < miss]
+        out.append({"key": "cnn_misses_unseen", "claim": claim, "holds": len(unseen) >= 3,
+                    "evidence": f"the SNI AE catches {len(caught)} of {len(SYNTHETIC_ROWS)} types"
+                    + (f"; the CNN misses {len(unseen)} of them" + (f" ({pct({r: tpr('cnn', 'D', r) for r in unseen})})"
+                                                                   if unseen else "") if caught else "")})
+    else:
+        out.append({"key": "cnn_misses_unseen", "claim": claim, "holds": None,
+                    "evidence": missing(("ae", "sni"), ("cnn", "D"))})
+    claim = f"The CNN trained on D+SNI flags at least {100 * miss:.0f} % of each of those types."
+    if not has("cnn", "D+sni") or out[-1]["holds"] is None:
+        out.append({"key": "cnn_sni_catches_them", "claim": claim, "holds": None,
+                    "evidence": missing(("cnn", "D+sni"), ("cnn", "D"), ("ae", "sni"))})
+    elif not unseen:
+        out.append({"key": "cnn_sni_catches_them", "claim": claim, "holds": None,
+                    "evidence": "no such type in this run"})
+    else:
+        values = {r: tpr("cnn", "D+sni", r) for r in unseen}
+        out.append({"key": "cnn_sni_catches_them", "claim": claim, "holds": min(values.values()) >= miss,
+                    "evidence": pct(values)})
+    for f in out:
+        f["reason"] = NOT_HOLDING_REASON[f["key"]] if f["holds"] is False or (
+            f["holds"] is None and f["evidence"] == "no such type in this run") else ""
+    if out[1]["holds"] is False and has("ae", "sni") and all(r in tables["ae"]["sni"] for r in SENSITIVITY_ROWS):
+        after = sum(tpr("ae", "sni", r) >= catch for r in SENSITIVITY_ROWS)
+        out[1]["reason"] += (f"; with the amplitude read as the peak after the smoothing (the sensitivity rows) the SNI "
+                             f"AE catches {after} of {len(SENSITIVITY_ROWS)} types")
+    return out
+
+
+def paper_as_run():
+    """The paper's Tables 2 and 3 in the form of a table run (for :func:`paper_findings`)."""
+    def column(values):
+        return {r: {"tpr_at_test_fpr": {"mean": v / 100}} for r, v in values.items()}
+
+    return {"tables": {"ae": {c: column(v) for c, v in PAPER_TABLE3.items()},
+                       "cnn": {c: column(v) for c, v in PAPER_TABLE2.items()}}}
+
+
+def findings_table(ours, paper=None):
+    """Markdown: each of the paper's findings, whether it holds in a run, and on what numbers.
+
+    Parameters
+    ----------
+    ours : list of dict
+        :func:`paper_findings` of a run.
+    paper : list of dict, optional
+        :func:`paper_findings` of :func:`paper_as_run`, shown beside.
+    """
+    def verdict(f):
+        return {True: "holds", False: "does not hold", None: "not measured"}[f["holds"]]
+
+    rows = []
+    for k, f in enumerate(ours):
+        why = f" Why, we believe: {f['reason']}." if f["reason"] else ""
+        row = [f"{k + 1}. {f['claim']}", f"**{verdict(f)}**: {f['evidence']}.{why}"]
+        if paper is not None:
+            row.append(verdict(paper[k]))
+        rows.append(row)
+    head = ["finding (paper)", "in this run"] + (["in the paper's tables"] if paper is not None else [])
+    return markdown_table(head, rows, align="l" * len(head))
