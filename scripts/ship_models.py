@@ -3,13 +3,15 @@
 Usage (after ``weldlab train ae --set sni`` and ``weldlab train cnn --set D+sni`` at the same
 preset and data source)::
 
-    python scripts/ship_models.py --preset standard --data gdxray [-p NAME=VALUE ...]
+    python scripts/ship_models.py --preset standard --data gdxray [--sets cnn:D ...] [-p NAME=VALUE ...]
 
 For every seed of the preset it copies the autoencoder trained with SNI and the CNN trained
-on D+SNI, calibrates their thresholds at 0.1 % patch-level FPR on the validation okay
-patches of the training radiographs (the AE's two residual thresholds under the OR rule; the
-CNN's probability threshold), and writes each model's ``record.json`` with the thresholds
-and a sentence saying how it was trained. ``weldlab scan`` and the later chapters load them.
+on D+SNI (or the models ``--sets`` names: the paper's other table columns), calibrates their
+thresholds at 0.1 % patch-level FPR on the validation okay patches of the training radiographs
+(the AE's two residual thresholds under the OR rule; the CNN's probability threshold), and
+writes each model's ``record.json`` with the thresholds and a sentence saying how it was
+trained. ``weldlab scan`` and the later chapters load the SNI autoencoders and D+SNI CNNs;
+``weldlab tables`` uses every shipped model made from its datasets.
 """
 
 from __future__ import annotations
@@ -32,12 +34,17 @@ from weldlab.training import hyperparameters  # noqa: E402
 
 README = """# Shipped models
 
-Made by `scripts/ship_models.py` from models trained with
+Made by `scripts/ship_models.py` from models trained with `weldlab train` at the `{preset}`
+preset on {source}, e.g.
 
 ```bash
 weldlab train ae --set sni --preset {preset} --data {data} ...
 weldlab train cnn --set D+sni --preset {preset} --data {data} ...
 ```
+
+The chapters and `weldlab scan` load the autoencoder trained with SNI and the CNN trained on
+D+SNI. Any other rows are models of the paper's other table columns: `weldlab tables --preset
+{preset} --data {data}` uses every model shipped for its datasets instead of training it.
 
 - **where**: {machine};
 - **data**: the `{preset}` preset's datasets built from {source} (`{data}`; dataset key `{dataset_key}`);
@@ -116,15 +123,49 @@ def recalibrate(cfg, seeds):
               f"two-sided {shipped.record['two_sided_thresholds']}")
 
 
+def _ship(cfg, ds, kind, training_set, seed, machine):
+    """Copy one trained model into the package with its calibrated thresholds; its README row."""
+    val = ds["val_okay"]
+    trained = TrainedModel.load(model_dir(cfg, kind, training_set, seed), kind)
+    if not trained.is_current(ds.manifest["dataset_key"]):
+        raise SystemExit(f"{trained.folder}: trained with {trained.stale_reason(ds.manifest['dataset_key'])}; "
+                         "retrain it before shipping")
+    record = dict(trained.record)
+    if kind == "ae":
+        record.update(_ae_calibration(trained.model, ds, cfg))
+    else:
+        record["threshold"] = dict(ProbabilityThreshold.calibrate(cnn_scores(trained.model, val), cfg.fpr))
+    record["source"] = (
+        f"trained by `weldlab train {kind} --set {training_set} --preset {cfg.preset} --data {cfg.data}` "
+        f"with hyperparameters {record.get('hyperparameters')} on {machine}; "
+        f"thresholds calibrated at {100 * cfg.fpr:g} % FPR on the {len(val)} validation okay patches")
+    # a fresh, uncompiled copy: weights only, no optimizer state (a third of the size)
+    fresh = (build_autoencoder if kind == "ae" else build_cnn)(seed)
+    fresh.set_weights(trained.model.get_weights())
+    dest = TrainedModel(shipped_root(cfg.data) / kind / training_set / f"seed{seed}", kind, record, trained.history)
+    dest.save(fresh)
+    print(f"{dest.folder}: {record['epochs']} epochs, {record['wall_seconds']} s")
+
+
+def shipped_models(data):
+    """Every model shipped for ``data``: (kind, training set, seed, record), the chapters' own first."""
+    root, found = shipped_root(data), []
+    for kind in ("ae", "cnn"):
+        for folder in sorted((root / kind).glob("*/seed*")):
+            if (folder / "record.json").is_file():
+                found.append((kind, folder.parent.name, int(folder.name[4:]), TrainedModel.load(folder, kind).record))
+    return sorted(found, key=lambda m: (m[0], m[1] != SHIPPED[m[0]], m[1], m[2]))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="standard")
     ap.add_argument("--data", default="gdxray")
     ap.add_argument("--machine", default="the 2-core CPU machine (no GPU)", help="where they were trained")
-    ap.add_argument("--only", choices=tuple(SHIPPED), help="ship only this kind; the other's rows are read "
-                    "from its shipped records")
-    ap.add_argument("--seeds", type=int, nargs="+", default=None,
-                    help="ship only these seeds (default: the preset's); the others' rows are read from their shipped records")
+    ap.add_argument("--sets", nargs="+", default=[f"{k}:{s}" for k, s in SHIPPED.items()], metavar="KIND:SET",
+                    help="which models to ship, e.g. cnn:D (default: the ones the chapters load, "
+                         + " ".join(f"{k}:{s}" for k, s in SHIPPED.items()) + "); models shipped before are kept")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="ship only these seeds (default: the preset's)")
     ap.add_argument("--notes", metavar="FILE", help="markdown appended to the README (what the table cannot say)")
     ap.add_argument("-p", "--param", action="append", default=[])
     ap.add_argument("--recalibrate", action="store_true",
@@ -134,50 +175,22 @@ def main():
     if args.recalibrate:
         return recalibrate(cfg, args.seeds if args.seeds is not None else cfg.seeds)
     ds = build_or_load(cfg)
-    val = ds["val_okay"]
-    rows, schedules = [], set()
-    for kind, training_set in SHIPPED.items():
-        for seed in cfg.seeds:
-            if (args.only and kind != args.only) or (args.seeds is not None and seed not in args.seeds):
-                # already shipped: keep it as it is (a seed never shipped has no row)
-                try:
-                    record = load_pretrained(kind, seed, cfg.data).record
-                except FileNotFoundError:
-                    continue
-                rows.append(_row(kind, training_set, seed, record))
-                schedules.add((kind, _schedule_of(kind, record)))
-                continue
-            trained = TrainedModel.load(model_dir(cfg, kind, training_set, seed), kind)
-            if not trained.is_current(ds.manifest["dataset_key"]):
-                raise SystemExit(f"{trained.folder}: trained with {trained.stale_reason(ds.manifest['dataset_key'])}; "
-                                 "retrain it before shipping")
-            record = dict(trained.record)
-            if kind == "ae":
-                record.update(_ae_calibration(trained.model, ds, cfg))
-            else:
-                record["threshold"] = dict(ProbabilityThreshold.calibrate(cnn_scores(trained.model, val), cfg.fpr))
-            record["source"] = (
-                f"trained by `weldlab train {kind} --set {training_set} --preset {cfg.preset} --data {cfg.data}` "
-                f"with hyperparameters {record.get('hyperparameters')} on {args.machine}; "
-                f"thresholds calibrated at {100 * cfg.fpr:g} % FPR on the {len(val)} validation okay patches")
-            # a fresh, uncompiled copy: weights only, no optimizer state (a third of the size)
-            fresh = (build_autoencoder if kind == "ae" else build_cnn)(seed)
-            fresh.set_weights(trained.model.get_weights())
-            dest = TrainedModel(shipped_root(cfg.data) / kind / training_set / f"seed{seed}", kind, record,
-                                trained.history)
-            dest.save(fresh)
-            print(f"{dest.folder}: {record['epochs']} epochs, {record['wall_seconds']} s")
-            rows.append(_row(kind, training_set, seed, record))
-            schedules.add((kind, _schedule_of(kind, record)))
+    for item in args.sets:
+        kind, _, training_set = item.partition(":")
+        for seed in (args.seeds if args.seeds is not None else cfg.seeds):
+            _ship(cfg, ds, kind, training_set, seed, args.machine)
+    shipped = shipped_models(cfg.data)  # the README lists every shipped model, these and earlier ones
+    rows = [_row(kind, training_set, seed, record) for kind, training_set, seed, record in shipped]
+    schedules = {(kind, _schedule_of(kind, record)) for kind, _, _, record in shipped}
     preset = make_config(args.preset)
     shorter = [f"the {k.upper()}'s {s} differs from the preset's {_schedule(hyperparameters(preset, k))}"
                for k, s in sorted(schedules) if s != _schedule(hyperparameters(preset, k))]
     (shipped_root(cfg.data) / "README.md").write_text(README.format(
-        preset=cfg.preset, data=cfg.data, machine=args.machine, n_val=len(val),
+        preset=cfg.preset, data=cfg.data, machine=args.machine, n_val=len(ds["val_okay"]),
         source="GDXray" if cfg.data == "gdxray" else "weldlab's simulated films",
         learning_rate=cfg.learning_rate,
         schedule_note="; ".join(shorter) or f"the `{cfg.preset}` preset's own schedule",
-        dataset_key=record.get("dataset_key"), header=HEADER, rows="\n".join(rows))
+        dataset_key=ds.manifest["dataset_key"], header=HEADER, rows="\n".join(rows))
         + ("\n" + open(args.notes).read().strip() + "\n" if args.notes else ""))
 
 

@@ -98,3 +98,26 @@ def test_simulated_film_autoencoder_is_shipped_and_used_in_every_preset_on_simul
         # GDXray's quick chapters train their own; its shipped models are elsewhere
         assert shipped_fits(make_config("quick", data="gdxray"), kind, training_set, 0) is None
         assert pretrained_dir(kind, 0) != shipped.folder
+
+
+def test_table_runs_use_a_shipped_model_made_from_the_same_datasets(tmp_path):
+    # `weldlab tables --no-train` on a fresh clone: the models shipped for the preset's
+    # datasets stand in for the run's own, whatever their configuration.
+    from types import SimpleNamespace
+
+    from weldlab.config import make_config
+    from weldlab.trained import shipped_for
+    from weldlab.training import current_model
+
+    key = load_pretrained("cnn", 0).record["dataset_key"]
+    assert shipped_for("cnn", "D+sni", 0, "gdxray", key) == pretrained_dir("cnn", 0)
+    assert shipped_for("cnn", "D+sni", 0, "gdxray", "0123456789abcdef") is None  # other datasets
+    assert shipped_for("cnn", "D+sni", 0, "synthetic", key) is None
+    cfg = make_config("standard", data="gdxray", artifacts_root=str(tmp_path))
+    said = []
+    used = current_model(cfg, SimpleNamespace(manifest={"dataset_key": key}), "cnn", "D+sni", 0, train=False,
+                         log=said.append)
+    assert used.folder == pretrained_dir("cnn", 0) and "the shipped model" in said[0]
+    with pytest.raises(FileNotFoundError, match="weldlab train"):  # nothing shipped for these datasets
+        current_model(cfg, SimpleNamespace(manifest={"dataset_key": "0123456789abcdef"}), "cnn", "D+sni", 0,
+                      train=False)

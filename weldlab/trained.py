@@ -284,6 +284,20 @@ def load_pretrained(kind, seed=0, data=PRETRAINED_DATA):
     return TrainedModel.load(pretrained_dir(kind, seed, data), kind)
 
 
+def shipped_for(kind, training_set, seed, data, dataset_key):
+    """The folder of a shipped model trained on exactly these datasets, or None.
+
+    Any shipped configuration counts (the campaign's models for the paper's tables as well
+    as the ones the chapters load), if its record names ``dataset_key``: the datasets a
+    preset builds from a data source, so a table run at that preset can use it.
+    """
+    folder = shipped_root(data) / check_kind(kind) / training_set / f"seed{int(seed)}"
+    if not is_trained(folder, kind):
+        return None
+    record = read_json(folder / RECORD, "record")
+    return folder if record.get("dataset_key") == dataset_key and record.get("data") == data else None
+
+
 #: Presets whose chapters use the shipped models of a data source instead of training
 #: their own: GDXray's quick chapters train small models (the training path in every
 #: build); on simulated films every preset uses the shipped ones, so that ``make book``

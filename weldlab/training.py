@@ -32,7 +32,8 @@ from .models import (AE_DROPOUT, IntensityScaling, build_autoencoder, build_cnn,
                      compile_training_model, decoder_of, encoder_of, inference_autoencoder, scaling_of)
 from .provenance import provenance
 from .thresholds import DEFAULT_FPR
-from .trained import TrainedModel, best_network, check_kind, is_trained, model_dir, shipped_fits, stale_reason
+from .trained import (TrainedModel, best_network, check_kind, is_trained, model_dir, shipped_fits, shipped_for,
+                      stale_reason)
 
 #: Validation: at most this many samples per epoch (the same ones every epoch, made once and
 #: kept in memory), so validation costs seconds, not minutes, at the larger presets.
@@ -416,7 +417,7 @@ def chapter_models(cfg, datasets, kind, training_set, seeds=None, log=None):
 
 
 def current_model(cfg, datasets, kind, training_set, seed, train=True, log=print):
-    """The run's own model for ``datasets``: reused if current, else trained or refused.
+    """The run's own model for ``datasets``: reused if current, else shipped, trained or refused.
 
     Parameters
     ----------
@@ -427,12 +428,19 @@ def current_model(cfg, datasets, kind, training_set, seed, train=True, log=print
     Returns
     -------
     TrainedModel
+        The run's model if it is current; else the model shipped in the package for
+        exactly these datasets, if there is one (:func:`weldlab.trained.shipped_for`);
+        else a model trained now.
     """
     folder = model_dir(cfg, kind, training_set, seed)
     key = datasets.manifest["dataset_key"]
     missing = not is_trained(folder, kind)
     why = "no trained model" if missing else stale_reason(folder, kind, key)
     if why is not None:
+        shipped = shipped_for(kind, training_set, seed, cfg.data, key)
+        if shipped is not None:
+            log(f"{kind} {training_set} seed {seed}: the shipped model ({shipped})")
+            return TrainedModel.load(shipped, kind)
         if not train:
             raise FileNotFoundError(f"{folder}: {why if missing else 'trained with ' + why} "
                                     f"(run `weldlab train {kind} --set {training_set}`)")
