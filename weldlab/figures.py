@@ -1,7 +1,8 @@
 """Plotting helpers shared by the chapters (matplotlib only), and their Markdown tables.
 
-The chapters draw with the book's style, ``plt.style.use("weldlab.style")``
-(``weldlab/style.mplstyle``: font sizes, the Okabe-Ito colour cycle); :data:`COLOURS` names
+The chapters draw with the book's style, :func:`book_style` (``weldlab/style.mplstyle``: font
+sizes, the Okabe-Ito colour cycle; and a check that each figure shown is legible on the page,
+:func:`legibility_problems`); :data:`COLOURS` names
 that palette's colours by what they mark, so every figure uses the same colour for okay
 patches, defects and each kind of flagged window.
 """
@@ -106,7 +107,7 @@ def legibility_problems(fig, image_width_px=None, page_width_px=PAGE_WIDTH_PX, m
     def crowded(labels):
         # Slanted labels: their boxes overlap while their lines do not; the lines are apart
         # when neighbouring anchors are at least one text height apart across the slant.
-        anchors = sorted((t.get_transform().transform(t.get_position())[0], t) for t in labels)
+        anchors = sorted(((t.get_transform().transform(t.get_position())[0], t) for t in labels), key=lambda p: p[0])
         return [(a.get_text(), b.get_text()) for (xa, a), (xb, b) in zip(anchors, anchors[1:])
                 if (xb - xa) * abs(np.sin(np.radians(a.get_rotation()))) < a.get_fontsize() * dpi / 72]
 
