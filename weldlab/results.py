@@ -317,9 +317,8 @@ def table_markdown(result, kind, metric="tpr_at_test_fpr"):
 
     Values are percentages for the TPRs and plain numbers for the AUROC, with the spread
     over seeds in brackets ("1 seed" where there is one; none for the baseline, which has
-    no seeds). A run measured
-    with the sensitivity check has its rows last (the paper's number beside them is the
-    same type's: the paper does not say which reading it used).
+    no seeds). A run measured with the sensitivity check has its rows last (the paper's
+    number beside them is the same type's: the paper does not say which reading it used).
     """
     confs = [c for c in table_columns(kind) if c in result["tables"][kind]]  # JSON sorts keys
     paper = result["paper"][kind]
