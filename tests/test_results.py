@@ -204,3 +204,20 @@ def test_the_papers_findings_are_tested_on_a_run():
     assert found[3]["evidence"] == "no such type in this run" and found[3]["reason"]
     table = R.findings_table(found, R.paper_findings(R.paper_as_run())).splitlines()
     assert len(table) == 6 and table[2].endswith("| holds |") and "**does not hold**" in table[3]
+
+
+def test_columns_trained_with_different_recipes_are_not_compared():
+    def column(tpr):
+        return {r: {"tpr_at_test_fpr": {"mean": tpr}} for r in R.TABLE_ROWS}
+
+    def record(epochs):
+        return {"hyperparameters": {"epochs": epochs, "steps_per_epoch": 50, "batch_size": 16}}
+
+    run = {"tables": {"ae": {"none": column(0.9), "sni": column(0.1)}},
+           "models": {"ae": {"none": [record(45)], "sni": [record(45), record(45)]}}}
+    assert R.paper_findings(run)[0]["holds"] is False  # one recipe: compared, and SNI is below
+    run["models"]["ae"]["sni"][1] = record(10)
+    first = R.paper_findings(run)[0]
+    assert first["holds"] is None
+    assert first["evidence"] == ("the run's AE None and AE SNI were trained with different recipes (None: 45 x 50 x 16; "
+                                 "SNI: 10 x 50 x 16 / 45 x 50 x 16), so their columns do not compare like with like")

@@ -529,6 +529,35 @@ NOT_HOLDING_REASON = {
 }
 
 
+def recipe(record):
+    """A model's training recipe in a few words (its seed left out), to compare two columns.
+
+    Examples
+    --------
+    >>> from weldlab.results import recipe
+    >>> recipe({"hyperparameters": {"epochs": 45, "steps_per_epoch": 50, "batch_size": 16,
+    ...                             "schedule": "cosine", "okay_weight": 10.0, "dropout_epochs": 0}})
+    '45 x 50 x 16, cosine, okay x10, no dropout'
+    >>> recipe({"model": "cnn", "training_parameters": {"cnn_epochs": 30, "cnn_steps_per_epoch": 30,
+    ...                                                  "cnn_batch_size": 32}})
+    '30 x 30 x 32 (an older record)'
+    """
+    h = record.get("hyperparameters")
+    if h is None:  # records written before the hyperparameters were
+        kind = "ae" if record.get("model") == "autoencoder" else "cnn"
+        tp = record.get("training_parameters") or {}
+        return f"{tp.get(kind + '_epochs')} x {tp.get(kind + '_steps_per_epoch')} x {tp.get(kind + '_batch_size')} " \
+               "(an older record)"
+    words = [f"{h.get('epochs')} x {h.get('steps_per_epoch')} x {h.get('batch_size')}"]
+    if "schedule" in h:
+        words.append(h["schedule"])
+    if h.get("okay_weight", 1) != 1:
+        words.append(f"okay x{h['okay_weight']:g}")
+    if "dropout_epochs" in h:
+        words.append(f"dropout for {h['dropout_epochs']} epochs" if h["dropout_epochs"] else "no dropout")
+    return ", ".join(words)
+
+
 def paper_findings(result, catch=CATCH, miss=MISS):
     """The paper's four findings, each tested on a table run (or on the paper's own tables).
 
@@ -551,7 +580,8 @@ def paper_findings(result, catch=CATCH, miss=MISS):
     -------
     list of dict
         One per finding: ``key``, ``claim`` (the finding in words), ``holds`` (True, False,
-        or None where the run lacks a configuration it needs), ``evidence`` (the numbers it
+        or None where the run lacks a configuration it needs, or holds the AE None and SNI
+        columns trained with different recipes: :func:`recipe`), ``evidence`` (the numbers it
         rests on, or what is missing) and ``reason`` (why we believe it fails; "" otherwise).
 
     Examples
@@ -575,9 +605,17 @@ def paper_findings(result, catch=CATCH, miss=MISS):
         return "the run holds no " + " or ".join(
             f"{k.upper()} {COLUMN_LABELS[c]}" for k, c in cols if c not in tables.get(k, {}))
 
+    def recipes(kind, conf):
+        return sorted({recipe(r) for r in result.get("models", {}).get(kind, {}).get(conf, [])})
+
     out = []
     claim = "The AE trained with SNI flags at least as much as the AE trained without perturbations on every test set."
-    if has("ae", "none", "sni"):
+    if has("ae", "none", "sni") and recipes("ae", "none") != recipes("ae", "sni"):
+        out.append({"key": "none_below_sni", "claim": claim, "holds": None,
+                    "evidence": "the run's AE None and AE SNI were trained with different recipes ("
+                    + "; ".join(f"{COLUMN_LABELS[c]}: {' / '.join(recipes('ae', c))}" for c in ("none", "sni"))
+                    + "), so their columns do not compare like with like"})
+    elif has("ae", "none", "sni"):
         short = {r: tpr("ae", "sni", r) - tpr("ae", "none", r) for r in TABLE_ROWS}
         below = {r: d for r, d in short.items() if d < 0}
         higher = sum(d > 0 for d in short.values())
