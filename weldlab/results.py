@@ -544,7 +544,7 @@ def recipe(record):
     """
     h = record.get("hyperparameters")
     if h is None:  # records written before the hyperparameters were
-        kind = "ae" if record.get("model") == "autoencoder" else "cnn"
+        kind = "ae" if record.get("model") in ("ae", "autoencoder") else "cnn"
         tp = record.get("training_parameters") or {}
         return f"{tp.get(kind + '_epochs')} x {tp.get(kind + '_steps_per_epoch')} x {tp.get(kind + '_batch_size')} " \
                "(an older record)"
