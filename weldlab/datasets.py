@@ -608,6 +608,7 @@ class PatchDatasets:
 
     def __init__(self, path):
         self.path = Path(path)
+        self._sensitivity = {}
         mf = self.path / "manifest.json"
         if not mf.is_file():
             raise FileNotFoundError(f"{self.path}: no manifest.json; not a weldlab dataset folder")
@@ -682,12 +683,15 @@ class PatchDatasets:
         dict of str -> ndarray, shape (n, 192, 192), float32
             :func:`sensitivity_name` of each synthetic type -> patches.
         """
+        if reading in self._sensitivity:  # made once per dataset: every model of a table run is scored on them
+            return self._sensitivity[reading]
         okay = _Decoded(self.raw("test_okay"))
         out = {}
         for kind in pert.TEST_INDICATIONS:
             seed = self.manifest["synthetic_test"][kind]["seed"]
             x, _ = pert.paste_indications(okay, kind, np.asarray(self.raw(f"test_{kind}_base")), seed, reading)
             out[sensitivity_name(kind, reading)] = decode(encode(x))
+        self._sensitivity[reading] = out
         return out
 
     def perturbation_set(self, kind, sources=None):

@@ -658,14 +658,13 @@ def paper_findings(result, catch=CATCH, miss=MISS):
                     "evidence": missing(("cnn", "D+sni"), ("cnn", "D"), ("ae", "sni"))})
     elif not unseen:
         out.append({"key": "cnn_sni_catches_them", "claim": claim, "holds": None,
-                    "evidence": "no such type in this run"})
+                    "evidence": "no such type in this run", "reason": NOT_HOLDING_REASON["cnn_sni_catches_them"]})
     else:
         values = {r: tpr("cnn", "D+sni", r) for r in unseen}
         out.append({"key": "cnn_sni_catches_them", "claim": claim, "holds": min(values.values()) >= miss,
                     "evidence": pct(values)})
     for f in out:
-        f["reason"] = NOT_HOLDING_REASON[f["key"]] if f["holds"] is False or (
-            f["holds"] is None and f["evidence"] == "no such type in this run") else ""
+        f.setdefault("reason", NOT_HOLDING_REASON[f["key"]] if f["holds"] is False else "")
     if out[1]["holds"] is False and has("ae", "sni") and all(r in tables["ae"]["sni"] for r in SENSITIVITY_ROWS):
         after = sum(tpr("ae", "sni", r) >= catch for r in SENSITIVITY_ROWS)
         values = [tables["ae"]["sni"][r]["tpr_at_test_fpr"].get("values", []) for r in SENSITIVITY_ROWS]
