@@ -139,6 +139,23 @@ def test_a_recorded_run_is_presented_from_its_record():
     assert {k for k in curves if k.startswith("AE")} == {f"AE, {R.COLUMN_LABELS[c]}" for c in result["tables"]["ae"]}
     assert all(len(v) == 2 for v in curves.values())
     assert R.run_tables(result).count("AUROC:") == len(result["tables"])
+    # the runs, then the strongest run other than the one shown, in full
+    other_path, other = next((f, r) for f, r in runs if f != path)
+    shown = R.runs_markdown(runs, shown=path)
+    assert shown.startswith(R.runs_table(runs))
+    assert f"### The strongest other run: `{other_path.name}`" in shown and R.run_tables(other) in shown
+    assert R.runs_markdown([(path, result)], shown=path) == R.runs_table([(path, result)])
+    assert R.table_problems(result) == []
+
+
+def test_table_problems_names_the_cells_that_cannot_be_right():
+    def cell(tpr, n=10):
+        return {"n": n, "tpr_at_test_fpr": {"mean": tpr}}
+
+    result = {"tables": {"ae": {"sni": {"high": cell(0.5), "mid": cell(1.2), "low": cell(float("nan"), 0)}},
+                         "cnn": {"D": {"high": cell(0.3, 0)}}}}
+    assert R.table_problems(result) == ["ae/sni/mid", "cnn/D/high"]
+    assert R.findings({"tables": {}, "operating_points": {}}) == ["This run holds no configuration to summarise."]
 
 
 def test_findings_are_computed_from_the_tables():
@@ -204,6 +221,10 @@ def test_the_papers_findings_are_tested_on_a_run():
     assert found[3]["evidence"] == "no such type in this run" and found[3]["reason"]
     table = R.findings_table(found, R.paper_findings(R.paper_as_run())).splitlines()
     assert len(table) == 6 and table[2].endswith("| holds |") and "**does not hold**" in table[3]
+    run = {"preset": "standard", "data": "gdxray", "seeds": [0, 1]}
+    named = R.findings_table(found, run=("book/results/tables_gdxray_standard.json", run)).splitlines()
+    assert named[0] == "Run `tables_gdxray_standard.json` (standard preset, gdxray data, seeds [0, 1]):"
+    assert named[2:] == R.findings_table(found).splitlines()
 
 
 def test_columns_trained_with_different_recipes_are_not_compared():

@@ -455,6 +455,47 @@ def runs_table(runs):
                           align="lllllr")
 
 
+def run_label(path, result):
+    """Markdown: a recorded run named by its file, preset, data and seeds."""
+    return f"`{Path(path).name}` ({result['preset']} preset, {result['data']} data, seeds {result['seeds']})"
+
+
+def runs_markdown(runs, shown):
+    """Markdown: :func:`runs_table`, then the tables of the strongest run other than ``shown``.
+
+    Parameters
+    ----------
+    runs : list of (Path, dict)
+        From :func:`recorded_runs`, the strongest first.
+    shown : path
+        The run the page already shows in full.
+    """
+    others = [(f, r) for f, r in runs if Path(f) != Path(shown)]
+    if not others:
+        return runs_table(runs)
+    return (runs_table(runs) + f"\n\n### The strongest other run: {run_label(*others[0])}\n\n"
+            + run_tables(others[0][1]))
+
+
+def table_problems(result):
+    """Cells of a run's tables whose numbers cannot be right (what its sentences rest on).
+
+    Returns
+    -------
+    list of str
+        ``"kind/configuration/row"`` for each TPR outside [0, 1], or measured on no patch;
+        empty for a sound run. A NaN (a row with no patches to measure) is not a problem.
+    """
+    bad = []
+    for kind, confs in result["tables"].items():
+        for conf, table in confs.items():
+            for row, v in table.items():
+                m = v["tpr_at_test_fpr"]["mean"]
+                if not (np.isnan(m) or (0.0 <= m <= 1.0 and v["n"] > 0)):
+                    bad.append(f"{kind}/{conf}/{row}")
+    return bad
+
+
 def run_tables(result):
     """Markdown: a run's tables, TPR and AUROC, for each model it holds."""
     parts = []
@@ -509,7 +550,7 @@ def findings(result, caught=0.95):
         worst = max(op["fpr_calibrated_on_test"] for ops in confs.values() for op in ops)
         lines.append(f"- {kind.upper()}: the thresholds calibrated on validation okay patches flag at most "
                      f"{100 * worst:.2f} % of the test okay patches (target {100 * result['fpr']:g} %).")
-    return lines
+    return lines or ["This run holds no configuration to summarise."]
 
 
 #: Share of a test set a detector must flag to "catch" it, and below which it "misses" it
@@ -684,7 +725,7 @@ def paper_as_run():
                        "cnn": {c: column(v) for c, v in PAPER_TABLE2.items()}}}
 
 
-def findings_table(ours, paper=None):
+def findings_table(ours, paper=None, run=None):
     """Markdown: each of the paper's findings, whether it holds in a run, and on what numbers.
 
     Parameters
@@ -693,6 +734,8 @@ def findings_table(ours, paper=None):
         :func:`paper_findings` of a run.
     paper : list of dict, optional
         :func:`paper_findings` of :func:`paper_as_run`, shown beside.
+    run : (path, dict), optional
+        The run ``ours`` comes from, named above the table (:func:`run_label`).
     """
     def verdict(f):
         return {True: "holds", False: "does not hold", None: "not measured"}[f["holds"]]
@@ -705,4 +748,5 @@ def findings_table(ours, paper=None):
             row.append(verdict(paper[k]))
         rows.append(row)
     head = ["finding (paper)", "in this run"] + (["in the paper's tables"] if paper is not None else [])
-    return markdown_table(head, rows, align="l" * len(head))
+    table = markdown_table(head, rows, align="l" * len(head))
+    return table if run is None else f"Run {run_label(*run)}:\n\n{table}"
