@@ -70,6 +70,15 @@ def test_residual_panels_draws_a_row_per_patch():
     assert len(F.residual_panels(patches[0], residuals[0], {"t_mean": 0.01, "t_std": 0.02}).subfigs) == 1
 
 
+def test_show_first_titles_the_first_patch_of_each_set():
+    sets = {"iqi_wires": np.zeros((3, 192, 192)), "rotated (control)": np.ones((2, 192, 192))}
+    fig = F.show_first(sets, ncols=5, vmin=0, vmax=1)
+    shown = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in shown] == ["iqi wires", "rotated (control)"]
+    assert [float(ax.images[0].get_array().mean()) for ax in shown] == [0.0, 1.0]
+    assert F.legibility_problems(fig) == []
+
+
 def test_a_chapter_reports_the_figures_it_shows_too_small(tmp_path):
     # The check runs in the chapter's own kernel, on the image the inline backend made.
     from weldlab import book

@@ -137,6 +137,28 @@ def test_films_outside_the_ranges_and_told_unusual_are_read_from_the_reasons():
     assert told_unusual(reviews, base="as it is") == ["inverted", "noised"]
 
 
+def test_the_films_sentence_counts_from_the_verdicts():
+    from weldlab.review import films_sentence
+    from weldlab.verdict import Reason
+
+    bead = Reason("input", statistic="bead_contrast", value=0.0, range=(0.1, None))
+    p99 = Reason("input", statistic="p99", value=0.95, range=(0.5, 0.9))
+    reviews = {"noise": {"verdict": "review", "reasons": [p99], "cnn": "review"},
+               "flat": {"verdict": "review", "reasons": [], "cnn": "accept"},
+               "a": {"verdict": "accept", "reasons": [], "cnn": "accept"},
+               "b": {"verdict": "review", "reasons": [p99], "cnn": "accept"},
+               "a, inverted": {"verdict": "review", "reasons": [bead], "cnn": "accept"},
+               "b, inverted": {"verdict": "review", "reasons": [p99], "cnn": "accept"}}
+    said = films_sentence(reviews, ["noise", "flat"], ["a", "b"], ["a, inverted", "b, inverted"], 24)
+    assert said.startswith("2 of the 2 non-weld images go to review with the detector, 1 with the CNN. "
+                           "The input checks call 1 of the 2 test films unusual (b): a film of the same kind "
+                           "as the 24 training films")
+    assert said.endswith("; 1 of the 2 inverted test films by their bead, which is no longer brighter than the plate.")
+    reviews["b"]["reasons"] = []
+    assert "call 0 of the 2 test films unusual; 1 of the 2" in films_sentence(
+        reviews, ["noise", "flat"], ["a", "b"], ["a, inverted", "b, inverted"], 24)
+
+
 def test_the_goal_is_stated_only_where_the_calibrated_rate_holds():
     """Issue 24: a detector that flags 5 of 300 test okay patches at a 0.1 % calibration
     (17 times its rate) is reported as not working on that split, not as catching the kinds."""

@@ -270,6 +270,24 @@ def show_patches(patches, masks=None, titles=None, ncols=6, size=1.9, vmin=None,
     return fig
 
 
+def show_first(sets, **kwargs):
+    """The first patch of each named set, titled with its name (underscores as spaces).
+
+    Parameters
+    ----------
+    sets : dict
+        name -> patches, shape (n, H, W).
+    **kwargs
+        For :func:`show_patches` (``ncols``, ``vmin``, ``vmax``, ...).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    return show_patches(np.stack([v[0] for v in sets.values()]),
+                        titles=[k.replace("_", " ") for k in sets], **kwargs)
+
+
 def footprint_corners(centre, theta, size=PATCH):
     """Corners ``(x, y)`` of a rotated patch footprint, for drawing.
 

@@ -508,6 +508,48 @@ def outside_ranges(reviews, names=None, statistic=None):
                               else statistics_outside(v["reasons"]))]
 
 
+def films_sentence(reviews, non_weld, tests, inverted, n_training_films):
+    """What the detector and the CNN make of non-weld images, the test films and their negatives.
+
+    Parameters
+    ----------
+    reviews : dict
+        From :func:`film_reviews`, with every image named below.
+    non_weld, tests, inverted : iterable of str
+        The images that are no weld radiograph, the test films as they are, and the test
+        films inverted.
+    n_training_films : int
+
+    Returns
+    -------
+    str
+        How many non-weld images each reviewer sends to review; how many test films the
+        input checks call unusual (and why that is a false alarm); how many inverted
+        films they call unusual for their weld bead.
+
+    Examples
+    --------
+    >>> from weldlab.verdict import Reason
+    >>> bead = Reason("input", statistic="bead_contrast", value=0.0, range=(0.1, None))
+    >>> reviews = {"noise": {"verdict": "review", "reasons": [], "cnn": "accept"},
+    ...            "film 1": {"verdict": "accept", "reasons": [], "cnn": "accept"},
+    ...            "film 1, inverted": {"verdict": "review", "reasons": [bead], "cnn": "accept"}}
+    >>> films_sentence(reviews, ["noise"], ["film 1"], ["film 1, inverted"], 24)[:65]
+    '1 of the 1 non-weld images go to review with the detector, 0 with'
+    """
+    non_weld, tests, inverted = list(non_weld), list(tests), list(inverted)
+    n_detector = sum(reviews[k]["verdict"] == "review" for k in non_weld)
+    n_cnn = sum(reviews[k]["cnn"] == "review" for k in non_weld)
+    outside = outside_ranges(reviews, tests)
+    why = (f" ({', '.join(outside)}): a film of the same kind as the {n_training_films} training films, with "
+           "intensities they do not cover; it goes to review for that reason, a false alarm of the input checks")
+    by_bead = outside_ranges(reviews, inverted, "bead_contrast")
+    return (f"{n_detector} of the {len(non_weld)} non-weld images go to review with the detector, {n_cnn} with the "
+            f"CNN. The input checks call {len(outside)} of the {len(tests)} test films unusual"
+            + (why if outside else "") + f"; {len(by_bead)} of the {len(inverted)} inverted test films by their "
+            "bead, which is no longer brighter than the plate.")
+
+
 def told_unusual(reviews, base):
     """The images whose verdict tells the reviewer that the image itself is unusual.
 
