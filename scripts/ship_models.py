@@ -28,7 +28,7 @@ from weldlab.models import build_autoencoder, build_cnn  # noqa: E402
 from weldlab.detector import calibrate_detector, patch_films  # noqa: E402
 from weldlab.thresholds import ProbabilityThreshold  # noqa: E402
 from weldlab.sets import SHIPPED  # noqa: E402
-from weldlab.trained import TrainedModel, load_pretrained, model_dir, shipped_root  # noqa: E402
+from weldlab.trained import TrainedModel, model_dir, shipped_root  # noqa: E402
 from weldlab.training import hyperparameters  # noqa: E402
 
 
@@ -112,11 +112,18 @@ def _ae_calibration(model, ds, cfg):
                               films_source=f"{cfg.data} training films", val_films=val_films, train_films=train_films)
 
 
-def recalibrate(cfg, seeds):
-    """Recalibrate the shipped autoencoders' records in place (thresholds and input ranges)."""
+def recalibrate(cfg, sets, seeds):
+    """Recalibrate the shipped autoencoders' records in place (thresholds and input ranges).
+
+    Every shipped AE of ``sets`` (``"ae:<set>"``; others are skipped) and ``seeds`` that
+    exists for ``cfg.data``.
+    """
     ds = build_or_load(cfg)
-    for seed in seeds:
-        shipped = load_pretrained("ae", seed, cfg.data)
+    folders = [shipped_root(cfg.data) / "ae" / training_set / f"seed{seed}"
+               for kind, _, training_set in (item.partition(":") for item in sets) if kind == "ae"
+               for seed in seeds]
+    for folder in [f for f in folders if (f / "record.json").is_file()]:
+        shipped = TrainedModel.load(folder, "ae")
         shipped.record.update(_ae_calibration(shipped.model, ds, cfg))
         shipped.save()
         print(f"{shipped.folder}: thresholds {shipped.record['thresholds']}, "
@@ -169,11 +176,12 @@ def main():
     ap.add_argument("--notes", metavar="FILE", help="markdown appended to the README (what the table cannot say)")
     ap.add_argument("-p", "--param", action="append", default=[])
     ap.add_argument("--recalibrate", action="store_true",
-                    help="only recalibrate the shipped autoencoders' thresholds and input ranges in place")
+                    help="only recalibrate the shipped autoencoders' thresholds and input ranges in place "
+                         "(those of --sets and --seeds that are shipped)")
     args = ap.parse_args()
     cfg = make_config(args.preset, data=args.data, **dict(parse_override(t) for t in args.param))
     if args.recalibrate:
-        return recalibrate(cfg, args.seeds if args.seeds is not None else cfg.seeds)
+        return recalibrate(cfg, args.sets, args.seeds if args.seeds is not None else cfg.seeds)
     ds = build_or_load(cfg)
     for item in args.sets:
         kind, _, training_set = item.partition(":")

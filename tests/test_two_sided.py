@@ -40,6 +40,32 @@ def test_quiet_threshold_shares_the_budget_with_the_papers_pair(rng):
         ResidualThresholds.calibrate(a, b, min_std=c[:10])
 
 
+def test_the_quiet_floor_is_lowered_by_the_grains_margin(rng):
+    """Issue 24: a simulated test film with less grain than all 40 training films (0.0032
+    against 0.0037-0.0057) had 30 % of its okay patches called too quiet at the floor the
+    quietest validation patch set, although the input checks' grain range (x 1.5) accepts it."""
+    from weldlab.screening import grain_margin
+
+    a, b = rng.uniform(0, 1, (2, 3000))
+    c = rng.uniform(0.0025, 0.004, 3000)
+    edge = ResidualThresholds.calibrate(a, b, fpr=0.001, min_std=c)
+    lowered = ResidualThresholds.calibrate(a, b, fpr=0.001, min_std=c, quiet_margin=grain_margin())
+    assert grain_margin() == MARGINS["noise_std"][1] == 1.5
+    assert lowered.t_quiet == pytest.approx(edge.t_quiet / 1.5) and lowered.quiet_margin == 1.5
+    assert ResidualThresholds.from_dict(lowered.to_dict()) == lowered
+    # the same rate on the calibration patches (the pair uses the whole budget), none by the floor
+    assert lowered.fpr_calibration <= edge.fpr_calibration and not (c < lowered.t_quiet).any()
+    # a film of patches below 0.0025 but within the margin is not too quiet any more
+    new_film = rng.uniform(0.0018, 0.0025, 100)
+    assert (new_film < edge.t_quiet).all() and not (new_film < lowered.t_quiet).any()
+    # a training film far below the others widens the margin (leave one film out)
+    films = np.repeat([0, 1, 2], 1000)
+    c[films == 2] *= 0.5
+    assert grain_margin(c, films) == pytest.approx(c[films != 2].min() / c[films == 2].min())
+    with pytest.raises(ValueError, match="quiet_margin"):
+        ResidualThresholds.calibrate(a, b, min_std=c, quiet_margin=0.5)
+
+
 def test_a_flat_patch_is_too_quiet_and_a_grainy_one_is_not(rng):
     grain = rng.normal(0, 0.005, (2, 60, 60))
     flat = grain.copy()

@@ -212,14 +212,15 @@ def calibrate_detector(autoencoder, val_okay, train_okay, films, fpr=DEFAULT_FPR
         patch's own film left out of its neighbours, as a new film's patches have no
         neighbours from their own film (``typicality["calibrated"]`` says which), and the
         patch-level ranges are widened where a training film lies outside the range of
-        the others (:func:`weldlab.screening.input_ranges`'s ``groups``). The film-level
-        ranges are always widened so (each film its own group).
+        the others (:func:`weldlab.screening.input_ranges`'s ``groups``), as is the quiet
+        test's floor (:func:`weldlab.screening.grain_margin`). The film-level ranges are
+        always widened so (each film its own group).
 
     Returns
     -------
     dict
         ``thresholds`` (the paper's OR rule), ``two_sided_thresholds`` (with ``t_quiet``,
-        same budget) and ``input_ranges`` (``film`` and ``patch``, from
+        same budget, lowered by the grain's margin: ``quiet_margin``) and ``input_ranges`` (``film`` and ``patch``, from
         :func:`weldlab.screening.input_ranges`; ``patch`` also holds the ``typicality``
         model of the okay training patches, its threshold sharing the same budget:
         :func:`weldlab.screening.calibrate_typicality`).
@@ -227,11 +228,13 @@ def calibrate_detector(autoencoder, val_okay, train_okay, films, fpr=DEFAULT_FPR
     if (val_films is None) != (train_films is None):
         raise ValueError("val_films, train_films: give the films of both patch sets, or neither")
     from .evaluate import residual_maxima
-    from .screening import (atypicality, calibrate_typicality, check_inputs, image_statistics, input_ranges,
-                            typicality_model)
+    from .screening import (atypicality, calibrate_typicality, check_inputs, grain_margin, image_statistics,
+                            input_ranges, typicality_model)
 
     max_mean, max_std, min_std = residual_maxima(autoencoder, val_okay, quiet=True)
-    two_sided = ResidualThresholds.calibrate(max_mean, max_std, fpr, min_std)
+    # the quiet test is a floor on the grain: lowered as the input checks' grain range is widened
+    two_sided = ResidualThresholds.calibrate(max_mean, max_std, fpr, min_std,
+                                             quiet_margin=grain_margin(min_std, val_films))
     source = f"{len(train_okay)} okay training patches"
     train_stats = [image_statistics(p) for p in train_okay]
     val_stats = [image_statistics(p) for p in val_okay]

@@ -29,11 +29,17 @@ below 0.0013 (measured with the shipped autoencoder).
 How the budget is shared (our choice): the paper's pair ``(t_mean, t_std)`` is calibrated
 first, exactly as for Tables 2-3, and the quiet test gets what it leaves: ``t_quiet`` is
 set so that, among the okay patches the pair does not flag, at most the remaining number
-fall below it. When the pair uses the whole budget (the usual case) ``t_quiet`` is the
-smallest minimum of the okay calibration patches, and the two-sided rule flags exactly the
-okay patches the paper's rule flags. So both rules have the same ``t_mean``, ``t_std`` and
-calibrated false positive rate; the quiet test's own rate on new okay data is about
-``1 / (n_okay + 1)`` at most and is measured on the okay test patches (chapter 10).
+fall below it. When the pair uses the whole budget (the usual case) that is the smallest
+minimum of the okay calibration patches, and the two-sided rule flags exactly the okay patches
+the paper's rule flags. So both rules have the same ``t_mean``, ``t_std`` and calibrated false
+positive rate. The floor is then lowered by the film grain's margin
+(:func:`weldlab.screening.grain_margin`: 1.5, as the input checks widen the grain's range, or
+more where one training film lies further below the others): an okay residual is about as
+large as the grain the autoencoder cannot reconstruct, and a new film may have less grain than
+every calibration film. Without it, a simulated test film with 14 % less grain than the
+quietest of the 40 training films had 30 % of its okay patches called too quiet; with it, none
+(issue 24). The quiet test's rate on new okay data is measured on the okay test patches
+(chapter 10).
 (Sharing the budget by equal ranks instead, as between the two tests of the OR rule, put
 all three thresholds at the validation extremes and raised ``t_std`` by a third, from
 0.046 to 0.061, for the shipped autoencoder.)

@@ -240,6 +240,44 @@ def _covering_margin(kind, values, groups):
     return margin, worst
 
 
+def grain_margin(values=None, groups=None):
+    """The factor by which a floor on film grain is lowered for films not seen in training.
+
+    The fixed margin of the film grain's range (:data:`MARGINS` ``["noise_std"]``), or more
+    where one training film lies further below the others (leave one film out, as
+    :func:`input_ranges` widens its ranges). The quiet test's threshold is such a floor: the
+    residual of an okay patch is about as large as the grain the autoencoder cannot
+    reconstruct (:meth:`weldlab.thresholds.ResidualThresholds.calibrate`).
+
+    Parameters
+    ----------
+    values : array_like, shape (n,), optional
+        A grain measure of n patches (e.g. the quiet statistic), positive.
+    groups : array_like of int, shape (n,), optional
+        The film of each patch; with two films or more, the leave-one-film-out margin counts.
+
+    Returns
+    -------
+    float
+        At least ``MARGINS["noise_std"][1]``.
+
+    Examples
+    --------
+    >>> from weldlab.screening import grain_margin
+    >>> grain_margin()
+    1.5
+    >>> grain_margin([0.004, 0.0041, 0.002], groups=[0, 1, 2])  # film 2: half the others' floor
+    2.0
+    """
+    margin = MARGINS["noise_std"][1]
+    if values is None or groups is None or np.unique(groups).size < 2:
+        return float(margin)
+    values, groups = np.asarray(values, float), np.asarray(groups, int)
+    if values.shape != groups.shape:
+        raise ValueError(f"groups: expected one film per value ({values.shape}), got shape {groups.shape}")
+    return float(max(margin, _covering_margin("lower", values, groups)[0]))
+
+
 def input_ranges(images, source, statistics=None, films=False, groups=None):
     """The ranges :func:`check_input` accepts, from the statistics of training images.
 

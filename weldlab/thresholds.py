@@ -197,6 +197,9 @@ class ResidualThresholds(_Threshold):
     ----------
     t_mean, t_std : float
     t_quiet : float or None
+    quiet_margin : float or None
+        The factor ``t_quiet`` was lowered by below the quietest okay calibration patch it
+        could have flagged within the budget (:meth:`calibrate`).
     fpr_target, fpr_calibration : float or None
         The asked and the realised rate on the calibration patches.
     n_okay : int or None
@@ -226,6 +229,7 @@ class ResidualThresholds(_Threshold):
     fpr_calibration: float | None = None
     n_okay: int | None = None
     resolvable: bool | None = None
+    quiet_margin: float | None = None
 
     #: A patch is flagged when its :meth:`score` is above this.
     cut = 1.0
@@ -251,7 +255,7 @@ class ResidualThresholds(_Threshold):
                                   self.resolvable)
 
     @classmethod
-    def calibrate(cls, max_mean, max_std, fpr=DEFAULT_FPR, min_std=None):
+    def calibrate(cls, max_mean, max_std, fpr=DEFAULT_FPR, min_std=None, quiet_margin=1.0):
         """Thresholds flagging at most ``fpr`` of the okay calibration patches.
 
         Many pairs ``(t_mean, t_std)`` give the same rate under the OR rule. We take the
@@ -260,7 +264,9 @@ class ResidualThresholds(_Threshold):
         rule flags at most :func:`fpr_budget` patches. With ``min_std`` the quiet test gets
         what the pair leaves of the budget: ``t_quiet`` is set so that, among the okay
         patches the pair does not flag, at most the remaining number fall below it (when
-        the pair uses the whole budget, the smallest of them).
+        the pair uses the whole budget, the smallest of them), then divided by
+        ``quiet_margin``, so that a new film with less grain than any calibration film is not
+        called too quiet for that alone (:func:`weldlab.screening.grain_margin`).
 
         Parameters
         ----------
@@ -270,6 +276,8 @@ class ResidualThresholds(_Threshold):
         fpr : float
         min_std : ndarray, shape (n,), optional
             Per-patch minima of the quiet neighbourhoods' ``sigma(r)``.
+        quiet_margin : float
+            At least 1; 1 puts ``t_quiet`` at the budget's edge.
 
         Returns
         -------
@@ -298,12 +306,15 @@ class ResidualThresholds(_Threshold):
             else:
                 hi = mid - 1
         flagged = flags(lo)
-        t_quiet = None
+        t_quiet, margin = None, None
         if c is not None:
-            t_quiet = leftover_threshold(c, flagged, allowed)
+            margin = float(quiet_margin)
+            if not (np.isfinite(margin) and margin >= 1):
+                raise ValueError(f"quiet_margin: expected a finite factor >= 1, got {quiet_margin!r}")
+            t_quiet = leftover_threshold(c, flagged, allowed) / margin
             flagged = flagged | (c < t_quiet)
         return cls(float(sa[lo]), float(sb[lo]), t_quiet, float(fpr), float(np.mean(flagged)), int(n),
-                   bool(allowed >= 1))
+                   bool(allowed >= 1), margin)
 
     def score(self, max_mean, max_std, min_std=None):
         """One number per patch: ``max(max|<r>| / t_mean, max sigma / t_std[, t_quiet / min sigma])``.
