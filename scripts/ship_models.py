@@ -25,7 +25,7 @@ from weldlab.config import make_config, parse_override  # noqa: E402
 from weldlab.datasets import build_or_load, load_radiographs  # noqa: E402
 from weldlab.evaluate import cnn_scores  # noqa: E402
 from weldlab.models import build_autoencoder, build_cnn  # noqa: E402
-from weldlab.detector import calibrate_detector, patch_films  # noqa: E402
+from weldlab.detector import CALIBRATION_KEYS, calibrate_detector, patch_films  # noqa: E402
 from weldlab.thresholds import ProbabilityThreshold  # noqa: E402
 from weldlab.sets import SHIPPED  # noqa: E402
 from weldlab.trained import TrainedModel, model_dir, shipped_root  # noqa: E402
@@ -54,8 +54,9 @@ D+SNI. Any other rows are models of the paper's other table columns: `weldlab ta
 - **thresholds**: calibrated at 0.1 % patch-level FPR on the {n_val} validation okay patches
   (the AE's two thresholds under the OR rule; the CNN's probability threshold). Each AE record
   also holds `two_sided_thresholds` (the same pair plus `t_quiet`, the too-quiet residual test,
-  within the same budget) and `input_ranges` (the input checks' ranges: `film` from the
-  training films, their weld bead's contrast included, `patch` from the okay training patches
+  within the same budget and lowered by the film grain's margin, `quiet_margin`) and
+  `input_ranges` (the input checks' ranges: `film` from the training films, their weld bead's
+  contrast included, `patch` from the okay training patches
   with their `typicality` reference and threshold; `weldlab.screening`), written by
   `scripts/ship_models.py --recalibrate` without retraining.
 
@@ -112,11 +113,12 @@ def _ae_calibration(model, ds, cfg):
                               films_source=f"{cfg.data} training films", val_films=val_films, train_films=train_films)
 
 
-def recalibrate(cfg, sets, seeds):
+def recalibrate(cfg, sets, seeds, keys=CALIBRATION_KEYS):
     """Recalibrate the shipped autoencoders' records in place (thresholds and input ranges).
 
     Every shipped AE of ``sets`` (``"ae:<set>"``; others are skipped) and ``seeds`` that
-    exists for ``cfg.data``.
+    exists for ``cfg.data``; only the record entries named in ``keys``
+    (:data:`weldlab.detector.CALIBRATION_KEYS`) are replaced.
     """
     ds = build_or_load(cfg)
     folders = [shipped_root(cfg.data) / "ae" / training_set / f"seed{seed}"
@@ -124,7 +126,8 @@ def recalibrate(cfg, sets, seeds):
                for seed in seeds]
     for folder in [f for f in folders if (f / "record.json").is_file()]:
         shipped = TrainedModel.load(folder, "ae")
-        shipped.record.update(_ae_calibration(shipped.model, ds, cfg))
+        calibration = _ae_calibration(shipped.model, ds, cfg)
+        shipped.record.update({k: calibration[k] for k in keys})
         shipped.save()
         print(f"{shipped.folder}: thresholds {shipped.record['thresholds']}, "
               f"two-sided {shipped.record['two_sided_thresholds']}")
@@ -178,10 +181,12 @@ def main():
     ap.add_argument("--recalibrate", action="store_true",
                     help="only recalibrate the shipped autoencoders' thresholds and input ranges in place "
                          "(those of --sets and --seeds that are shipped)")
+    ap.add_argument("--keys", nargs="+", choices=CALIBRATION_KEYS, default=list(CALIBRATION_KEYS),
+                    help="with --recalibrate: replace only these entries of each record")
     args = ap.parse_args()
     cfg = make_config(args.preset, data=args.data, **dict(parse_override(t) for t in args.param))
     if args.recalibrate:
-        return recalibrate(cfg, args.sets, args.seeds if args.seeds is not None else cfg.seeds)
+        return recalibrate(cfg, args.sets, args.seeds if args.seeds is not None else cfg.seeds, args.keys)
     ds = build_or_load(cfg)
     for item in args.sets:
         kind, _, training_set = item.partition(":")
