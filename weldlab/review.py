@@ -444,6 +444,47 @@ def fpr_holds(n_flagged, n, fpr, level=FPR_HOLDS_LEVEL):
     return chance >= level, chance
 
 
+def film_alarms_sentence(alarms, shapes, fpr):
+    """False alarms measured on defect-free areas of films, against what a per-patch rate allows.
+
+    The thresholds are set per 192 px patch; a film holds many patch-sized areas, and each may
+    raise one false alarm at ``fpr``.
+
+    Parameters
+    ----------
+    alarms : int
+        Flagged regions on the films that no defect explains.
+    shapes : sequence of (int, int)
+        The films' shapes (pixels).
+    fpr : float
+
+    Returns
+    -------
+    str
+        The areas per film, the alarms they allow, the measured count and, when so many
+        would come up by chance less often than :data:`FPR_HOLDS_LEVEL`
+        (:func:`fpr_holds` over all the areas), that the calibration does not hold there.
+
+    Examples
+    --------
+    >>> from weldlab.review import film_alarms_sentence
+    >>> print(film_alarms_sentence(0, [(600, 1200)] * 4, 0.001))
+    A film holds about 20 patch-sized areas: at 0.1 % per patch, about 0.02 false alarms per film ...
+    Measured: 0 on 4 films.
+    >>> film_alarms_sentence(3, [(600, 1200)], 0.001)[-62:]
+    'the calibration does not hold on it (chance 1e-06 of so many).'
+    """
+    areas = float(np.mean([h * w for h, w in shapes])) / PATCH**2
+    holds, chance = fpr_holds(alarms, max(1, round(areas * len(shapes))), fpr)
+    said = (f"A film holds about {areas:.0f} patch-sized areas: at {100 * fpr:g} % per patch, about "
+            f"{fpr * areas:.2f} false alarms per film if the calibration holds. Measured: {alarms} on "
+            f"{len(shapes)} film{'s' if len(shapes) != 1 else ''}")
+    if holds:
+        return said + "."
+    return (said + f": the calibration does not hold on {'them' if len(shapes) != 1 else 'it'} "
+            f"(chance {chance:.0e} of so many).")
+
+
 def false_positive_sentence(rates, fpr, control, reviewer="detector", kinds=None, goal=REVIEW_GOAL):
     """The reviewer's false positive rates, and what its rates on other inputs are worth.
 
