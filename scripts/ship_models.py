@@ -28,7 +28,7 @@ from weldlab.models import build_autoencoder, build_cnn  # noqa: E402
 from weldlab.detector import CALIBRATION_KEYS, calibrate_detector, patch_films  # noqa: E402
 from weldlab.thresholds import ProbabilityThreshold  # noqa: E402
 from weldlab.sets import SHIPPED  # noqa: E402
-from weldlab.trained import TrainedModel, model_dir, shipped_root  # noqa: E402
+from weldlab.trained import TrainedModel, model_dir, shipped_for, shipped_root  # noqa: E402
 from weldlab.training import hyperparameters  # noqa: E402
 
 
@@ -117,14 +117,14 @@ def recalibrate(cfg, sets, seeds, keys=CALIBRATION_KEYS):
     """Recalibrate the shipped autoencoders' records in place (thresholds and input ranges).
 
     Every shipped AE of ``sets`` (``"ae:<set>"``; others are skipped) and ``seeds`` that
-    exists for ``cfg.data``; only the record entries named in ``keys``
-    (:data:`weldlab.detector.CALIBRATION_KEYS`) are replaced.
+    was trained on ``cfg``'s datasets (:func:`weldlab.trained.shipped_for`); only the record
+    entries named in ``keys`` (:data:`weldlab.detector.CALIBRATION_KEYS`) are replaced.
     """
     ds = build_or_load(cfg)
-    folders = [shipped_root(cfg.data) / "ae" / training_set / f"seed{seed}"
+    folders = [shipped_for("ae", training_set, seed, cfg.data, ds.manifest["dataset_key"])
                for kind, _, training_set in (item.partition(":") for item in sets) if kind == "ae"
                for seed in seeds]
-    for folder in [f for f in folders if (f / "record.json").is_file()]:
+    for folder in [f for f in folders if f is not None]:
         shipped = TrainedModel.load(folder, "ae")
         calibration = _ae_calibration(shipped.model, ds, cfg)
         shipped.record.update({k: calibration[k] for k in keys})
