@@ -27,9 +27,9 @@ browser:
 	    apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
 	  else echo "note: install Chromium (e.g. sudo apt-get install chromium) to run the offline page check"; fi; }
 
-# In the quick preset no cell takes more than a few minutes: a cell that runs 15 minutes has hung
-# (nbclient now and then misses a widget cell's reply, jupyter/nbclient#312), and the chapter is
-# run again once. Other presets train in their cells and get no limit.
+# In the quick preset no cell takes more than a few minutes: a cell that runs 15 minutes has hung,
+# and the chapter is run again once (a safety net: the runner already re-reads a kernel reply that
+# nbclient's wait missed, jupyter/nbclient#312). Other presets train in their cells and get no limit.
 CELL_TIMEOUT := $(if $(filter quick,$(PRESET)),--cell-timeout 900)
 
 book: setup

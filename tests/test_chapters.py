@@ -1,13 +1,11 @@
 """Every chapter executed in the quick preset, on simulated data and on GDXray.
 
 For each data source the whole book is built as ``make book`` does (papermill, then
-Jupyter Book with warnings as errors); then nbval re-runs every executed chapter and
-compares the outputs of the cells marked ``# NBVAL_CHECK_OUTPUT`` (dataset counts, shapes
-and other seeded results) with those papermill recorded.
+Jupyter Book with warnings as errors), each chapter once; the outputs of the cells marked
+``# NBVAL_CHECK_OUTPUT`` (dataset counts, shapes and other seeded results) are compared
+with the recorded run in ``book/results/checked_outputs.json`` (:mod:`weldlab.book.checks`).
 """
 
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import nbformat
 import pytest
 
 from weldlab import book
+from weldlab.config import RESULTS_ROOT
 
 #: `pytest -m "not book"` runs everything but the chapters (minutes instead of most of an hour).
 pytestmark = pytest.mark.book
@@ -61,19 +60,16 @@ def test_every_figure_is_legible_on_the_page(built_book):
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_chapter_outputs_reproduce_under_nbval(built_book, chapter):
+def test_chapter_outputs_reproduce_the_recorded_run(built_book, chapter):
     data, html, executed = built_book
     nb_path = executed / f"{chapter}.ipynb"
-    nb = nbformat.read(nb_path, as_version=4)
-    checked = [c for c in nb.cells if c.cell_type == "code" and "NBVAL_CHECK_OUTPUT" in c.source]
-    assert checked, "each chapter marks its deterministic cells for nbval"
-    assert all(c.outputs for c in checked)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", f"--nbval-cell-timeout={CELL_TIMEOUT}",
-         "-p", "no:cacheprovider", "-q", str(nb_path)],
-        cwd=executed, capture_output=True, text=True,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    outputs = book.checked_outputs(nb_path)
+    assert outputs and all(outputs), "each chapter marks cells with seeded output to check"
+    recorded = book.read_record("quick", data, REPO / RESULTS_ROOT)
+    assert chapter in recorded, f"{chapter}: not in the record (scripts/record_checked_outputs.py)"
+    problems = book.differences(nb_path, recorded[chapter])
+    assert not problems, "\n".join(problems) + (
+        "\nIf the change is intended, record it: scripts/record_checked_outputs.py --data " + data)
 
 
 def test_pages_work_offline_in_a_headless_browser(built_book):

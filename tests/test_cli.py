@@ -84,6 +84,39 @@ def test_failing_chapter_is_named_and_nothing_is_published(tmp_path):
     assert not (root / "_build" / "synthetic" / "quick" / "html").exists()
 
 
+def test_kernel_replies_a_poll_missed_are_read_at_the_next_poll(monkeypatch):
+    """jupyter/nbclient#312: one poll for a cell's reply can miss its wake-up (chapter 8's widget
+    cell waited 900 s for a reply sent after 0.7 s); the runner's clients poll in slices."""
+    import asyncio
+    from queue import Empty
+
+    from jupyter_client.channels import AsyncZMQSocketChannel
+
+    from weldlab.book import runner
+
+    manager = runner.PollingKernelManager()
+    manager.client_class = "jupyter_client.asynchronous.AsyncKernelClient"  # as nbclient names it
+    assert manager.client_factory is runner._SlicedClient
+    polls, replies = [], [None, {"msg_type": "execute_reply"}]  # the first poll misses the reply
+
+    async def poll(self, timeout=None):
+        polls.append(timeout)
+        reply = replies.pop(0) if replies else None
+        if reply is None:
+            raise Empty
+        return reply
+
+    monkeypatch.setattr(AsyncZMQSocketChannel, "get_msg", poll)
+    monkeypatch.setattr(runner, "POLL_SLICE", 0.01)
+    channel = runner._SlicedChannel.__new__(runner._SlicedChannel)
+    assert asyncio.run(channel.get_msg(timeout=None)) == {"msg_type": "execute_reply"}
+    assert polls == [0.01, 0.01]
+    polls.clear()  # no reply at all: Empty once the whole timeout is spent, in slices
+    with pytest.raises(Empty):
+        asyncio.run(channel.get_msg(timeout=0.05))
+    assert len(polls) >= 3 and all(0 <= t <= 0.01 for t in polls)
+
+
 def test_hung_cell_fails_its_chapter_after_the_cell_timeout(tmp_path):
     """A kernel that never answers stops the build with the chapter and cell named."""
     import time
@@ -111,8 +144,8 @@ def test_a_chapter_that_hung_once_is_run_again(tmp_path):
 
 
 def test_chapters_get_the_gdxray_copy_beside_the_repository_as_an_absolute_path(tmp_path, monkeypatch):
-    """nbval re-runs executed chapters in the build folder, where ``../shared/data/gdxray``
-    finds nothing: the runner resolves the copy and passes it as an absolute path."""
+    """A chapter run again from the build folder finds nothing at ``../shared/data/gdxray``:
+    the runner resolves the copy and passes it as an absolute path."""
     from weldlab.radiographs import GDXRAY_IMAGES, GDXRAY_MASKS
 
     (tmp_path / "repo").mkdir()

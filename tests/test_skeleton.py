@@ -122,3 +122,25 @@ def test_source_archive_holds_the_tree_and_is_reproducible(tmp_path):
     (unpacked / "weldlab" / ".venv" / "x.py").write_text("")
     again = [p.relative_to(unpacked / "weldlab").as_posix() for p in book.source_files(unpacked / "weldlab")]
     assert sorted(again) == sorted(n.removeprefix("weldlab/") for n in names if n.startswith("weldlab/"))
+
+
+def test_checked_outputs_are_recorded_and_differences_named(tmp_path):
+    executed = tmp_path / "executed"
+    executed.mkdir()
+    cells = [nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(n)"), nbformat.v4.new_code_cell("print(1)")]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="n = 3\n")]
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]  # not marked
+    nbformat.write(nb, executed / "01_a.ipynb")
+    with pytest.raises(FileNotFoundError, match="no checked outputs recorded for preset 'quick' on 'gdxray'"):
+        book.read_record("quick", "gdxray", tmp_path)
+    book.record_outputs(executed, "quick", "synthetic", tmp_path)
+    book.record_outputs(executed, "standard", "synthetic", tmp_path)  # kept beside the other
+    recorded = book.read_record("quick", "synthetic", tmp_path)
+    assert recorded == {"01_a": ["n = 3\n"]} == book.read_record("standard", "synthetic", tmp_path)
+    assert book.differences(executed / "01_a.ipynb", recorded["01_a"]) == []
+    nb.cells[0].outputs[0].text = "n = 4\n"
+    nbformat.write(nb, executed / "01_a.ipynb")
+    problems = book.differences(executed / "01_a.ipynb", recorded["01_a"])
+    assert len(problems) == 1 and "-n = 3" in problems[0] and "+n = 4" in problems[0]
+    assert book.differences(executed / "01_a.ipynb", ["n = 4\n", "more\n"]) == ["1 marked cells, 2 recorded"]

@@ -4,7 +4,8 @@ Nothing in weldlab's core imports this package; ``weldlab book`` and the tests d
 :mod:`~weldlab.book.runner` (the build), :mod:`~weldlab.book.exercises`,
 :mod:`~weldlab.book.source` (the source archive), :mod:`~weldlab.book.assets` (the widgets'
 JavaScript), :mod:`~weldlab.book.pages` (portable notebooks, the browser check),
-:mod:`~weldlab.book.sphinx` (the Sphinx extension ``_config.yml`` loads) and
+:mod:`~weldlab.book.sphinx` (the Sphinx extension ``_config.yml`` loads),
+:mod:`~weldlab.book.checks` (the chapters' checked outputs against a recorded run) and
 :mod:`~weldlab.book.errors`.
 
 ``weldlab book`` (and :func:`run_book`) does, in order:
@@ -38,6 +39,7 @@ cell; the previously published book is left untouched.
 """
 
 from .assets import WIDGET_JS, offline_assets
+from .checks import MARK, checked_outputs, differences, read_record, record_outputs
 from .errors import BookBuildError, ChapterError
 from .exercises import EXERCISE_TAG, SOLUTION_TAG, chapter_exercise, exercises_page
 from .pages import (CHROMIUM_ARGS, MACHINE_PATH_PARAMETERS, check_pages, figure_problems, machine_paths,
@@ -47,8 +49,8 @@ from .runner import (BOOK_SOURCES, BUILD_ENTRIES, BUILD_MARKER, TIMEOUT_ATTEMPTS
 from .source import NOT_SOURCE, SOURCE_ARCHIVE, source_archive, source_files
 
 __all__ = ["BOOK_SOURCES", "BUILD_ENTRIES", "BUILD_MARKER", "CHROMIUM_ARGS", "EXERCISE_TAG", "MACHINE_PATH_PARAMETERS",
-           "NOT_SOURCE", "SOLUTION_TAG", "SOURCE_ARCHIVE", "TIMEOUT_ATTEMPTS", "WIDGET_JS", "BookBuildError", "ChapterError",
-           "book_gdxray_root", "chapter_exercise", "chapters", "check_pages", "claim_build_folder", "execute_chapter",
-           "exercises_page", "figure_problems", "machine_paths", "offline_assets", "portable_notebook", "repo_root",
-           "resolve_parameters",
+           "MARK", "NOT_SOURCE", "SOLUTION_TAG", "SOURCE_ARCHIVE", "TIMEOUT_ATTEMPTS", "WIDGET_JS", "BookBuildError",
+           "ChapterError", "book_gdxray_root", "chapter_exercise", "chapters", "check_pages", "checked_outputs",
+           "claim_build_folder", "differences", "execute_chapter", "exercises_page", "figure_problems", "machine_paths",
+           "offline_assets", "portable_notebook", "read_record", "record_outputs", "repo_root", "resolve_parameters",
            "run_book", "source_archive", "source_files"]

@@ -8,8 +8,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from queue import Empty
 
 import yaml
+from jupyter_client import AsyncKernelClient, AsyncKernelManager
+from jupyter_client.channels import AsyncZMQSocketChannel
+from traitlets import Type, default, observe
 
 from ..config import RESULTS_ROOT, Config, load_preset
 from .errors import BookBuildError, ChapterError
@@ -18,6 +22,49 @@ from .pages import figure_problems, portable_notebook
 from .source import SOURCE_ARCHIVE, source_archive
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+#: Seconds of each wait for a kernel message (:class:`PollingKernelManager`).
+POLL_SLICE = 1.0
+
+
+class _SlicedChannel(AsyncZMQSocketChannel):
+    """A kernel channel whose wait for a message is a series of short polls.
+
+    nbclient waits for a cell's reply with one zmq poll of the cell's whole timeout (or none);
+    when that poll misses its wake-up, the kernel sits idle and the client waits for ever (the
+    chapter 8 widget cell under papermill, jupyter/nbclient#312). Polled again every
+    :data:`POLL_SLICE` seconds, a reply that arrived unnoticed is read at the next poll.
+    """
+
+    async def get_msg(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = POLL_SLICE if deadline is None else min(POLL_SLICE, max(0.0, deadline - time.monotonic()))
+            try:
+                return await super().get_msg(timeout=left)
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+
+class _SlicedClient(AsyncKernelClient):
+    shell_channel_class = Type(_SlicedChannel)
+    iopub_channel_class = Type(_SlicedChannel)
+
+
+class PollingKernelManager(AsyncKernelManager):
+    """The kernel manager papermill runs the chapters with.
+
+    Its clients wait for the kernel's messages in short polls (:class:`_SlicedChannel`),
+    whatever client class nbclient names.
+    """
+
+    @observe("client_class")
+    def _client_class_changed(self, change):
+        self.client_factory = _SlicedClient
+
+    @default("client_factory")
+    def _client_factory_default(self):
+        return _SlicedClient
 
 
 def repo_root(start=None) -> Path:
@@ -126,9 +173,10 @@ def _source_cell_number(executed, index=None, source=None):
     return f"{index + 1} ({first[0][:60]!r})" if first else f"{index + 1}"
 
 
-#: How many times a chapter whose cell timed out is run, each time with a new kernel: a
-#: kernel now and then stops answering at a cell that displays ipywidgets
-#: (jupyter/nbclient#312; seen once in ten minutes at chapter 8, which then ran in 35 s).
+#: How many times a chapter whose cell timed out is run, each time with a new kernel. A safety
+#: net: the hang seen at chapter 8's widget cell (jupyter/nbclient#312: the kernel replied in
+#: 0.7 s, the client read the reply when its 900 s poll ended) is what :class:`_SlicedChannel`
+#: now prevents.
 TIMEOUT_ATTEMPTS = 2
 
 
@@ -173,6 +221,7 @@ def execute_chapter(notebook, output, parameters, cwd=None, cell_timeout=None, l
                 pm.execute_notebook(
                     str(notebook), str(output), parameters=parameters, kernel_name="python3",
                     progress_bar=False, cwd=str(cwd or notebook.parent), execution_timeout=cell_timeout,
+                    kernel_manager_class=PollingKernelManager,
                 )
                 break
             except TimeoutError:  # nbclient's CellTimeoutError: the cell or its kernel hung
@@ -226,10 +275,10 @@ def claim_build_folder(out_root, overwrite=False):
 def book_gdxray_root(root):
     """The GDXray copy the chapters would find from ``<root>/notebooks``, or None.
 
-    Passed to the chapters as an absolute path, like the artifacts folder: nbval re-runs
-    the executed chapters in the build folder, from where the relative fallback of
-    :func:`~weldlab.radiographs.gdxray_root` (``../shared/data/gdxray``) finds nothing,
-    so a chapter would otherwise compare against GDXray when built and not when checked.
+    Passed to the chapters as an absolute path, like the artifacts folder: a chapter run
+    again from the build folder (a reader re-running a downloaded chapter, or nbval) would
+    find nothing with the relative fallback of :func:`~weldlab.radiographs.gdxray_root`
+    (``../shared/data/gdxray``), and so read GDXray when built and not when run again.
     """
     from ..radiographs import gdxray_root
 
@@ -311,7 +360,7 @@ def run_book(preset="quick", data=None, gdxray_root=None, overrides=None, root=N
         shutil.move(str(stage / "notebooks"), executed)
         shutil.rmtree(stage, ignore_errors=True)
         return executed
-    as_run = out_root / "executed.partial"  # the chapters as run, for nbval; the book shows portable copies
+    as_run = out_root / "executed.partial"  # the chapters as run, for the checks; the book shows portable copies
     if as_run.exists():
         shutil.rmtree(as_run)
     shutil.copytree(stage / "notebooks", as_run)
