@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from weldlab.book import record_outputs, repo_root
+from weldlab.config import RESULTS_ROOT
 
 
 def main(argv=None):
@@ -26,7 +27,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     root = repo_root()
     executed = (args.build_dir or root / "_build") / args.data / args.preset / "executed"
-    path = record_outputs(executed, args.preset, args.data, root / "book" / "results")
+    path = record_outputs(executed, args.preset, args.data, root / RESULTS_ROOT)
     print(f"recorded the checked outputs of {executed} in {path}")
 
 

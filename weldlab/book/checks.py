@@ -68,6 +68,10 @@ def record_path(results_root=RESULTS_ROOT):
     return Path(results_root) / RECORD_NAME
 
 
+def _read(path):
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def read_record(preset, data, results_root=RESULTS_ROOT):
     """The recorded outputs of one preset and data source: ``{chapter: [text, ...]}``.
 
@@ -77,8 +81,7 @@ def read_record(preset, data, results_root=RESULTS_ROOT):
         No record, or none for this preset and data source (the message says how to make one).
     """
     path = record_path(results_root)
-    record = json.loads(path.read_text()) if path.is_file() else {}
-    chapters = record.get(preset, {}).get(data)
+    chapters = _read(path).get(preset, {}).get(data)
     if chapters is None:
         raise FileNotFoundError(f"{path}: no checked outputs recorded for preset {preset!r} on {data!r} data; "
                                 f"build the book (weldlab book --preset {preset} --data {data}) and run "
@@ -134,7 +137,7 @@ def record_outputs(executed, preset, data, results_root=RESULTS_ROOT):
     if not notebooks:
         raise FileNotFoundError(f"{executed}: no executed chapters (expected the executed/ folder of a book build)")
     path = record_path(results_root)
-    record = json.loads(path.read_text()) if path.is_file() else {}
+    record = _read(path)
     record.setdefault(preset, {})[data] = {nb.stem: checked_outputs(nb) for nb in notebooks}
     path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     return path
