@@ -148,6 +148,40 @@ def test_a_recorded_run_is_presented_from_its_record():
     assert R.table_problems(result) == []
 
 
+def test_use_case_2_is_measured_only_when_named_and_summarised_apart(monkeypatch):
+    from types import SimpleNamespace
+
+    from weldlab.sets import USE_CASE_2
+
+    asked = []
+
+    def fake_model(cfg, ds, kind, conf, seed, train, log):
+        asked.append(conf)
+        return SimpleNamespace(record={"seed": seed}, model=None)
+
+    def fake_evaluate(kind, model, datasets, fpr, sensitivity):
+        sets = {r: {"n": 10, "tpr_at_test_fpr": 0.5, "tpr_calibrated": 0.5, "auroc": 0.9} for r in R.TABLE_ROWS}
+        return {"sets": sets, "thresholds": {"t_mean": 1.0}, "fpr_calibrated_on_test": 0.001, "scores": {},
+                "maxima": {}}
+
+    monkeypatch.setattr("weldlab.training.current_model", fake_model)
+    monkeypatch.setattr(R, "evaluate_model", fake_evaluate)
+    ds = type("DS", (), {"manifest": {"dataset_key": "k"}, "counts": {},
+                         "__getitem__": lambda self, name: np.zeros((1000, 2, 2))})()
+    cfg = make_config("quick", data="gdxray")
+    R.measure_tables(cfg, ds, kinds=("ae",), seeds=[0], confs={"ae": ["sni"]}, log=lambda *a: None)
+    assert asked == ["sni"]
+    asked.clear()
+    result, _ = R.measure_tables(cfg, ds, kinds=("ae",), seeds=[0], confs={"ae": ["sni", USE_CASE_2]},
+                                 log=lambda *a: None)
+    assert asked == ["sni", USE_CASE_2] and R.table_columns("ae")[-1] == USE_CASE_2
+    assert "okay + defects (use case 2) ours" in R.table_markdown(result, "ae").splitlines()[0]
+    result["tables"]["ae"]["blur"] = result["tables"]["ae"]["sni"]
+    lines = R.findings(result)
+    assert sum("trained with" in line for line in lines) == 1  # use case 2 is not one of Table 3's columns
+    assert any(line.startswith("- The autoencoder of use case 2") and "50 % of the raster" in line for line in lines)
+
+
 def test_table_problems_names_the_cells_that_cannot_be_right():
     def cell(tpr, n=10):
         return {"n": n, "tpr_at_test_fpr": {"mean": tpr}}

@@ -22,7 +22,7 @@ from .config import DATA_SOURCES, RESULTS_ROOT
 from .datasets import sensitivity_name
 from .figures import markdown_table
 from .provenance import atomic_file, check_replaceable, provenance, write_json
-from .sets import AE_SETS, CNN_SETS, label
+from .sets import AE_SETS, CNN_SETS, USE_CASE_2, label
 from .thresholds import fpr_budget
 
 #: Rows of both tables: the three contrast classes of real defects, then the five synthetic
@@ -52,7 +52,7 @@ SENSITIVITY_READING = "after"
 #: Sensitivity rows: each synthetic type with its amplitude read as the peak after the smoothing.
 SENSITIVITY_ROWS = tuple(sensitivity_name(k, SENSITIVITY_READING) for k in SYNTHETIC_ROWS)
 #: Column labels as the paper writes them (:func:`weldlab.sets.label`).
-COLUMN_LABELS = {c: label(c) for c in ("blur", *AE_SETS, *CNN_SETS)}
+COLUMN_LABELS = {c: label(c) for c in ("blur", *AE_SETS, *CNN_SETS)} | {USE_CASE_2: "okay + defects (use case 2)"}
 ROW_LABELS = {"partial_circle": "partial circle",
               **{r: f"{k.replace('_', ' ')}, peak after smoothing" for r, k in zip(SENSITIVITY_ROWS, SYNTHETIC_ROWS)}}
 
@@ -62,9 +62,18 @@ ROW_LABELS = {"partial_circle": "partial circle",
 BASELINE = "blur"
 
 
+#: Columns a run holds only when asked for by name (``--sets ae:okay+defects``): the paper's
+#: use case 2 (Fig. 12-13), an autoencoder trained to reconstruct okay *and* defect patches,
+#: measured beside Table 3 to show what it still flags. Not one of the paper's table columns.
+EXTRA_COLUMNS = {"ae": (USE_CASE_2,), "cnn": ()}
+
+
 def table_columns(kind):
-    """The columns of ``kind``'s table: its configurations, and for "ae" the baseline first."""
-    return ((BASELINE,) if kind == "ae" else ()) + tuple(configurations(kind))
+    """The columns of ``kind``'s table: for "ae" the baseline, its configurations, the extras.
+
+    The extras are :data:`EXTRA_COLUMNS`, last.
+    """
+    return ((BASELINE,) if kind == "ae" else ()) + tuple(configurations(kind)) + EXTRA_COLUMNS[kind]
 
 
 def configurations(kind):
@@ -128,8 +137,9 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, train=True, c
         If False, a missing or stale model (trained from other datasets or with another
         architecture) is an error naming it, instead of being trained.
     confs : sequence of str, or dict of kind -> sequence of str, optional
-        Only these configurations (default: all of each kind's table); a dict restricts
-        each kind separately (a kind missing from it is skipped).
+        Only these configurations (default: each kind's table columns but the
+        :data:`EXTRA_COLUMNS`, which are measured only when named); a dict restricts each
+        kind separately (a kind missing from it is skipped).
     sensitivity : bool
         Also measure every model on the synthetic types under the other amplitude reading
         (:data:`SENSITIVITY_ROWS`, a sensitivity check beside the main rows).
@@ -168,8 +178,9 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, train=True, c
                 scores[f"{kind}/{BASELINE}/{name}"] = np.asarray(sc, np.float32)
             log(f"{kind} {BASELINE} baseline: " + ", ".join(
                 f"{n} {v['tpr_at_test_fpr']:.2f}" for n, v in res["sets"].items()))
-        for conf in configurations(kind):
-            if wanted is not None and conf not in wanted:
+        for conf in table_columns(kind):
+            if conf == BASELINE or (wanted is None and conf in EXTRA_COLUMNS[kind]) or (
+                    wanted is not None and conf not in wanted):
                 continue
             per_seed = []
             for seed in seeds:
@@ -513,8 +524,9 @@ def findings(result, caught=0.95):
     For each AE configuration: on how many test sets it beats the blur baseline and how many
     synthetic types it flags at least ``caught`` of; for every column measured with the
     sensitivity check, that count under both readings; the CNN trained on D alone: how many
-    synthetic types it flags fewer than half of; per model kind, the largest FPR its
-    calibrated thresholds realise on the test okay patches.
+    synthetic types it flags fewer than half of; the autoencoder of use case 2, when measured:
+    what it flags of the high-contrast defects, the synthetic types and the raster; per model
+    kind, the largest FPR its calibrated thresholds realise on the test okay patches.
 
     Returns
     -------
@@ -535,6 +547,13 @@ def findings(result, caught=0.95):
                          f"**{len(found)} of {n}** synthetic types (high-contrast defects: "
                          f"{100 * tpr('ae', conf, 'high'):.0f} % against the blur's "
                          f"{100 * tpr('ae', BASELINE, 'high'):.0f} %).")
+    if USE_CASE_2 in ae:
+        found = [r for r in SYNTHETIC_ROWS if tpr("ae", USE_CASE_2, r) >= caught]
+        lines.append(f"- The autoencoder of use case 2 (trained to reconstruct okay and defect patches) flags "
+                     f"{100 * tpr('ae', USE_CASE_2, 'high'):.0f} % of the high-contrast defects, at least "
+                     f"{100 * caught:.0f} % of **{len(found)} of {n}** synthetic types, and "
+                     f"{100 * tpr('ae', USE_CASE_2, 'raster'):.0f} % of the raster (the paper: it still flags the "
+                     "raster).")
     for kind, confs in result["tables"].items():
         for conf in [c for c in table_columns(kind) if c in confs and set(SENSITIVITY_ROWS) <= set(confs[c])]:
             found = [r for r in SENSITIVITY_ROWS if tpr(kind, conf, r) >= caught]
