@@ -68,14 +68,24 @@ training record with the thresholds) and `history.json` (losses per epoch).
 """
 
 
-COLUMNS = ("model", "training set", "seed", "schedule (epochs x steps x batch, patience)", "epochs run", "best epoch",
+COLUMNS = ("model", "training set", "seed", "schedule (epochs x steps x batch, patience, rate)", "epochs run", "best epoch",
            "best val. loss", "minutes", "patches/s", "thresholds", "converged (AE: residual RMS / film noise)", "commit")
 #: The README's table head: column names, then their alignment.
 HEADER = "| " + " | ".join(COLUMNS) + " |\n| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |"
 
 
 def _schedule(h):
-    return f"{h['epochs']} x {h['steps_per_epoch'] or 0} x {h['batch_size']}, patience {h['patience']}"
+    return (f"{h['epochs']} x {h['steps_per_epoch'] or 0} x {h['batch_size']}, patience {h['patience']}, "
+            + _rate(h))
+
+
+def _rate(h):
+    """How the learning rate moved: a cosine decay, halving on flat epochs, or constant."""
+    if h.get("schedule") == "cosine":
+        return "cosine rate"
+    if h.get("lr_patience"):
+        return f"rate halved after {h['lr_patience']} flat epochs"
+    return "constant rate"
 
 
 def _schedule_of(kind, record):
@@ -85,7 +95,8 @@ def _schedule_of(kind, record):
         return _schedule(record["hyperparameters"])
     tp = record.get("training_parameters") or {}
     return _schedule({"epochs": tp.get(kind + "_epochs"), "steps_per_epoch": tp.get(kind + "_steps_per_epoch"),
-                      "batch_size": tp.get(kind + "_batch_size"), "patience": tp.get("patience")})
+                      "batch_size": tp.get(kind + "_batch_size"), "patience": tp.get("patience"),
+                      "lr_patience": tp.get("lr_patience"), "schedule": tp.get(kind + "_schedule")})
 
 
 def _row(kind, training_set, seed, record):

@@ -131,3 +131,28 @@ def test_speed_records_of_both_cpus_are_read_and_tabled():
         assert len(speed_table(record).splitlines()) == 2 + len(record["rows"])
     failed = {"rows": [{"backend": "torch", "jit": "auto", "onednn": "1", "precision": "float32", "error": ["no torch"]}]}
     assert speed_by_setting(failed) == {} and "not measured" in speed_table(failed)
+
+
+def test_scale_transfer_summary_claims_the_smoothing_only_where_the_numbers_show_it():
+    from weldlab.convergence import scale_transfer_summary, scale_transfer_table
+
+    def ae(training_set, kept):
+        return {"training_set": training_set, "seed": 0, "transfer": {"16-32 px": kept}, "rms_over_noise": 1.0}
+
+    smoother = scale_transfer_summary({"blur": {"16-32 px": 0.57}, "models": [ae("sni", 0.38), ae("D", 0.31)]})
+    assert "keep 0.31-0.38" in smoother and "less than the blur (0.57)" in smoother
+    assert "smoother than the blur" in smoother and "without" not in smoother
+    sharper = scale_transfer_summary({"blur": {"16-32 px": 0.57}, "models": [ae("sni", 0.9), ae("none", 0.8)]})
+    assert "not less than the blur" in sharper and "smoother" not in sharper
+    assert "trained without perturbations keep 0.80" in sharper
+    assert scale_transfer_summary({"blur": {"16-32 px": 0.57}, "models": []}) == ""
+    assert scale_transfer_table({"blur": {"16-32 px": 0.57}, "models": [ae("sni", 0.38)]}).count("\n") == 3
+
+
+def test_the_recorded_scale_transfer_is_read_in_order_of_period():
+    from weldlab.convergence import read_scale_transfer
+
+    record = read_scale_transfer()
+    periods = [float(k.split("-")[0]) for k in record["blur"]]
+    assert periods == sorted(periods) and len(record["models"]) >= 1
+    assert all(list(m["transfer"]) == list(record["blur"]) for m in record["models"])

@@ -170,3 +170,26 @@ def test_okay_residual_table_tells_a_contrast_compressed_reconstruction_from_the
     assert blur["rms_edge"] > blur["rms_flat"]  # the blur too errs most at the edge
     with pytest.raises(ValueError, match="shape"):
         okay_residual_statistics(compressed[:, :100], strata)
+
+
+def test_scale_transfer_reads_a_known_filter_and_refuses_bad_input():
+    """The transfer by period of a Gaussian blur follows its MTF, exp(-2 pi^2 s^2 / P^2), and
+    that of a linear mix of filters the same mix of theirs."""
+    from scipy import ndimage as ndi
+
+    from weldlab.evaluate import scale_transfer
+    from weldlab.patches import crop
+
+    rng = np.random.default_rng(1)
+    x = ndi.gaussian_filter(rng.standard_normal((16, 192, 192)), (0, 1, 1)).astype(np.float32)
+    t = scale_transfer(x, crop(ndi.gaussian_filter(x, (0, 2, 2), mode="reflect")), edges=(8, 9, 30, 31))
+    assert abs(t["8-9 px"] - np.exp(-2 * np.pi**2 * 4 / 8.5**2)) < 0.05
+    assert abs(t["30-31 px"] - np.exp(-2 * np.pi**2 * 4 / 30.5**2)) < 0.05
+    half = scale_transfer(x, crop(0.5 * x + 0.5 * ndi.gaussian_filter(x, (0, 2, 2), mode="reflect")),
+                          edges=(8, 9, 30, 31))  # a linear mix: half the input, half the blur
+    assert abs(half["8-9 px"] - (0.5 + 0.5 * np.exp(-2 * np.pi**2 * 4 / 8.5**2))) < 0.05
+    assert scale_transfer(x, crop(x))["2-4 px"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="reconstruction: expected shape"):
+        scale_transfer(x, crop(x)[:, :100])
+    with pytest.raises(ValueError, match="edges"):
+        scale_transfer(x, crop(x), edges=(8, 4))

@@ -298,6 +298,20 @@ def shipped_for(kind, training_set, seed, data, dataset_key):
     return folder if record.get("dataset_key") == dataset_key and record.get("data") == data else None
 
 
+def shipped_configurations(kind, data, dataset_key):
+    """``(training set, seed)`` of every model of ``kind`` shipped for exactly these datasets.
+
+    Examples
+    --------
+    >>> from weldlab.trained import shipped_configurations
+    >>> shipped_configurations("ae", "gdxray", "no such datasets")
+    []
+    """
+    root = shipped_root(data) / check_kind(kind)
+    found = [(folder.parent.name, int(folder.name[4:])) for folder in root.glob("*/seed*")]
+    return sorted(c for c in found if shipped_for(kind, *c, data, dataset_key) is not None)
+
+
 #: Presets whose chapters use the shipped models of a data source instead of training
 #: their own: GDXray's quick chapters train small models (the training path in every
 #: build); on simulated films every preset uses the shipped ones, so that ``make book``
