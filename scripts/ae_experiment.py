@@ -11,6 +11,8 @@ training radiographs, beside the classical blur baseline (Gaussian sigma 4 px):
 * the five synthetic indication types pasted into validation okay patches (not the test
   sets: decisions are taken on validation data only): AUROC against the okay patches and
   the fraction flagged at thresholds calibrated at 0.1 % FPR on them;
+* the share of the okay patches' structure kept at each range of spatial period
+  (``weldlab.evaluate.scale_transfer``);
 * throughput (training pairs per second, validation and checkpoints included) and wall time.
 
 The record goes to ``book/results/convergence/<name>.json``; ``--table`` prints every
@@ -41,9 +43,10 @@ from weldlab.convergence import RECORDS, convergence_table, read_records  # noqa
 from weldlab.datasets import build_or_load, decode, encode  # noqa: E402
 from weldlab.evaluate import (background_residuals, complete_removal_residuals, evaluate_autoencoder,  # noqa: E402
                               evaluate_baseline, okay_residual_statistics, okay_strata, perturbation_removal,
-                              reconstruction_residuals, residual_maxima)
+                              reconstruction_residuals, residual_maxima, scale_transfer)
 from weldlab.residuals import patch_maxima  # noqa: E402
 from weldlab.metrics import auroc  # noqa: E402
+from weldlab.patches import crop  # noqa: E402
 from weldlab.provenance import provenance, write_json  # noqa: E402
 from weldlab.thresholds import ResidualThresholds  # noqa: E402
 from weldlab.trained import TrainedModel  # noqa: E402
@@ -197,6 +200,7 @@ def main():
     for who, net in (("autoencoder", model), ("blur", None)):
         r = okay_residuals(net, val)
         quality[who] = okay_residual_statistics(r, strata, cfg.fpr)
+        quality[who]["scale_transfer"] = scale_transfer(val, crop(val) - r)
         found[who] = detection(patch_maxima(r), lambda x, base, net=net: residual_maxima(net, x), marks, cfg.fpr)
         if net is None:
             quality["noise_std"] = float(r.std(dtype=np.float64))
