@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import sets
 from .perturbations import INDICATION_PSF_SIGMA, TEST_INDICATIONS
 from .config import RESULTS_ROOT
 from .figures import axes_or_new, markdown_table
@@ -419,8 +420,8 @@ def scale_kept(record, scale, perturbed):
     Those trained with perturbations (``perturbed=True``) or without (None and
     okay+defects); None if the record holds none of them.
     """
-    plain = {"none", "okay+defects"}
-    shares = [m["transfer"][scale] for m in record["models"] if (m["training_set"] not in plain) == perturbed]
+    shares = [m["transfer"][scale] for m in record["models"]
+              if sets.parse("ae", m["training_set"]).perturbed == perturbed]
     return (min(shares), max(shares)) if shares else None
 
 
