@@ -581,8 +581,9 @@ NOT_HOLDING_REASON = {
     "none_below_sni": "perturbation training adds little while the autoencoder removes little of any smooth shape "
                       "(chapter 4 measures how much of a σ = 9 px bump it removes)",
     "ae_catches_synthetic": "our autoencoders reproduce smooth, σ = 9 px shapes instead of removing them (chapter 4 "
-                            "measures how much of such a bump they remove), so the indications' residual stays near "
-                            "the okay patches'",
+                            "measures how much of such a bump they remove) while smoothing away okay structure of "
+                            "16-32 px (the section on what they smooth away, below), so the indications' residual "
+                            "stays near the okay patches'",
     "cnn_misses_unseen": "the comparison needs synthetic types the autoencoder catches; where it catches none, the "
                          "classifier's misses cannot be set against it",
     "cnn_sni_catches_them": "there are no such types to check (see the finding above)",
