@@ -304,6 +304,8 @@ def shipped_configurations(kind, data, dataset_key):
     Examples
     --------
     >>> from weldlab.trained import shipped_configurations
+    >>> shipped_configurations("cnn", "gdxray", "ac9faca09d432205")[:4]
+    [('D', 0), ('D', 1), ('D', 2), ('D+circular', 0)]
     >>> shipped_configurations("ae", "gdxray", "no such datasets")
     []
     """
