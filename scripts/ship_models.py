@@ -26,6 +26,7 @@ from weldlab.datasets import build_or_load, load_radiographs  # noqa: E402
 from weldlab.evaluate import cnn_scores  # noqa: E402
 from weldlab.models import build_autoencoder, build_cnn  # noqa: E402
 from weldlab.detector import CALIBRATION_KEYS, calibrate_detector, patch_films  # noqa: E402
+from weldlab.results import rate_schedule  # noqa: E402
 from weldlab.thresholds import ProbabilityThreshold  # noqa: E402
 from weldlab.sets import SHIPPED  # noqa: E402
 from weldlab.trained import TrainedModel, model_dir, shipped_for, shipped_root  # noqa: E402
@@ -76,16 +77,7 @@ HEADER = "| " + " | ".join(COLUMNS) + " |\n| --- | --- | ---: | --- | ---: | ---
 
 def _schedule(h):
     return (f"{h['epochs']} x {h['steps_per_epoch'] or 0} x {h['batch_size']}, patience {h['patience']}, "
-            + _rate(h))
-
-
-def _rate(h):
-    """How the learning rate moved: a cosine decay, halving on flat epochs, or constant."""
-    if h.get("schedule") == "cosine":
-        return "cosine rate"
-    if h.get("lr_patience"):
-        return f"rate halved after {h['lr_patience']} flat epochs"
-    return "constant rate"
+            + rate_schedule(h))
 
 
 def _schedule_of(kind, record):

@@ -274,5 +274,30 @@ def test_columns_trained_with_different_recipes_are_not_compared():
     run["models"]["ae"]["sni"][1] = record(10)
     first = R.paper_findings(run)[0]
     assert first["holds"] is None
-    assert first["evidence"] == ("the run's AE None and AE SNI were trained with different recipes (None: 45 x 50 x 16; "
-                                 "SNI: 10 x 50 x 16 / 45 x 50 x 16), so their columns do not compare like with like")
+    assert first["evidence"] == ("the run's AE None and AE SNI were trained with different recipes (None: 45 x 50 x 16, "
+                                 "constant rate; SNI: 10 x 50 x 16, constant rate / 45 x 50 x 16, constant rate), so "
+                                 "their columns do not compare like with like")
+
+
+def test_a_column_whose_seeds_differ_in_recipe_is_marked_and_named():
+    def cell(tpr):
+        return {"n": 10, "tpr_at_test_fpr": {"mean": tpr, "spread": 0.1, "values": [tpr - 0.1, tpr + 0.1, tpr]}}
+
+    def record(seed, epochs, lr_patience):
+        return {"seed": seed, "hyperparameters": {"epochs": epochs, "steps_per_epoch": 30, "batch_size": 32,
+                                                  "lr_patience": lr_patience}}
+
+    column = {r: cell(0.5) for r in R.TABLE_ROWS}
+    result = {"fpr": 0.001, "tables": {"cnn": {"D": column, "D+circular": column}}, "operating_points": {},
+              "paper": {"cnn": R.PAPER_TABLE2},
+              "models": {"cnn": {"D": [record(s, 100, 0) for s in range(3)],
+                                 "D+circular": [record(0, 100, 0), record(1, 30, 2), record(2, 30, 2)]}}}
+    assert R.mixed_recipes(result) == {("cnn", "D+circular"): {"100 x 30 x 32, constant rate": [0],
+                                                               "30 x 30 x 32, rate halved after 2 flat epochs": [1, 2]}}
+    head = R.table_markdown(result, "cnn").splitlines()[0]
+    assert "| D ours |" in head and "| D+SC ours, mixed recipes |" in head
+    lines = R.findings(result)
+    assert lines[0] == ("- CNN D+SC mixes recipes, so its mean and spread are not one recipe's: seed 0: 100 x 30 x 32, "
+                        "constant rate; seeds 1, 2: 30 x 30 x 32, rate halved after 2 flat epochs.")
+    result["models"]["cnn"]["D+circular"] = [record(s, 100, 0) for s in range(3)]
+    assert R.mixed_recipes(result) == {} and "mixed" not in R.table_markdown(result, "cnn")

@@ -328,14 +328,16 @@ def table_markdown(result, kind, metric="tpr_at_test_fpr"):
 
     Values are percentages for the TPRs and plain numbers for the AUROC, with the spread
     over seeds in brackets ("1 seed" where there is one; none for the baseline, which has
-    no seeds). A run measured with the sensitivity check has its rows last (the paper's
+    no seeds). A column whose seeds were trained with different recipes says so in its
+    head (:func:`mixed_recipes`; :func:`findings` names them). A run measured with the sensitivity check has its rows last (the paper's
     number beside them is the same type's: the paper does not say which reading it used).
     """
     confs = [c for c in table_columns(kind) if c in result["tables"][kind]]  # JSON sorts keys
     paper = result["paper"][kind]
+    mixed = mixed_recipes(result)
     head = ["test set"]
     for c in confs:
-        head.append(f"{COLUMN_LABELS.get(c, c)} ours")
+        head.append(f"{COLUMN_LABELS.get(c, c)} ours" + (", mixed recipes" if (kind, c) in mixed else ""))
         if metric.startswith("tpr") and c in paper:
             head.append(f"{COLUMN_LABELS.get(c, c)} paper")
     rows = []
@@ -522,7 +524,8 @@ def findings(result, caught=0.95):
     """What a table run shows, in sentences computed from it (Markdown bullet points).
 
     For each AE configuration: on how many test sets it beats the blur baseline and how many
-    synthetic types it flags at least ``caught`` of; for every column measured with the
+    synthetic types it flags at least ``caught`` of; each column whose seeds were trained
+    with different recipes (:func:`mixed_recipes`); for every column measured with the
     sensitivity check, that count under both readings; the CNN trained on D alone: how many
     synthetic types it flags fewer than half of; the autoencoder of use case 2, when measured:
     what it flags of the high-contrast defects, the synthetic types and the raster; per model
@@ -562,6 +565,11 @@ def findings(result, caught=0.95):
                          f"as the peak after the smoothing, it flags at least {100 * caught:.0f} % of "
                          f"**{len(found)} of {n}** synthetic types (literal reading: "
                          f"{sum(tpr(kind, conf, r) >= caught for r in SYNTHETIC_ROWS)} of {n}).")
+    for (kind, conf), by_recipe in mixed_recipes(result).items():
+        lines.append(f"- {kind.upper()} {COLUMN_LABELS.get(conf, conf)} mixes recipes, so its mean and spread are "
+                     "not one recipe's: " + "; ".join(f"seed{'s' if len(seeds) > 1 else ''} "
+                                                      f"{', '.join(map(str, seeds))}: {r}"
+                                                      for r, seeds in by_recipe.items()) + ".")
     if "D" in result["tables"].get("cnn", {}):
         missed = [r for r in SYNTHETIC_ROWS if tpr("cnn", "D", r) < 0.5]
         lines.append(f"- The CNN trained on D alone flags fewer than half of **{len(missed)} of {n}** synthetic types.")
@@ -590,6 +598,22 @@ NOT_HOLDING_REASON = {
 }
 
 
+def rate_schedule(hyperparameters):
+    """How a run's learning rate moved, in words: a cosine decay, halving on flat epochs, or constant.
+
+    Examples
+    --------
+    >>> from weldlab.results import rate_schedule
+    >>> rate_schedule({"schedule": "cosine"}), rate_schedule({"lr_patience": 2}), rate_schedule({"lr_patience": 0})
+    ('cosine rate', 'rate halved after 2 flat epochs', 'constant rate')
+    """
+    if hyperparameters.get("schedule") == "cosine":
+        return "cosine rate"
+    if hyperparameters.get("lr_patience"):
+        return f"rate halved after {hyperparameters['lr_patience']} flat epochs"
+    return "constant rate"
+
+
 def recipe(record):
     """A model's training recipe in a few words (its seed left out), to compare two columns.
 
@@ -598,7 +622,9 @@ def recipe(record):
     >>> from weldlab.results import recipe
     >>> recipe({"hyperparameters": {"epochs": 45, "steps_per_epoch": 50, "batch_size": 16,
     ...                             "schedule": "cosine", "okay_weight": 10.0, "dropout_epochs": 0}})
-    '45 x 50 x 16, cosine, okay x10, no dropout'
+    '45 x 50 x 16, cosine rate, okay x10, no dropout'
+    >>> recipe({"hyperparameters": {"epochs": 100, "steps_per_epoch": 30, "batch_size": 32, "lr_patience": 0}})
+    '100 x 30 x 32, constant rate'
     >>> recipe({"model": "cnn", "training_parameters": {"cnn_epochs": 30, "cnn_steps_per_epoch": 30,
     ...                                                  "cnn_batch_size": 32}})
     '30 x 30 x 32 (an older record)'
@@ -609,14 +635,49 @@ def recipe(record):
         tp = record.get("training_parameters") or {}
         return f"{tp.get(kind + '_epochs')} x {tp.get(kind + '_steps_per_epoch')} x {tp.get(kind + '_batch_size')} " \
                "(an older record)"
-    words = [f"{h.get('epochs')} x {h.get('steps_per_epoch')} x {h.get('batch_size')}"]
-    if "schedule" in h:
-        words.append(h["schedule"])
+    words = [f"{h.get('epochs')} x {h.get('steps_per_epoch')} x {h.get('batch_size')}", rate_schedule(h)]
     if h.get("okay_weight", 1) != 1:
         words.append(f"okay x{h['okay_weight']:g}")
     if "dropout_epochs" in h:
         words.append(f"dropout for {h['dropout_epochs']} epochs" if h["dropout_epochs"] else "no dropout")
     return ", ".join(words)
+
+
+def mixed_recipes(result):
+    """The columns of a table run whose seeds were trained with different recipes.
+
+    A column's mean and spread then mix models of different training; the chapter says so
+    beside the table.
+
+    Parameters
+    ----------
+    result : dict
+        A table run (:func:`load_tables`); its ``models`` hold each seed's training record.
+
+    Returns
+    -------
+    dict
+        ``(kind, configuration) -> {recipe: [seeds]}`` (:func:`recipe`), for the columns
+        with more than one recipe only.
+
+    Examples
+    --------
+    >>> from weldlab.results import mixed_recipes
+    >>> def rec(seed, epochs):
+    ...     return {"seed": seed, "hyperparameters": {"epochs": epochs, "steps_per_epoch": 30,
+    ...                                               "batch_size": 32, "lr_patience": 0}}
+    >>> mixed_recipes({"models": {"cnn": {"D": [rec(0, 100), rec(1, 100)], "D+sni": [rec(0, 100), rec(1, 30)]}}})
+    {('cnn', 'D+sni'): {'100 x 30 x 32, constant rate': [0], '30 x 30 x 32, constant rate': [1]}}
+    """
+    out = {}
+    for kind, confs in result.get("models", {}).items():
+        for conf, records in confs.items():
+            by_recipe = {}
+            for r in records:
+                by_recipe.setdefault(recipe(r), []).append(r.get("seed"))
+            if len(by_recipe) > 1:
+                out[(kind, conf)] = by_recipe
+    return out
 
 
 def paper_findings(result, catch=CATCH, miss=MISS):
