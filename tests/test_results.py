@@ -288,7 +288,7 @@ def test_a_column_whose_seeds_differ_in_recipe_is_marked_and_named():
                                                   "lr_patience": lr_patience}}
 
     column = {r: cell(0.5) for r in R.TABLE_ROWS}
-    result = {"fpr": 0.001, "tables": {"cnn": {"D": column, "D+circular": column}}, "operating_points": {},
+    result = {"fpr": 0.001, "seeds": [0, 1, 2], "tables": {"cnn": {"D": column, "D+circular": column}}, "operating_points": {},
               "paper": {"cnn": R.PAPER_TABLE2},
               "models": {"cnn": {"D": [record(s, 100, 0) for s in range(3)],
                                  "D+circular": [record(0, 100, 0), record(1, 30, 2), record(2, 30, 2)]}}}
@@ -299,5 +299,6 @@ def test_a_column_whose_seeds_differ_in_recipe_is_marked_and_named():
     lines = R.findings(result)
     assert lines[0] == ("- CNN D+SC mixes recipes, so its mean and spread are not one recipe's: seed 0: 100 x 30 x 32, "
                         "constant rate; seeds 1, 2: 30 x 30 x 32, rate halved after 2 flat epochs.")
+    assert R.run_tables(result).endswith("\n\n" + lines[0])  # also where a run is shown as "the strongest other"
     result["models"]["cnn"]["D+circular"] = [record(s, 100, 0) for s in range(3)]
     assert R.mixed_recipes(result) == {} and "mixed" not in R.table_markdown(result, "cnn")

@@ -329,8 +329,9 @@ def table_markdown(result, kind, metric="tpr_at_test_fpr"):
     Values are percentages for the TPRs and plain numbers for the AUROC, with the spread
     over seeds in brackets ("1 seed" where there is one; none for the baseline, which has
     no seeds). A column whose seeds were trained with different recipes says so in its
-    head (:func:`mixed_recipes`; :func:`findings` names them). A run measured with the sensitivity check has its rows last (the paper's
-    number beside them is the same type's: the paper does not say which reading it used).
+    head (:func:`mixed_recipes`; :func:`mixed_recipe_lines` names them). A run measured
+    with the sensitivity check has its rows last (the paper's number beside them is the
+    same type's: the paper does not say which reading it used).
     """
     confs = [c for c in table_columns(kind) if c in result["tables"][kind]]  # JSON sorts keys
     paper = result["paper"][kind]
@@ -510,14 +511,37 @@ def table_problems(result):
 
 
 def run_tables(result):
-    """Markdown: a run's tables, TPR and AUROC, for each model it holds."""
+    """Markdown: a run's tables, TPR and AUROC, for each model it holds.
+
+    Under them, the columns that mix recipes (:func:`mixed_recipe_lines`).
+    """
     parts = []
     for kind in result["tables"]:
         table = "Table 3, autoencoder" if kind == "ae" else "Table 2, CNN"
         parts.append(f"**{table}**: TPR (%) at {100 * result['fpr']:g} % FPR, mean (spread) over seeds "
                      f"{result['seeds']}\n\n" + table_markdown(result, kind) + "\n\nAUROC:\n\n"
                      + table_markdown(result, kind, "auroc"))
-    return "\n\n".join(parts)
+    mixed = mixed_recipe_lines(result)
+    return "\n\n".join(parts + (["\n".join(mixed)] if mixed else []))
+
+
+def mixed_recipe_lines(result):
+    """Markdown bullet points: each column of a run that mixes recipes, and its seeds' recipes.
+
+    Examples
+    --------
+    >>> from weldlab.results import mixed_recipe_lines
+    >>> def rec(seed, epochs):
+    ...     return {"seed": seed, "hyperparameters": {"epochs": epochs, "steps_per_epoch": 30,
+    ...                                               "batch_size": 32, "lr_patience": 0}}
+    >>> line, = mixed_recipe_lines({"models": {"cnn": {"D": [rec(0, 100), rec(1, 30), rec(2, 30)]}}})
+    >>> line.split(": ", 1)[1]
+    'seed 0: 100 x 30 x 32, constant rate; seeds 1, 2: 30 x 30 x 32, constant rate.'
+    """
+    return [f"- {kind.upper()} {COLUMN_LABELS.get(conf, conf)} mixes recipes, so its mean and spread are not one "
+            "recipe's: " + "; ".join(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}: {r}"
+                                     for r, seeds in by_recipe.items()) + "."
+            for (kind, conf), by_recipe in mixed_recipes(result).items()]
 
 
 def findings(result, caught=0.95):
@@ -565,11 +589,7 @@ def findings(result, caught=0.95):
                          f"as the peak after the smoothing, it flags at least {100 * caught:.0f} % of "
                          f"**{len(found)} of {n}** synthetic types (literal reading: "
                          f"{sum(tpr(kind, conf, r) >= caught for r in SYNTHETIC_ROWS)} of {n}).")
-    for (kind, conf), by_recipe in mixed_recipes(result).items():
-        lines.append(f"- {kind.upper()} {COLUMN_LABELS.get(conf, conf)} mixes recipes, so its mean and spread are "
-                     "not one recipe's: " + "; ".join(f"seed{'s' if len(seeds) > 1 else ''} "
-                                                      f"{', '.join(map(str, seeds))}: {r}"
-                                                      for r, seeds in by_recipe.items()) + ".")
+    lines += mixed_recipe_lines(result)
     if "D" in result["tables"].get("cnn", {}):
         missed = [r for r in SYNTHETIC_ROWS if tpr("cnn", "D", r) < 0.5]
         lines.append(f"- The CNN trained on D alone flags fewer than half of **{len(missed)} of {n}** synthetic types.")
