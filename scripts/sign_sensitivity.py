@@ -57,7 +57,7 @@ def main(argv=None):
     for training_set, seed in shipped_configurations("cnn", cfg.data, key):
         model = TrainedModel.load(shipped_for("cnn", training_set, seed, cfg.data, key), "cnn").model
         on_okay = cnn_scores(model, okay)
-        tpr = {kind: {reading: metrics.tpr_at_fpr(on_okay, cnn_scores(model, x), cfg.fpr)
+        tpr = {kind: {reading: metrics.tpr_at_fpr(on_okay, cnn_scores(model, x), cfg.fpr)["tpr"]
                       for reading, x in readings.items()} for kind, readings in sets.items()}
         models.append({"training_set": training_set, "seed": seed, "tpr_at_test_fpr": tpr})
         print(f"CNN {training_set} seed {seed}: "
