@@ -295,10 +295,10 @@ def test_a_column_whose_seeds_differ_in_recipe_is_marked_and_named():
     assert R.mixed_recipes(result) == {("cnn", "D+circular"): {"100 x 30 x 32, constant rate": [0],
                                                                "30 x 30 x 32, rate halved after 2 flat epochs": [1, 2]}}
     head = R.table_markdown(result, "cnn").splitlines()[0]
-    assert "| D ours |" in head and "| D+SC ours, mixed recipes |" in head
+    assert "| D ours |" in head and "| D+SC ours† |" in head
     lines = R.findings(result)
-    assert lines[0] == ("- CNN D+SC mixes recipes, so its mean and spread are not one recipe's: seed 0: 100 x 30 x 32, "
+    assert lines[0] == ("- † CNN D+SC mixes recipes, so its mean and spread are not one recipe's: seed 0: 100 x 30 x 32, "
                         "constant rate; seeds 1, 2: 30 x 30 x 32, rate halved after 2 flat epochs.")
     assert R.run_tables(result).endswith("\n\n" + lines[0])  # also where a run is shown as "the strongest other"
     result["models"]["cnn"]["D+circular"] = [record(s, 100, 0) for s in range(3)]
-    assert R.mixed_recipes(result) == {} and "mixed" not in R.table_markdown(result, "cnn")
+    assert R.mixed_recipes(result) == {} and R.MIXED_MARK not in R.table_markdown(result, "cnn")

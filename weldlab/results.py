@@ -328,8 +328,9 @@ def table_markdown(result, kind, metric="tpr_at_test_fpr"):
 
     Values are percentages for the TPRs and plain numbers for the AUROC, with the spread
     over seeds in brackets ("1 seed" where there is one; none for the baseline, which has
-    no seeds). A column whose seeds were trained with different recipes says so in its
-    head (:func:`mixed_recipes`; :func:`mixed_recipe_lines` names them). A run measured
+    no seeds). A column whose seeds were trained with different recipes carries
+    :data:`MIXED_MARK` in its head (:func:`mixed_recipes`; :func:`mixed_recipe_lines` names
+    them). A run measured
     with the sensitivity check has its rows last (the paper's number beside them is the
     same type's: the paper does not say which reading it used).
     """
@@ -338,7 +339,7 @@ def table_markdown(result, kind, metric="tpr_at_test_fpr"):
     mixed = mixed_recipes(result)
     head = ["test set"]
     for c in confs:
-        head.append(f"{COLUMN_LABELS.get(c, c)} ours" + (", mixed recipes" if (kind, c) in mixed else ""))
+        head.append(f"{COLUMN_LABELS.get(c, c)} ours" + (MIXED_MARK if (kind, c) in mixed else ""))
         if metric.startswith("tpr") and c in paper:
             head.append(f"{COLUMN_LABELS.get(c, c)} paper")
     rows = []
@@ -538,7 +539,7 @@ def mixed_recipe_lines(result):
     >>> line.split(": ", 1)[1]
     'seed 0: 100 x 30 x 32, constant rate; seeds 1, 2: 30 x 30 x 32, constant rate.'
     """
-    return [f"- {kind.upper()} {COLUMN_LABELS.get(conf, conf)} mixes recipes, so its mean and spread are not one "
+    return [f"- {MIXED_MARK} {kind.upper()} {COLUMN_LABELS.get(conf, conf)} mixes recipes, so its mean and spread are not one "
             "recipe's: " + "; ".join(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}: {r}"
                                      for r, seeds in by_recipe.items()) + "."
             for (kind, conf), by_recipe in mixed_recipes(result).items()]
@@ -661,6 +662,11 @@ def recipe(record):
     if "dropout_epochs" in h:
         words.append(f"dropout for {h['dropout_epochs']} epochs" if h["dropout_epochs"] else "no dropout")
     return ", ".join(words)
+
+
+#: Mark of a table column whose seeds were trained with different recipes (short, so that
+#: the table keeps to the page's width; :func:`mixed_recipe_lines` explains it).
+MIXED_MARK = "†"
 
 
 def mixed_recipes(result):
