@@ -330,9 +330,8 @@ def table_markdown(result, kind, metric="tpr_at_test_fpr"):
     over seeds in brackets ("1 seed" where there is one; none for the baseline, which has
     no seeds). A column whose seeds were trained with different recipes carries
     :data:`MIXED_MARK` in its head (:func:`mixed_recipes`; :func:`mixed_recipe_lines` names
-    them). A run measured
-    with the sensitivity check has its rows last (the paper's number beside them is the
-    same type's: the paper does not say which reading it used).
+    them). A run measured with the sensitivity check has its rows last (the paper's number
+    beside them is the same type's: the paper does not say which reading it used).
     """
     confs = [c for c in table_columns(kind) if c in result["tables"][kind]]  # JSON sorts keys
     paper = result["paper"][kind]
