@@ -60,9 +60,32 @@ def test_measure_write_load_and_render_a_cnn_table(quick_datasets, tmp_path):
     header = md.split("\n")[0].strip("| ").split(" | ")
     assert header[1:5] == ["D ours", "D paper", "D+SC ours", "D+SC paper"]  # the paper's order, though JSON sorts keys
     # Evaluating the same models again gives the identical table (determinism).
-    again, _ = R.measure_tables(cfg, ds, kinds=("cnn",), seeds=[0, 1], confs=("D", "D+circular"),
-                                train=False, log=lambda *a: None)
+    again, again_scores = R.measure_tables(cfg, ds, kinds=("cnn",), seeds=[0, 1], confs=("D", "D+circular"),
+                                           train=False, reuse=False, log=lambda *a: None)
     assert json.dumps(again["tables"], sort_keys=True) == json.dumps(result["tables"], sort_keys=True)
+    assert [op["reused"] for op in again["operating_points"]["cnn"]["D"]] == [False, False]
+    # The first run stored each model's evaluation; the next run reuses them, to the bit.
+    assert [op["reused"] for op in result["operating_points"]["cnn"]["D"]] == [False, False]
+    said = []
+    reused, reused_scores = R.measure_tables(cfg, ds, kinds=("cnn",), seeds=[0, 1], confs=("D", "D+circular"),
+                                             train=False, log=said.append)
+    assert all(op["reused"] for ops in reused["operating_points"]["cnn"].values() for op in ops)
+    assert sum("(evaluation reused)" in line for line in said) == 4
+    assert json.dumps(reused["tables"], sort_keys=True) == json.dumps(result["tables"], sort_keys=True)
+    assert json.dumps(reused["operating_points"], sort_keys=True) == json.dumps(
+        {k: {c: [{**op, "reused": True} for op in ops] for c, ops in v.items()}
+         for k, v in result["operating_points"].items()}, sort_keys=True)
+    assert set(reused_scores) == set(scores)
+    assert all(np.array_equal(reused_scores[k], scores[k]) for k in scores)
+    # A network that changed (here one byte of its file) is evaluated again: another key.
+    network = cfg.artifacts / "models" / "cnn" / "D" / "seed0" / "cnn.keras"
+    key = R.evaluation_key(network, ds.manifest["dataset_key"], cfg.fpr, True)
+    assert key == result["operating_points"]["cnn"]["D"][0]["evaluation"]
+    changed = tmp_path / "changed.keras"
+    changed.write_bytes(network.read_bytes()[:-1] + b"x")
+    assert R.evaluation_key(changed, ds.manifest["dataset_key"], cfg.fpr, True) != key
+    assert R.evaluation_key(network, "0123456789abcdef", cfg.fpr, True) != key
+    assert R.evaluation_key(network, ds.manifest["dataset_key"], cfg.fpr, False) != key
     with pytest.raises(FileNotFoundError, match="weldlab train"):
         R.measure_tables(cfg, ds, kinds=("cnn",), seeds=[5], confs=("D",), train=False)
     # With what is available: the seeds that have models, none trained; the cells say so.
@@ -90,6 +113,37 @@ def test_measure_write_load_and_render_a_cnn_table(quick_datasets, tmp_path):
         R.load_tables(tmp_path / "nothing.json")
 
 
+def test_an_autoencoder_evaluation_is_stored_and_reused_whole(tmp_path):
+    from weldlab.thresholds import ResidualThresholds
+
+    rng = np.random.default_rng(0)
+    maxima = {n: (rng.random(7), rng.random(7)) for n in ("val_okay", "test_okay", "hollow")}
+    thresholds = ResidualThresholds(t_mean=0.02, t_std=0.01, fpr_target=0.001)
+    calls = []
+
+    def evaluate():
+        calls.append(1)
+        return {"sets": {"hollow": {"n": 7, "tpr_at_test_fpr": np.float64(0.25), "auroc": float("nan")}},
+                "thresholds": thresholds, "fpr_calibrated_on_test": np.float64(0.001), "sigma": 4.0,
+                "scores": {n: thresholds.score(*mm) for n, mm in maxima.items()}, "maxima": maxima}
+
+    first, reused = R.cached_evaluation("ae/sni/seed0", "0123456789abcdef", evaluate, tmp_path)
+    assert not reused and (tmp_path / "ae" / "sni" / "seed0-0123456789abcdef.npz").is_file()
+    again, reused = R.cached_evaluation("ae/sni/seed0", "0123456789abcdef", evaluate, tmp_path)
+    assert reused and len(calls) == 1
+    assert again["thresholds"] == dict(thresholds) and again["sigma"] == 4.0
+    assert again["fpr_calibrated_on_test"] == 0.001 and np.isnan(again["sets"]["hollow"]["auroc"])
+    assert again["sets"]["hollow"]["tpr_at_test_fpr"] == 0.25
+    for n, (mm, ms) in maxima.items():  # stored as float32, as a table run's scores are
+        assert np.array_equal(again["maxima"][n][0], mm.astype(np.float32))
+        assert np.array_equal(again["maxima"][n][1], ms.astype(np.float32))
+        assert np.array_equal(again["scores"][n], np.float32(first["scores"][n]))
+    R.cached_evaluation("ae/sni/seed0", "fedcba9876543210", evaluate, tmp_path)  # another key: evaluated
+    assert len(calls) == 2
+    R.cached_evaluation("ae/sni/seed0", "0123456789abcdef", evaluate, None)  # no cache: always evaluated
+    assert len(calls) == 3
+
+
 def test_find_tables_prefers_own_data_and_preset_then_the_strongest(tmp_path):
     for name in ("tables_gdxray_quick", "tables_gdxray_standard", "tables_synthetic_quick"):
         (tmp_path / f"{name}.json").write_text("{}")
@@ -107,14 +161,16 @@ def test_tables_cli_restricts_sets_per_model(monkeypatch, tmp_path):
 
     seen = {}
 
-    def fake_measure(cfg, ds, kinds, seeds, train, confs, available):
-        seen.update(kinds=kinds, confs=confs, train=train)
+    def fake_measure(cfg, ds, kinds, seeds, train, confs, available, reuse):
+        seen.update(kinds=kinds, confs=confs, train=train, reuse=reuse)
         raise FileNotFoundError("stop here")
 
     monkeypatch.setattr("weldlab.results.measure_tables", fake_measure)
     monkeypatch.setattr("weldlab.datasets.build_or_load", lambda cfg: None)
     assert cli.main(["tables", "--sets", "ae:sni", "cnn:D+sni", "--no-train", "--out", str(tmp_path)]) == 2
-    assert seen == {"kinds": ["ae", "cnn"], "confs": {"ae": ["sni"], "cnn": ["D+sni"]}, "train": False}
+    assert seen == {"kinds": ["ae", "cnn"], "confs": {"ae": ["sni"], "cnn": ["D+sni"]}, "train": False, "reuse": True}
+    assert cli.main(["tables", "--sets", "cnn:D", "--fresh", "--out", str(tmp_path)]) == 2
+    assert seen["reuse"] is False
     assert cli.main(["tables", "--models", "cnn", "--sets", "ae:sni", "--out", str(tmp_path)]) == 2
 
 
@@ -169,11 +225,11 @@ def test_use_case_2_is_measured_only_when_named_and_summarised_apart(monkeypatch
     ds = type("DS", (), {"manifest": {"dataset_key": "k"}, "counts": {},
                          "__getitem__": lambda self, name: np.zeros((1000, 2, 2))})()
     cfg = make_config("quick", data="gdxray")
-    R.measure_tables(cfg, ds, kinds=("ae",), seeds=[0], confs={"ae": ["sni"]}, log=lambda *a: None)
+    R.measure_tables(cfg, ds, kinds=("ae",), seeds=[0], confs={"ae": ["sni"]}, reuse=False, log=lambda *a: None)
     assert asked == ["sni"]
     asked.clear()
     result, _ = R.measure_tables(cfg, ds, kinds=("ae",), seeds=[0], confs={"ae": ["sni", USE_CASE_2]},
-                                 log=lambda *a: None)
+                                 reuse=False, log=lambda *a: None)
     assert asked == ["sni", USE_CASE_2] and R.table_columns("ae")[-1] == USE_CASE_2
     assert "okay + defects (use case 2) ours" in R.table_markdown(result, "ae").splitlines()[0]
     result["tables"]["ae"]["blur"] = result["tables"]["ae"]["sni"]

@@ -147,7 +147,8 @@ def cmd_tables(args):
                 confs[k].append(name)
     ds = build_or_load(cfg)
     result, scores = measure_tables(cfg, ds, kinds=args.models, seeds=args.seeds,
-                                    train=not args.no_train, confs=confs, available=args.available)
+                                    train=not args.no_train, confs=confs, available=args.available,
+                                    reuse=not args.fresh)
     path = write_tables(result, scores, args.out, overwrite=args.overwrite)
     for kind in args.models:
         print(f"\n{'Table 3 (autoencoder)' if kind == 'ae' else 'Table 2 (CNN)'}: TPR (%) at {cfg.fpr:g} FPR")
@@ -243,6 +244,8 @@ def build_parser():
     p.add_argument("--available", action="store_true",
                    help="measure each configuration on the seeds whose models exist (trains none)")
     p.add_argument("--no-train", action="store_true", help="fail instead of training a missing model")
+    p.add_argument("--fresh", action="store_true",
+                   help="evaluate every model again (default: reuse the stored evaluation of an unchanged model)")
     p.add_argument("--sets", nargs="+", default=None, metavar="SET",
                    help="only these configurations, e.g. ae:sni cnn:D+sni (default: every column of both tables)")
     p.add_argument("--out", default="book/results", help="folder for the JSON and .npz (default: book/results)")

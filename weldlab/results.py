@@ -95,6 +95,98 @@ def evaluate_model(kind, model, datasets, fpr, sensitivity=False):
                                                                         sensitivity=sensitivity)
 
 
+#: The modules whose code computes a model's evaluation: their source is part of the key of a
+#: cached evaluation (:func:`evaluation_key`), so that changing any of them evaluates every
+#: model again.
+EVALUATION_MODULES = ("evaluate", "metrics", "residuals", "thresholds", "geometry", "patches", "models")
+
+
+def evaluation_key(network, dataset_key, fpr, sensitivity):
+    """Key of one evaluation: everything it is computed from.
+
+    The network file's bytes (None: the blur baseline, whose parameters are in
+    :mod:`weldlab.evaluate`'s source), the datasets' key (the test and validation patches),
+    the operating point, whether the sensitivity rows are measured, the source of
+    :data:`EVALUATION_MODULES`, and Keras's version and backend (the numbers of inference).
+
+    Parameters
+    ----------
+    network : path or None
+    dataset_key : str
+    fpr : float
+    sensitivity : bool
+
+    Returns
+    -------
+    str
+        16 hex digits.
+    """
+    import hashlib
+    import importlib
+
+    import keras
+
+    h = hashlib.sha256(b"" if network is None else Path(network).read_bytes())
+    h.update(json.dumps({"dataset_key": dataset_key, "fpr": float(fpr), "sensitivity": bool(sensitivity),
+                         "keras": keras.__version__, "backend": keras.backend.backend()}, sort_keys=True).encode())
+    for name in EVALUATION_MODULES:
+        h.update(Path(importlib.import_module(f"{__package__}.{name}").__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cached_evaluation(name, key, evaluate, folder):
+    """``evaluate()``, reused from ``folder`` when nothing it is made from changed.
+
+    A model's evaluation on the standard GDXray test sets takes minutes; a table run after
+    one more model was shipped evaluates only that one. The evaluation is stored as
+    ``<folder>/<name>-<key>.npz`` (:func:`evaluation_key`: a changed network, datasets,
+    operating point or evaluation code gives another key, and the model is evaluated
+    again), written atomically.
+
+    Parameters
+    ----------
+    name : str
+        ``"<kind>/<configuration>/seed<k>"``, or ``"ae/blur"`` for the baseline.
+    key : str
+    evaluate : callable
+        Returns a result of :func:`evaluate_model` (``sets``, ``thresholds``, ``scores``,
+        ``maxima`` for the autoencoder, and JSON-ready scalars).
+    folder : path or None
+        The cache; None evaluates without reading or writing it.
+
+    Returns
+    -------
+    result : dict
+        As ``evaluate()``'s, its thresholds as a plain dict when reused.
+    reused : bool
+    """
+    if folder is None:
+        return evaluate(), False
+    path = Path(folder) / f"{name}-{key}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            res = json.loads(str(z["summary"]))
+            res["scores"] = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("scores/")}
+            res["maxima"] = {k.split("/")[1]: (z[k], z[k[: -len("mean")] + "std"])
+                             for k in z.files if k.startswith("maxima/") and k.endswith("/mean")}
+        return res, True
+    res = evaluate()
+    summary = {k: v for k, v in res.items() if k not in ("scores", "maxima")}
+    summary["thresholds"] = dict(res["thresholds"])
+    arrays = {f"scores/{k}": np.asarray(v, np.float32) for k, v in res["scores"].items()}
+    for set_name, (mm, ms) in res.get("maxima", {}).items():
+        arrays[f"maxima/{set_name}/mean"] = np.asarray(mm, np.float32)
+        arrays[f"maxima/{set_name}/std"] = np.asarray(ms, np.float32)
+    with atomic_file(path) as tmp:
+        np.savez_compressed(tmp, summary=np.array(json.dumps(summary, default=_json_scalar)), **arrays)
+    return res, False
+
+
+def _json_scalar(value):
+    """NumPy scalars (the evaluation's rates) as Python numbers, for :func:`cached_evaluation`."""
+    return value.item() if isinstance(value, np.generic) else float(value)
+
+
 def summarise(per_seed):
     """Mean and spread over seeds of each set's metrics.
 
@@ -123,7 +215,7 @@ def summarise(per_seed):
 
 
 def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, train=True, confs=None,
-                   sensitivity=True, available=False, log=print):
+                   sensitivity=True, available=False, reuse=True, log=print):
     """Train (or reuse) and evaluate every configuration of Tables 2 and 3.
 
     Parameters
@@ -147,6 +239,11 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, train=True, c
         Measure each configuration on those of ``seeds`` whose current models exist (none
         is trained; a configuration with none is an error): its mean and spread are then
         over fewer seeds, which its operating points list.
+    reuse : bool
+        Reuse each model's evaluation from an earlier run when nothing it is made from
+        changed (:func:`cached_evaluation`, under ``<artifacts>/evaluations``); False
+        evaluates every model afresh and stores nothing. Each operating point records its
+        evaluation's key and whether it was reused.
 
     Returns
     -------
@@ -156,10 +253,12 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, train=True, c
     scores : dict
         ``"<kind>/<configuration>/seed<k>/<set>"`` -> ndarray of per-patch scores.
     """
+    from .trained import MODEL_FILES
     from .training import current_model
 
     seeds = list(cfg.seeds if seeds is None else seeds)
     fpr = cfg.fpr
+    cache = cfg.artifacts / "evaluations" if reuse else None
     t0 = time.perf_counter()
     tables, records, operating, scores = {}, {}, {}, {}
     for kind in kinds:
@@ -168,15 +267,21 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, train=True, c
         if kind == "ae" and (wanted is None or BASELINE in wanted):
             from .evaluate import evaluate_baseline
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", category=Warning)
-                res = evaluate_baseline(datasets, fpr, sensitivity=sensitivity)
+            def baseline():
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", category=Warning)
+                    return evaluate_baseline(datasets, fpr, sensitivity=sensitivity)
+
+            key = None if cache is None else evaluation_key(None, datasets.manifest["dataset_key"], fpr,
+                                                            sensitivity)
+            res, reused = cached_evaluation(f"{kind}/{BASELINE}", key, baseline, cache)
             tables[kind][BASELINE] = summarise([res["sets"]])
             operating[kind][BASELINE] = [{"seed": None, "thresholds": dict(res["thresholds"]), "sigma": res["sigma"],
-                                          "fpr_calibrated_on_test": res["fpr_calibrated_on_test"]}]
+                                          "fpr_calibrated_on_test": res["fpr_calibrated_on_test"],
+                                          "evaluation": key, "reused": reused}]
             for name, sc in res["scores"].items():
                 scores[f"{kind}/{BASELINE}/{name}"] = np.asarray(sc, np.float32)
-            log(f"{kind} {BASELINE} baseline: " + ", ".join(
+            log(f"{kind} {BASELINE} baseline{' (evaluation reused)' if reused else ''}: " + ", ".join(
                 f"{n} {v['tpr_at_test_fpr']:.2f}" for n, v in res["sets"].items()))
         for conf in table_columns(kind):
             if conf == BASELINE or (wanted is None and conf in EXTRA_COLUMNS[kind]) or (
@@ -191,21 +296,27 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, train=True, c
                         raise
                     log(f"{kind} {conf} seed {seed}: skipped ({exc})")
                     continue
-                record, model = trained.record, trained.model
-                res = evaluate_model(kind, model, datasets, fpr, sensitivity)
+                record = trained.record
+                key = None if cache is None else evaluation_key(
+                    trained.folder / MODEL_FILES[kind], datasets.manifest["dataset_key"], fpr, sensitivity)
+                def evaluate(kind=kind, trained=trained):  # the network is loaded only if evaluated
+                    return evaluate_model(kind, trained.model, datasets, fpr, sensitivity)
+
+                res, reused = cached_evaluation(f"{kind}/{conf}/seed{seed}", key, evaluate, cache)
                 per_seed.append(res["sets"])
                 records[kind].setdefault(conf, []).append(  # the input checks' reference data stays with the model
                     {k: v for k, v in record.items() if k != "input_ranges"})
                 operating[kind].setdefault(conf, []).append({
                     "seed": seed, "thresholds": dict(res["thresholds"]),
-                    "fpr_calibrated_on_test": res["fpr_calibrated_on_test"]})
+                    "fpr_calibrated_on_test": res["fpr_calibrated_on_test"],
+                    "evaluation": key, "reused": reused})
                 for name, s in res["scores"].items():
                     scores[f"{kind}/{conf}/seed{seed}/{name}"] = np.asarray(s, np.float32)
                 if kind == "ae":
                     for name, (mm, ms) in res["maxima"].items():
                         scores[f"{kind}/{conf}/seed{seed}/{name}/max_mean"] = np.asarray(mm, np.float32)
                         scores[f"{kind}/{conf}/seed{seed}/{name}/max_std"] = np.asarray(ms, np.float32)
-                log(f"{kind} {conf} seed {seed}: " + ", ".join(
+                log(f"{kind} {conf} seed {seed}{' (evaluation reused)' if reused else ''}: " + ", ".join(
                     f"{n} {v['tpr_at_test_fpr']:.2f}" for n, v in res["sets"].items()))
             if not per_seed:
                 raise FileNotFoundError(f"{kind} {conf}: no current model of seeds {seeds} "
