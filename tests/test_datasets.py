@@ -71,7 +71,13 @@ def test_sensitivity_sets_change_only_the_amplitude_reading(quick_datasets):
         new, old = after[D.sensitivity_name(kind)] - okay, stored - okay
         assert (np.abs(new) > 1e-4).sum() >= (np.abs(old) > 1e-4).sum() > 0, kind  # same places, larger
         assert np.abs(new).max() > np.abs(old).max(), kind
-    assert set(ds.test_sets(sensitivity=True)) == set(ds.test_sets()) | set(after)
+        # negated: the literal indication subtracted (darker), same places, to the stored precision
+        negated = ds.sensitivity_sets("negated")[D.sensitivity_name(kind, "negated")] - okay
+        inside = (np.abs(old) > 1e-3) & (okay > 0.21) & (okay < 0.79)  # neither reading clipped there
+        assert np.allclose(negated[inside], -old[inside], atol=2 / 255), kind
+        assert (negated[inside] < 0).mean() > 0.99 and (old[inside] > 0).mean() > 0.99, kind
+    negated = ds.sensitivity_sets("negated")
+    assert set(ds.test_sets(sensitivity=True)) == set(ds.test_sets()) | set(after) | set(negated)
 
 
 def test_reused_when_parameters_match_rebuilt_when_not(tmp_path):

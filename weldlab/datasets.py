@@ -580,6 +580,11 @@ def build_or_load(cfg: Config, out_dir=None, rebuild=False, overwrite=False):
     return build_datasets(cfg, out_dir, overwrite)
 
 
+#: The other readings of a synthetic indication's amplitude measured beside the literal one
+#: (:meth:`PatchDatasets.test_sets` with ``sensitivity``; :data:`weldlab.perturbations.AMPLITUDE_READINGS`).
+SENSITIVITY_READINGS = ("after", "negated")
+
+
 def sensitivity_name(kind, reading="after"):
     """Name of a synthetic test set under another amplitude reading (:meth:`PatchDatasets.sensitivity_sets`).
 
@@ -648,8 +653,9 @@ class PatchDatasets:
         Parameters
         ----------
         sensitivity : bool
-            Also the five types under the other amplitude reading
-            (:meth:`sensitivity_sets`, named by :func:`sensitivity_name`).
+            Also the five types under each of the other readings of their amplitude,
+            :data:`SENSITIVITY_READINGS` (:meth:`sensitivity_sets`, named by
+            :func:`sensitivity_name`).
 
         Returns
         -------
@@ -661,21 +667,25 @@ class PatchDatasets:
             out[c] = defects[cls == i]
         for kind in pert.TEST_INDICATIONS:
             out[kind] = self[f"test_{kind}"]
-        return {**out, **self.sensitivity_sets()} if sensitivity else out
+        if sensitivity:
+            for reading in SENSITIVITY_READINGS:
+                out.update(self.sensitivity_sets(reading))
+        return out
 
     def sensitivity_sets(self, reading="after"):
         """The synthetic test sets again, under another reading of the amplitude.
 
         The paper does not say whether an indication's amplitude is its peak before or
-        after the σ = 9 px smoothing; the stored sets follow the literal text ("before").
-        These sets paste the same indications (same shapes, rotations and places, from the
-        recorded seeds) into the same test okay patches, with the amplitude read the other
-        way, and are stored-precision like the others, so the two readings differ in
-        amplitude only.
+        after the σ = 9 px smoothing; the stored sets follow the literal text ("before"),
+        added to the intensities with the sign the paper gives. These sets paste the same
+        indications (same shapes, rotations and places, from the recorded seeds) into the
+        same test okay patches, with the amplitude read another way ("after" the
+        smoothing, or "negated": the literal amplitude subtracted), and are
+        stored-precision like the others, so the readings differ in amplitude only.
 
         Parameters
         ----------
-        reading : {"after", "before"}
+        reading : {"after", "negated", "before"}
             :data:`weldlab.perturbations.AMPLITUDE_READINGS`.
 
         Returns

@@ -42,8 +42,12 @@ INDICATION_PSF_SIGMA = 9.0
 #: How an indication's nominal amplitude is read (the paper does not say): ``"before"``
 #: the σ = 9 px smoothing (method.md's literal reading, used for every table) or
 #: ``"after"`` it (the smoothed shape rescaled so that its peak is the nominal amplitude;
-#: a sensitivity check).
-AMPLITUDE_READINGS = ("before", "after")
+#: a sensitivity check); ``"negated"`` is the literal reading with the sign the other way
+#: (a sensitivity check: the paper gives the test types a positive amplitude, so added to
+#: the intensities they are brighter than their surroundings, while most real defects and its
+#: SC training set, -0.1, are darker; an intensity convention in which "positive" means more
+#: absorption would make them darker).
+AMPLITUDE_READINGS = ("before", "after", "negated")
 
 _PLANE8 = np.zeros((3, 3, 3), bool)
 _PLANE8[1] = True  # 8-connectivity within each patch, none across the batch axis
@@ -388,9 +392,9 @@ def indication_perturbation(kind, rng, sigma=INDICATION_PSF_SIGMA, reading="befo
     rng : numpy.random.Generator
     sigma : float
         Gaussian PSF in px (paper: 9).
-    reading : {"before", "after"}
+    reading : {"before", "after", "negated"}
         Whether the type's amplitude (:data:`INDICATIONS`) is the peak before or after
-        the smoothing (:data:`AMPLITUDE_READINGS`).
+        the smoothing, or before it with the opposite sign (:data:`AMPLITUDE_READINGS`).
 
     Returns
     -------
@@ -420,6 +424,8 @@ def indication_perturbation(kind, rng, sigma=INDICATION_PSF_SIGMA, reading="befo
     delta = ndi.gaussian_filter(canvas, sigma, mode="constant")
     if reading == "after":
         delta *= abs(INDICATIONS[kind]) / np.abs(delta).max()
+    elif reading == "negated":
+        delta = -delta
     return delta.astype(np.float32), np.abs(delta) >= SUPPORT_LEVEL
 
 
@@ -436,7 +442,7 @@ def paste_indications(okay, kind, base, seed, reading="before", sigma=INDICATION
         Which okay patch each indication goes into.
     seed : int
         Seed of the :class:`GeneratedPerturbations` (indication ``i`` from ``[seed, i]``).
-    reading : {"before", "after"}
+    reading : {"before", "after", "negated"}
         The amplitude's reading (:data:`AMPLITUDE_READINGS`).
     sigma : float
         The Gaussian PSF (px; the paper's 9, another only for a sensitivity check).
@@ -545,7 +551,7 @@ class GeneratedPerturbations:
     seed : int
     sources : list of ndarray, optional
         Natural images for SNI (default :func:`natural_images`).
-    reading : {"before", "after"}
+    reading : {"before", "after", "negated"}
         The amplitude's reading of a synthetic indication (:data:`AMPLITUDE_READINGS`).
     sigma : float
         A synthetic indication's Gaussian PSF (px; the paper's 9).

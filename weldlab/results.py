@@ -19,7 +19,7 @@ import numpy as np
 
 from . import metrics
 from .config import DATA_SOURCES, RESULTS_ROOT
-from .datasets import sensitivity_name
+from .datasets import SENSITIVITY_READINGS, sensitivity_name
 from .figures import markdown_table
 from .provenance import atomic_file, check_replaceable, provenance, write_json
 from .sets import AE_SETS, CNN_SETS, USE_CASE_2, label
@@ -46,15 +46,24 @@ PAPER_TABLE3 = {
 REAL_CLASSES = ("high", "mid", "low")
 #: The synthetic indication types among :data:`TABLE_ROWS`.
 SYNTHETIC_ROWS = TABLE_ROWS[len(REAL_CLASSES):]
-#: The amplitude reading of the sensitivity rows; the main rows keep the literal "before"
-#: (:data:`weldlab.perturbations.AMPLITUDE_READINGS`, method.md).
-SENSITIVITY_READING = "after"
-#: Sensitivity rows: each synthetic type with its amplitude read as the peak after the smoothing.
-SENSITIVITY_ROWS = tuple(sensitivity_name(k, SENSITIVITY_READING) for k in SYNTHETIC_ROWS)
+#: The amplitude readings of the sensitivity rows, as their rows say them; the main rows keep
+#: the literal "before" (:data:`weldlab.datasets.SENSITIVITY_READINGS`, method.md).
+SENSITIVITY_LABELS = {"after": "peak after smoothing", "negated": "darker (sign flipped)"}
+#: Sensitivity rows by reading: each synthetic type with its amplitude read that way.
+SENSITIVITY_ROWS_BY_READING = {reading: tuple(sensitivity_name(k, reading) for k in SYNTHETIC_ROWS)
+                               for reading in SENSITIVITY_READINGS}
+#: Each sensitivity reading in the words of :func:`findings`.
+SENSITIVITY_WORDS = {"after": "with the amplitude read as the peak after the smoothing",
+                     "negated": "with the sign flipped (darker)"}
+#: Every sensitivity row, reading by reading.
+SENSITIVITY_ROWS = sum(SENSITIVITY_ROWS_BY_READING.values(), ())
+#: The synthetic type of each sensitivity row (the paper's number beside it is that type's).
+SENSITIVITY_TYPE = {row: kind for rows in SENSITIVITY_ROWS_BY_READING.values() for row, kind in zip(rows, SYNTHETIC_ROWS)}
 #: Column labels as the paper writes them (:func:`weldlab.sets.label`).
 COLUMN_LABELS = {c: label(c) for c in ("blur", *AE_SETS, *CNN_SETS)} | {USE_CASE_2: "okay + defects (use case 2)"}
 ROW_LABELS = {"partial_circle": "partial circle",
-              **{r: f"{k.replace('_', ' ')}, peak after smoothing" for r, k in zip(SENSITIVITY_ROWS, SYNTHETIC_ROWS)}}
+              **{row: f"{kind.replace('_', ' ')}, {SENSITIVITY_LABELS[reading]}"
+                 for reading, rows in SENSITIVITY_ROWS_BY_READING.items() for row, kind in zip(rows, SYNTHETIC_ROWS)}}
 
 
 #: Table 3's column of the classical detector (no training, no seeds): a Gaussian-blur
@@ -97,8 +106,9 @@ def evaluate_model(kind, model, datasets, fpr, sensitivity=False):
 
 #: The modules whose code computes a model's evaluation: their source is part of the key of a
 #: cached evaluation (:func:`evaluation_key`), so that changing any of them evaluates every
-#: model again.
-EVALUATION_MODULES = ("evaluate", "metrics", "residuals", "thresholds", "geometry", "patches", "models")
+#: model again (``datasets`` and ``perturbations`` make the sensitivity sets at evaluation time).
+EVALUATION_MODULES = ("evaluate", "metrics", "residuals", "thresholds", "geometry", "patches", "models", "datasets",
+                      "perturbations")
 
 
 def evaluation_key(network, dataset_key, fpr, sensitivity):
@@ -327,7 +337,7 @@ def measure_tables(cfg, datasets, kinds=("ae", "cnn"), seeds=None, train=True, c
         "preset": cfg.preset, "data": cfg.data, "seeds": seeds, "fpr": fpr,
         "dataset_key": datasets.manifest["dataset_key"], "counts": datasets.counts,
         "test_okay": n_okay, "test_fpr_resolvable": fpr_budget(n_okay, fpr, warn=False) >= 1,
-        "sensitivity": {"amplitude_reading": SENSITIVITY_READING} if sensitivity else None,
+        "sensitivity": {"amplitude_readings": list(SENSITIVITY_READINGS)} if sensitivity else None,
         "tables": tables, "operating_points": operating, "models": records,
         "paper": {"cnn": PAPER_TABLE2, "ae": PAPER_TABLE3},
         "seconds": round(time.perf_counter() - t0, 1), **provenance(),
@@ -455,7 +465,7 @@ def table_markdown(result, kind, metric="tpr_at_test_fpr"):
     rows = []
     for row in table_rows(result, kind):
         cells = [ROW_LABELS.get(row, row)]
-        paper_row = dict(zip(SENSITIVITY_ROWS, SYNTHETIC_ROWS)).get(row, row)
+        paper_row = SENSITIVITY_TYPE.get(row, row)
         for c in confs:
             v = result["tables"][kind][c].get(row, {}).get(metric)
             if v is None or np.isnan(v["mean"]):
@@ -693,13 +703,14 @@ def findings(result, caught=0.95):
                      f"{100 * tpr('ae', USE_CASE_2, 'raster'):.0f} % of the raster (the paper: it still flags the "
                      "raster).")
     for kind, confs in result["tables"].items():
-        for conf in [c for c in table_columns(kind) if c in confs and set(SENSITIVITY_ROWS) <= set(confs[c])]:
-            found = [r for r in SENSITIVITY_ROWS if tpr(kind, conf, r) >= caught]
-            lines.append(f"- Sensitivity check, {'the' if conf == BASELINE else kind.upper()} "
-                         f"{COLUMN_LABELS[conf]}: with the amplitude read "
-                         f"as the peak after the smoothing, it flags at least {100 * caught:.0f} % of "
-                         f"**{len(found)} of {n}** synthetic types (literal reading: "
-                         f"{sum(tpr(kind, conf, r) >= caught for r in SYNTHETIC_ROWS)} of {n}).")
+        for conf in [c for c in table_columns(kind) if c in confs]:
+            readings = [f"of **{sum(tpr(kind, conf, r) >= caught for r in rows)}** {SENSITIVITY_WORDS[reading]}"
+                        for reading, rows in SENSITIVITY_ROWS_BY_READING.items() if set(rows) <= set(confs[conf])]
+            if readings:
+                literal = sum(tpr(kind, conf, r) >= caught for r in SYNTHETIC_ROWS)
+                lines.append(f"- Sensitivity check, {'the' if conf == BASELINE else kind.upper()} "
+                             f"{COLUMN_LABELS[conf]}: of the {n} synthetic types it flags at least {100 * caught:.0f} % "
+                             + ", ".join(readings) + f" and of {literal} as read literally.")
     lines += mixed_recipe_lines(result)
     if "D" in result["tables"].get("cnn", {}):
         missed = [r for r in SYNTHETIC_ROWS if tpr("cnn", "D", r) < 0.5]
@@ -923,12 +934,13 @@ def paper_findings(result, catch=CATCH, miss=MISS):
                     "evidence": pct(values)})
     for f in out:
         f.setdefault("reason", NOT_HOLDING_REASON[f["key"]] if f["holds"] is False else "")
-    if out[1]["holds"] is False and has("ae", "sni") and all(r in tables["ae"]["sni"] for r in SENSITIVITY_ROWS):
-        after = sum(tpr("ae", "sni", r) >= catch for r in SENSITIVITY_ROWS)
-        values = [tables["ae"]["sni"][r]["tpr_at_test_fpr"].get("values", []) for r in SENSITIVITY_ROWS]
+    after_rows = SENSITIVITY_ROWS_BY_READING["after"]
+    if out[1]["holds"] is False and has("ae", "sni") and all(r in tables["ae"]["sni"] for r in after_rows):
+        after = sum(tpr("ae", "sni", r) >= catch for r in after_rows)
+        values = [tables["ae"]["sni"][r]["tpr_at_test_fpr"].get("values", []) for r in after_rows]
         best = max((sum(v[k] >= catch for v in values) for k in range(min(map(len, values)))), default=after)
         out[1]["reason"] += (f"; with the amplitude read as the peak after the smoothing (the sensitivity rows) the SNI "
-                             f"AE catches {after} of {len(SENSITIVITY_ROWS)} types"
+                             f"AE catches {after} of {len(after_rows)} types"
                              + (f" on average over its seeds, its best seed {best}" if best != after else ""))
     return out
 
