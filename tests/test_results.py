@@ -280,16 +280,16 @@ def test_sensitivity_rows_are_shown_after_the_main_rows_and_counted_apart():
     lines = R.findings(result)
     assert "beats the blur baseline on **3 of 8** test sets" in lines[0]  # the main rows only
     assert "**0 of 5** synthetic types" in lines[0]
-    assert lines[2] == ("- Sensitivity check, AE SNI: of the 5 synthetic types it flags at least 95 % of **5** "
-                        "with the amplitude read as the peak after the smoothing, of **0** with the sign flipped "
-                        "(darker) and of 0 as read literally.")
+    assert lines[2] == ("- Sensitivity check, AE SNI: its mean TPR over the 5 synthetic types is 20 % as read "
+                        "literally, 99 % with the amplitude read as the peak after the smoothing and 20 % with the "
+                        "sign flipped (darker); it flags at least 95 % of 0, 5 and 0 of them.")
     # A run recorded before the sign check (the "after" rows only) says what it measured.
     older = {**result, "tables": {"ae": {c: {r: v for r, v in ae[c].items()
                                              if r not in R.SENSITIVITY_ROWS_BY_READING["negated"]} for c in ae}}}
     assert len(R.table_markdown(older, "ae").splitlines()) == 2 + len(R.TABLE_ROWS) + 5
-    assert R.findings(older)[2] == ("- Sensitivity check, AE SNI: of the 5 synthetic types it flags at least 95 % "
-                                    "of **5** with the amplitude read as the peak after the smoothing and of 0 as "
-                                    "read literally.")
+    assert R.findings(older)[2] == ("- Sensitivity check, AE SNI: its mean TPR over the 5 synthetic types is 20 % "
+                                    "as read literally and 99 % with the amplitude read as the peak after the "
+                                    "smoothing; it flags at least 95 % of 0 and 5 of them.")
     # A run measured without the check has the main rows only.
     plain = {"fpr": 0.001, "tables": {"ae": {c: {r: ae[c][r] for r in R.TABLE_ROWS} for c in ae}},
              "operating_points": {}, "paper": {"ae": R.PAPER_TABLE3}}

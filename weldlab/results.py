@@ -704,13 +704,17 @@ def findings(result, caught=0.95):
                      "raster).")
     for kind, confs in result["tables"].items():
         for conf in [c for c in table_columns(kind) if c in confs]:
-            readings = [f"of **{sum(tpr(kind, conf, r) >= caught for r in rows)}** {SENSITIVITY_WORDS[reading]}"
-                        for reading, rows in SENSITIVITY_ROWS_BY_READING.items() if set(rows) <= set(confs[conf])]
-            if readings:
-                literal = sum(tpr(kind, conf, r) >= caught for r in SYNTHETIC_ROWS)
+            readings = {"as read literally": SYNTHETIC_ROWS} | {
+                SENSITIVITY_WORDS[reading]: rows for reading, rows in SENSITIVITY_ROWS_BY_READING.items()
+                if set(rows) <= set(confs[conf])}
+            if len(readings) > 1:
+                means = [f"{100 * np.mean([tpr(kind, conf, r) for r in rows]):.0f} % {words}"
+                         for words, rows in readings.items()]
+                counts = [str(sum(tpr(kind, conf, r) >= caught for r in rows)) for rows in readings.values()]
                 lines.append(f"- Sensitivity check, {'the' if conf == BASELINE else kind.upper()} "
-                             f"{COLUMN_LABELS[conf]}: of the {n} synthetic types it flags at least {100 * caught:.0f} % "
-                             + ", ".join(readings) + f" and of {literal} as read literally.")
+                             f"{COLUMN_LABELS[conf]}: its mean TPR over the {n} synthetic types is "
+                             + ", ".join(means[:-1]) + f" and {means[-1]}; it flags at least {100 * caught:.0f} % of "
+                             + ", ".join(counts[:-1]) + f" and {counts[-1]} of them.")
     lines += mixed_recipe_lines(result)
     if "D" in result["tables"].get("cnn", {}):
         missed = [r for r in SYNTHETIC_ROWS if tpr("cnn", "D", r) < 0.5]
