@@ -144,6 +144,17 @@ def test_an_autoencoder_evaluation_is_stored_and_reused_whole(tmp_path):
     assert len(calls) == 3
 
 
+def test_an_evaluation_key_changes_with_what_the_evaluation_is_made_from(tmp_path, monkeypatch):
+    network = tmp_path / "cnn.keras"
+    network.write_bytes(b"weights")
+    key = R.evaluation_key(network, "0123456789abcdef", 0.001, True)
+    assert key == R.evaluation_key(network, "0123456789abcdef", 0.001, True)
+    assert R.evaluation_key(None, "0123456789abcdef", 0.001, True) != key  # the blur's
+    assert R.evaluation_key(network, "0123456789abcdef", 0.01, True) != key
+    monkeypatch.setattr(np, "__version__", "0.0")  # another NumPy computes the statistics
+    assert R.evaluation_key(network, "0123456789abcdef", 0.001, True) != key
+
+
 def test_find_tables_prefers_own_data_and_preset_then_the_strongest(tmp_path):
     for name in ("tables_gdxray_quick", "tables_gdxray_standard", "tables_synthetic_quick"):
         (tmp_path / f"{name}.json").write_text("{}")

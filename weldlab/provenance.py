@@ -118,11 +118,18 @@ def _temporary_file(final):
 def write_json(path, obj):
     """Write JSON atomically (temporary file in the same folder, then rename)."""
     with atomic_file(path) as tmp, open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True, default=_jsonable)
+        json.dump(obj, fh, indent=2, sort_keys=True, default=jsonable)
         fh.write("\n")
 
 
-def _jsonable(obj):
+def jsonable(obj):
+    """``json``'s ``default``: NumPy scalars and arrays as Python numbers and lists, paths as text.
+
+    Raises
+    ------
+    TypeError
+        For anything else, as ``json`` does.
+    """
     import numpy as np
 
     if isinstance(obj, np.generic):

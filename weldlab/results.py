@@ -21,7 +21,7 @@ from . import metrics
 from .config import DATA_SOURCES, RESULTS_ROOT
 from .datasets import SENSITIVITY_READINGS, sensitivity_name
 from .figures import markdown_table
-from .provenance import atomic_file, check_replaceable, provenance, write_json
+from .provenance import atomic_file, check_replaceable, jsonable, provenance, write_json
 from .sets import AE_SETS, CNN_SETS, USE_CASE_2, label
 from .thresholds import fpr_budget
 
@@ -117,7 +117,8 @@ def evaluation_key(network, dataset_key, fpr, sensitivity):
     The network file's bytes (None: the blur baseline, whose parameters are in
     :mod:`weldlab.evaluate`'s source), the datasets' key (the test and validation patches),
     the operating point, whether the sensitivity rows are measured, the source of
-    :data:`EVALUATION_MODULES`, and Keras's version and backend (the numbers of inference).
+    :data:`EVALUATION_MODULES`, and the versions of Keras, its backend, NumPy and SciPy (the
+    numbers of inference and of the residual statistics).
 
     Parameters
     ----------
@@ -133,12 +134,17 @@ def evaluation_key(network, dataset_key, fpr, sensitivity):
     """
     import hashlib
     import importlib
+    import sys
 
     import keras
+    import scipy
 
+    backend = keras.backend.backend()  # its module is imported by Keras already
+    versions = {"keras": keras.__version__, "backend": backend, "numpy": np.__version__, "scipy": scipy.__version__,
+                backend: getattr(sys.modules.get(backend), "__version__", None)}
     h = hashlib.sha256(b"" if network is None else Path(network).read_bytes())
     h.update(json.dumps({"dataset_key": dataset_key, "fpr": float(fpr), "sensitivity": bool(sensitivity),
-                         "keras": keras.__version__, "backend": keras.backend.backend()}, sort_keys=True).encode())
+                         **versions}, sort_keys=True).encode())
     for name in EVALUATION_MODULES:
         h.update(Path(importlib.import_module(f"{__package__}.{name}").__file__).read_bytes())
     return h.hexdigest()[:16]
@@ -188,13 +194,8 @@ def cached_evaluation(name, key, evaluate, folder):
         arrays[f"maxima/{set_name}/mean"] = np.asarray(mm, np.float32)
         arrays[f"maxima/{set_name}/std"] = np.asarray(ms, np.float32)
     with atomic_file(path) as tmp:
-        np.savez_compressed(tmp, summary=np.array(json.dumps(summary, default=_json_scalar)), **arrays)
+        np.savez_compressed(tmp, summary=np.array(json.dumps(summary, default=jsonable)), **arrays)
     return res, False
-
-
-def _json_scalar(value):
-    """NumPy scalars (the evaluation's rates) as Python numbers, for :func:`cached_evaluation`."""
-    return value.item() if isinstance(value, np.generic) else float(value)
 
 
 def summarise(per_seed):
