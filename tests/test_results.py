@@ -288,6 +288,12 @@ def test_sensitivity_rows_are_shown_after_the_main_rows_and_counted_apart():
     assert len(md) == 2 + len(rows)
     assert md[-1].startswith("| raster, darker (sign flipped) | 50 | 20 (0) | 100 |")  # the paper's raster
     assert md[-6].startswith("| raster, peak after smoothing | 50 | 99 (0) | 100 |")
+    # The paper's rows and the sensitivity rows apart: together they are the whole table.
+    main = R.table_markdown(result, "ae", rows="main").splitlines()
+    apart = R.table_markdown(result, "ae", rows="sensitivity").splitlines()
+    assert main == md[:2 + len(R.TABLE_ROWS)] and apart == md[:2] + md[2 + len(R.TABLE_ROWS):]
+    with pytest.raises(ValueError, match="rows='extra'"):
+        R.table_markdown(result, "ae", rows="extra")
     lines = R.findings(result)
     assert "beats the blur baseline on **3 of 8** test sets" in lines[0]  # the main rows only
     assert "**0 of 5** synthetic types" in lines[0]
@@ -305,6 +311,7 @@ def test_sensitivity_rows_are_shown_after_the_main_rows_and_counted_apart():
     plain = {"fpr": 0.001, "tables": {"ae": {c: {r: ae[c][r] for r in R.TABLE_ROWS} for c in ae}},
              "operating_points": {}, "paper": {"ae": R.PAPER_TABLE3}}
     assert len(R.table_markdown(plain, "ae").splitlines()) == 2 + len(R.TABLE_ROWS)
+    assert R.table_markdown(plain, "ae", rows="sensitivity") == ""
     assert len(R.findings(plain)) == 1
 
 

@@ -445,7 +445,7 @@ def table_rows(result, kind):
     return TABLE_ROWS + tuple(r for r in SENSITIVITY_ROWS if r in measured)
 
 
-def table_markdown(result, kind, metric="tpr_at_test_fpr"):
+def table_markdown(result, kind, metric="tpr_at_test_fpr", rows="all"):
     """A Markdown table: rows = test sets, columns = configurations, ``ours (spread) | paper``.
 
     Values are percentages for the TPRs and plain numbers for the AUROC, with the spread
@@ -454,7 +454,28 @@ def table_markdown(result, kind, metric="tpr_at_test_fpr"):
     :data:`MIXED_MARK` in its head (:func:`mixed_recipes`; :func:`mixed_recipe_lines` names
     them). A run measured with the sensitivity check has its rows last (the paper's number
     beside them is the same type's: the paper does not say which reading it used).
+
+    Parameters
+    ----------
+    result : dict
+        From :func:`load_tables`.
+    kind : {"ae", "cnn"}
+        Table 3 (the autoencoders and the blur) or Table 2 (the CNNs).
+    metric : {"tpr_at_test_fpr", "tpr_calibrated", "auroc"}
+        The number in each cell.
+    rows : {"all", "main", "sensitivity"}
+        Every row the run holds; the paper's rows (:data:`TABLE_ROWS`); or the sensitivity
+        rows alone (:data:`SENSITIVITY_ROWS`, an empty string when the run has none).
     """
+    chosen = table_rows(result, kind)
+    if rows == "main":
+        chosen = TABLE_ROWS
+    elif rows == "sensitivity":
+        chosen = chosen[len(TABLE_ROWS):]
+        if not chosen:
+            return ""
+    elif rows != "all":
+        raise ValueError(f"rows={rows!r}: expected 'all', 'main' or 'sensitivity'")
     confs = [c for c in table_columns(kind) if c in result["tables"][kind]]  # JSON sorts keys
     paper = result["paper"][kind]
     mixed = mixed_recipes(result)
@@ -463,8 +484,8 @@ def table_markdown(result, kind, metric="tpr_at_test_fpr"):
         head.append(f"{COLUMN_LABELS.get(c, c)} ours" + (MIXED_MARK if (kind, c) in mixed else ""))
         if metric.startswith("tpr") and c in paper:
             head.append(f"{COLUMN_LABELS.get(c, c)} paper")
-    rows = []
-    for row in table_rows(result, kind):
+    lines = []
+    for row in chosen:
         cells = [ROW_LABELS.get(row, row)]
         paper_row = SENSITIVITY_TYPE.get(row, row)
         for c in confs:
@@ -480,8 +501,8 @@ def table_markdown(result, kind, metric="tpr_at_test_fpr"):
                 cells.append(f"{v['mean']:.3f} ({v['spread']:.3f})")
             if metric.startswith("tpr") and c in paper:
                 cells.append(str(paper[c][paper_row]))
-        rows.append(cells)
-    return markdown_table(head, rows)
+        lines.append(cells)
+    return markdown_table(head, lines)
 
 
 def run_notes(result, path, cfg):
