@@ -123,3 +123,25 @@ def test_table_runs_use_a_shipped_model_made_from_the_same_datasets(tmp_path):
     with pytest.raises(FileNotFoundError, match="weldlab train"):  # nothing shipped for these datasets
         current_model(cfg, SimpleNamespace(manifest={"dataset_key": "0123456789abcdef"}), "cnn", "D+sni", 0,
                       train=False)
+
+
+#: The classifiers the README and chapter 7 say are trained at a constant learning rate of
+#: 1e-3 for up to 100 epochs (patience 15), every seed of each.
+CONSTANT_RATE_SETS = ("D", "D+circular", "D+circular+partial_circle")
+
+
+@pytest.mark.parametrize("training_set", CONSTANT_RATE_SETS)
+def test_shipped_classifiers_share_the_constant_rate_recipe(training_set):
+    from weldlab.trained import shipped_root
+
+    recipes = []
+    for seed in SEEDS:
+        folder = shipped_root() / "cnn" / training_set / f"seed{seed}"
+        record = json.loads((folder / "record.json").read_text())
+        history = json.loads((folder / "history.json").read_text())
+        recipes.append(record["hyperparameters"])
+        assert len(history) == record["epochs"] <= 100
+        assert all(e["learning_rate"] == pytest.approx(1e-3) for e in history), (training_set, seed)
+    assert recipes[0] == recipes[1] == recipes[2], training_set
+    assert recipes[0]["learning_rate"] == 1e-3 and recipes[0]["lr_patience"] is None
+    assert recipes[0]["epochs"] == 100 and recipes[0]["patience"] == 15
