@@ -294,6 +294,8 @@ def test_sensitivity_rows_are_shown_after_the_main_rows_and_counted_apart():
     assert main == md[:2 + len(R.TABLE_ROWS)] and apart == md[:2] + md[2 + len(R.TABLE_ROWS):]
     with pytest.raises(ValueError, match="rows='extra'"):
         R.table_markdown(result, "ae", rows="extra")
+    with pytest.raises(ValueError, match="metric='tpr'"):  # not a dash in every cell
+        R.table_markdown(result, "ae", metric="tpr")
     lines = R.findings(result)
     assert "beats the blur baseline on **3 of 8** test sets" in lines[0]  # the main rows only
     assert "**0 of 5** synthetic types" in lines[0]

@@ -198,6 +198,10 @@ def cached_evaluation(name, key, evaluate, folder):
     return res, False
 
 
+#: The metrics a table run summarises per test set (:func:`summarise`) and shows (:func:`table_markdown`).
+TABLE_METRICS = ("tpr_at_test_fpr", "tpr_calibrated", "auroc")
+
+
 def summarise(per_seed):
     """Mean and spread over seeds of each set's metrics.
 
@@ -209,13 +213,12 @@ def summarise(per_seed):
     Returns
     -------
     dict
-        set -> metric -> ``{"mean", "spread", "values"}`` for ``tpr_at_test_fpr``,
-        ``tpr_calibrated`` and ``auroc``.
+        set -> metric -> ``{"mean", "spread", "values"}`` for each of :data:`TABLE_METRICS`.
     """
     out = {}
     for name in per_seed[0]:
         out[name] = {"n": per_seed[0][name]["n"]}
-        for metric in ("tpr_at_test_fpr", "tpr_calibrated", "auroc"):
+        for metric in TABLE_METRICS:
             values = [s[name][metric] for s in per_seed]
             if np.all(np.isnan(values)):
                 out[name][metric] = {"mean": float("nan"), "spread": float("nan"), "values": values}
@@ -462,11 +465,13 @@ def table_markdown(result, kind, metric="tpr_at_test_fpr", rows="all"):
     kind : {"ae", "cnn"}
         Table 3 (the autoencoders and the blur) or Table 2 (the CNNs).
     metric : {"tpr_at_test_fpr", "tpr_calibrated", "auroc"}
-        The number in each cell.
+        The number in each cell (:data:`TABLE_METRICS`).
     rows : {"all", "main", "sensitivity"}
         Every row the run holds; the paper's rows (:data:`TABLE_ROWS`); or the sensitivity
         rows alone (:data:`SENSITIVITY_ROWS`, an empty string when the run has none).
     """
+    if metric not in TABLE_METRICS:
+        raise ValueError(f"metric={metric!r}: expected one of {', '.join(TABLE_METRICS)}")
     chosen = table_rows(result, kind)
     if rows == "main":
         chosen = TABLE_ROWS
