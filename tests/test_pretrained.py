@@ -127,7 +127,7 @@ def test_table_runs_use_a_shipped_model_made_from_the_same_datasets(tmp_path):
 
 #: The classifiers the README and chapter 7 say are trained at a constant learning rate of
 #: 1e-3 for up to 100 epochs (patience 15), every seed of each.
-CONSTANT_RATE_SETS = ("D", "D+circular", "D+circular+partial_circle")
+CONSTANT_RATE_SETS = ("D", "D+circular", "D+circular+partial_circle", "D+sni")
 
 
 @pytest.mark.parametrize("training_set", CONSTANT_RATE_SETS)
