@@ -125,23 +125,22 @@ def test_table_runs_use_a_shipped_model_made_from_the_same_datasets(tmp_path):
                       train=False)
 
 
-#: The classifiers the README and chapter 7 say are trained at a constant learning rate of
-#: 1e-3 for up to 100 epochs (patience 15), every seed of each.
-CONSTANT_RATE_SETS = ("D", "D+circular", "D+circular+partial_circle", "D+sni")
+def test_every_shipped_classifier_has_the_constant_rate_recipe():
+    # README and chapter 7: every shipped CNN (D, D+SC, D+SC+SPC and D+SNI, three seeds each)
+    # is trained at a constant learning rate of 1e-3 for up to 100 epochs (patience 15).
+    from weldlab.trained import TrainedModel, shipped_configurations, shipped_for
 
-
-@pytest.mark.parametrize("training_set", CONSTANT_RATE_SETS)
-def test_shipped_classifiers_share_the_constant_rate_recipe(training_set):
-    from weldlab.trained import shipped_root
-
-    recipes = []
-    for seed in SEEDS:
-        folder = shipped_root() / "cnn" / training_set / f"seed{seed}"
-        record = json.loads((folder / "record.json").read_text())
-        history = json.loads((folder / "history.json").read_text())
-        recipes.append(record["hyperparameters"])
-        assert len(history) == record["epochs"] <= 100
-        assert all(e["learning_rate"] == pytest.approx(1e-3) for e in history), (training_set, seed)
-    assert recipes[0] == recipes[1] == recipes[2], training_set
-    assert recipes[0]["learning_rate"] == 1e-3 and recipes[0]["lr_patience"] is None
-    assert recipes[0]["epochs"] == 100 and recipes[0]["patience"] == 15
+    key = load_pretrained("cnn", 0).record["dataset_key"]
+    shipped = shipped_configurations("cnn", "gdxray", key)
+    sets = ("D", "D+circular", "D+circular+partial_circle", "D+sni")
+    assert shipped == sorted((s, seed) for s in sets for seed in SEEDS)
+    recipes = set()
+    for training_set, seed in shipped:
+        trained = TrainedModel.load(shipped_for("cnn", training_set, seed, "gdxray", key), "cnn")
+        recipes.add(json.dumps(trained.record["hyperparameters"], sort_keys=True))
+        assert len(trained.history) == trained.record["epochs"] <= 100, (training_set, seed)
+        assert all(e["learning_rate"] == pytest.approx(1e-3) for e in trained.history), (training_set, seed)
+    assert len(recipes) == 1, recipes  # one recipe for all twelve
+    recipe = json.loads(recipes.pop())
+    assert recipe["learning_rate"] == 1e-3 and recipe["lr_patience"] is None
+    assert recipe["epochs"] == 100 and recipe["patience"] == 15
