@@ -10,7 +10,9 @@ on D+SNI (or the models ``--sets`` names: the paper's other table columns), cali
 thresholds at 0.1 % patch-level FPR on the validation okay patches of the training radiographs
 (the AE's two residual thresholds under the OR rule; the CNN's probability threshold), and
 writes each model's ``record.json`` with the thresholds and a sentence saying how it was
-trained. ``weldlab scan`` and the later chapters load the SNI autoencoders and D+SNI CNNs;
+trained. After shipping an autoencoder it records again how much okay structure every shipped
+AE keeps by spatial period (:func:`weldlab.convergence.record_scale_transfer`, chapter 7).
+``weldlab scan`` and the later chapters load the SNI autoencoders and D+SNI CNNs;
 ``weldlab tables`` uses every shipped model made from its datasets.
 """
 
@@ -22,6 +24,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from weldlab.config import make_config, parse_override  # noqa: E402
+from weldlab.convergence import record_scale_transfer  # noqa: E402
 from weldlab.datasets import build_or_load, load_radiographs  # noqa: E402
 from weldlab.evaluate import cnn_scores  # noqa: E402
 from weldlab.models import build_autoencoder, build_cnn  # noqa: E402
@@ -195,6 +198,9 @@ def main():
         kind, _, training_set = item.partition(":")
         for seed in (args.seeds if args.seeds is not None else cfg.seeds):
             _ship(cfg, ds, kind, training_set, seed, args.machine)
+    if any(item.startswith("ae:") for item in args.sets):  # chapter 7's record must cover every shipped AE
+        record, path = record_scale_transfer(cfg, ds)
+        print(f"scale transfer of {len(record['models'])} shipped autoencoders recorded in {path}")
     shipped = shipped_models(cfg.data)  # the README lists every shipped model, these and earlier ones
     rows = [_row(kind, training_set, seed, record) for kind, training_set, seed, record in shipped]
     schedules = {(kind, _schedule_of(kind, record)) for kind, _, _, record in shipped}

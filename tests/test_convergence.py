@@ -156,3 +156,31 @@ def test_the_recorded_scale_transfer_is_read_in_order_of_period():
     periods = [float(k.split("-")[0]) for k in record["blur"]]
     assert periods == sorted(periods) and len(record["models"]) >= 1
     assert all(list(m["transfer"]) == list(record["blur"]) for m in record["models"])
+
+
+def test_scale_transfer_is_recorded_for_every_shipped_autoencoder(quick_datasets, tmp_path, monkeypatch):
+    import dataclasses
+
+    from weldlab import trained
+    from weldlab.convergence import read_scale_transfer, record_scale_transfer
+
+    cfg, ds = quick_datasets
+    cfg = dataclasses.replace(cfg, results_root=str(tmp_path))
+    key = ds.manifest["dataset_key"]
+    # stand the shipped simulated-film AE in for one shipped for the quick datasets
+    folder = trained.shipped_root("synthetic") / "ae" / "sni" / "seed0"
+    monkeypatch.setattr(trained, "shipped_configurations", lambda kind, data, k: [("sni", 0)] if k == key else [])
+    monkeypatch.setattr(trained, "shipped_for", lambda kind, s, seed, data, k: folder if k == key else None)
+    lines = []
+    record, path = record_scale_transfer(cfg, ds, n=24, log=lines.append)
+    assert path.parent == tmp_path and len(lines) == 1 and "AE sni seed 0" in lines[0]
+    back = read_scale_transfer(tmp_path, "synthetic", cfg.preset)
+    assert [(m["training_set"], m["seed"]) for m in back["models"]] == [("sni", 0)]
+    assert back["n_val_okay"] == 24 and back["dataset_key"] == key
+    model = back["models"][0]
+    assert list(model["transfer"]) == list(back["blur"]) == list(record["blur"])
+    # the blur keeps almost nothing of the finest periods and most of the coarsest; so must any AE that works
+    fine, coarse = list(back["blur"])[0], list(back["blur"])[-1]
+    assert abs(back["blur"][fine]) < 0.1 < back["blur"][coarse]
+    assert model["transfer"][coarse] > 0.5
+    assert model["rms_over_noise"] == trained.TrainedModel.load(folder, "ae").record["convergence"]["rms_over_noise"]

@@ -360,8 +360,63 @@ def removal_label(record, column):
 
 
 def scale_transfer_path(results_root, data, preset):
-    """Where ``scripts/scale_transfer.py`` records the shipped autoencoders' scale transfer."""
+    """Where :func:`record_scale_transfer` records the shipped autoencoders' scale transfer."""
     return Path(results_root) / f"scale_transfer_{data}_{preset}.json"
+
+
+def record_scale_transfer(cfg, datasets, n=500, log=print):
+    """Measure and record how much okay structure, by spatial period, every shipped AE keeps.
+
+    For each autoencoder shipped for ``datasets`` (:func:`weldlab.trained.shipped_configurations`
+    with their dataset key), the reconstructions of the first ``n`` validation okay patches
+    are compared with the patches in the Fourier domain
+    (:func:`weldlab.evaluate.scale_transfer`), beside the blur baseline's. The record goes to
+    :func:`scale_transfer_path` under ``cfg.results_root``, which chapter 7 reads (and asserts
+    covers every shipped AE): ``scripts/ship_models.py`` calls this after shipping an AE, and
+    ``scripts/scale_transfer.py`` on its own.
+
+    Parameters
+    ----------
+    cfg : weldlab.config.Config
+    datasets : weldlab.datasets.PatchDatasets
+        The datasets ``cfg`` builds (their ``val_okay``, shape (m, 192, 192)).
+    n : int
+        Validation okay patches (the first ``n``).
+    log : callable
+        Called with a line per model.
+
+    Returns
+    -------
+    record : dict
+        As :func:`read_scale_transfer` returns it (periods in the order
+        :func:`weldlab.evaluate.scale_transfer` gives them).
+    path : pathlib.Path
+        Where it was written.
+    """
+    import time
+
+    from .evaluate import background_residuals, reconstruction_residuals, scale_transfer
+    from .patches import crop
+    from .provenance import provenance, write_json
+    from .trained import TrainedModel, shipped_configurations, shipped_for
+
+    t0 = time.perf_counter()
+    key = datasets.manifest["dataset_key"]
+    x = datasets["val_okay"][:n]
+    models = []
+    for training_set, seed in shipped_configurations("ae", cfg.data, key):
+        shipped = TrainedModel.load(shipped_for("ae", training_set, seed, cfg.data, key), "ae")
+        transfer = scale_transfer(x, crop(x) - reconstruction_residuals(shipped.model, x))
+        models.append({"training_set": training_set, "seed": seed, "transfer": transfer,
+                       "rms_over_noise": shipped.record["convergence"]["rms_over_noise"]})
+        log(f"scale transfer of AE {training_set} seed {seed}: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in transfer.items()))
+    record = {"preset": cfg.preset, "data": cfg.data, "dataset_key": key, "n_val_okay": len(x),
+              "blur": scale_transfer(x, crop(x) - background_residuals(x)), "models": models,
+              "seconds": round(time.perf_counter() - t0, 1), **provenance()}
+    path = scale_transfer_path(cfg.results_root, cfg.data, cfg.preset)
+    write_json(path, record)
+    return record, path
 
 
 def read_scale_transfer(results_root=RESULTS_ROOT, data="gdxray", preset="standard"):
