@@ -21,6 +21,7 @@ another dataset seed (patches the run never saw), with the test sets too (``--te
 
     python scripts/ae_experiment.py base --pairs 9600
     python scripts/ae_experiment.py pm --pairs 9600 --scaling patch_mean
+    python scripts/ae_experiment.py crop96 --pairs 54400 --crop 96 --batch-size 32 --steps-per-epoch 50
     python scripts/ae_experiment.py --table
 """
 
@@ -134,6 +135,8 @@ def main():
                     help="a trained AE folder whose weights this run starts from (a second phase)")
     ap.add_argument("--clean-fraction", type=float, default=0.0, help="okay-only warm-up, fraction of the budget")
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--crop", type=int, default=None, metavar="SIDE",
+                    help="train on random crops of this side (192 - 4k px, e.g. 96; default: whole patches)")
     ap.add_argument("--steps-per-epoch", type=int, default=25)
     ap.add_argument("--val-steps", type=int, default=8, help="validation batches per epoch (the same every epoch)")
     ap.add_argument("--learning-rate", type=float, default=1e-3)
@@ -174,7 +177,7 @@ def main():
                            ("schedule", h.get("schedule", "plateau")), ("dropout_epochs", h.get("dropout_epochs")),
                            ("okay_weight", h.get("okay_weight", 1.0)), ("scaling", h.get("scaling", "none")),
                            ("clean_fraction", h.get("clean_epochs", 0) / epochs),
-                           ("code_weight", h.get("code_weight", 1.0)),
+                           ("code_weight", h.get("code_weight", 1.0)), ("crop", h.get("crop")),
                            ("start_from", (record.get("start_from") or {}).get("folder"))):
             setattr(args, key, value)
     else:
@@ -182,8 +185,8 @@ def main():
             ds, args.set, seed=args.seed, out_dir=out, epochs=epochs, batch_size=args.batch_size,
             patience=epochs + 1, steps_per_epoch=steps, val_steps=args.val_steps, learning_rate=args.learning_rate,
             dropout_epochs=args.dropout_epochs, schedule=args.schedule, okay_weight=args.okay_weight,
-            scaling=args.scaling, clean_epochs=clean, code_weight=args.code_weight, start_from=args.start_from,
-            verbose=2)
+            scaling=args.scaling, clean_epochs=clean, code_weight=args.code_weight, crop=args.crop,
+            start_from=args.start_from, verbose=2)
     train_wall = time.perf_counter() - t0
     model = TrainedModel.load(out, "ae").model
     judge = ds
@@ -214,7 +217,7 @@ def main():
         "name": args.name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "variant": {k: getattr(args, k) for k in ("set", "seed", "pairs", "scaling", "okay_weight", "code_weight",
-                                                  "clean_fraction", "start_from",
+                                                  "clean_fraction", "start_from", "crop",
                                                   "batch_size", "steps_per_epoch", "val_steps", "learning_rate", "schedule",
                                                   "dropout_epochs")}
                    | {"loss_units": "image" if args.scaling == "none" else "scaled"},

@@ -54,6 +54,10 @@ def test_bad_preset_and_parameters_are_named():
     with pytest.raises(ValueError, match="ae_code_weight.*True"):
         C.make_config("quick", ae_code_weight=True)
     assert C.make_config("quick", ae_code_weight=0).ae_code_weight == 0  # L_reg off is allowed
+    for bad in (95, 60, 196, True):
+        with pytest.raises(ValueError, match=f"ae_crop: expected .*got {bad!r}"):
+            C.make_config("quick", ae_crop=bad)
+    assert C.make_config("quick", ae_crop=96).ae_crop == 96 and C.make_config("quick").ae_crop == 0
     with pytest.raises(ValueError, match="unknown parameter 'n_bananas'"):
         C.parse_override("n_bananas=3")
     with pytest.raises(ValueError, match="NAME=VALUE"):

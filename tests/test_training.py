@@ -51,7 +51,7 @@ def test_interrupted_training_resumes(quick_datasets, tmp_path):
     assert rec["epochs"] == 3 and rec["training_set"] == "D" and rec["backend"]
     assert rec["hyperparameters"] == {k: v for k, v in FAST.items() if k not in ("verbose", "log")} | {
         "patience": 5, "learning_rate": 1e-3, "dropout_epochs": None, "lr_patience": None, "schedule": "plateau",
-        "okay_weight": 1.0, "scaling": "none", "clean_epochs": 0, "code_weight": 1.0}
+        "okay_weight": 1.0, "scaling": "none", "clean_epochs": 0, "code_weight": 1.0, "crop": None}
     for key in ("wall_seconds", "patches_per_second", "git_commit", "weldlab_version", "preset", "data"):
         assert rec[key] is not None, key
     ae = load_model(out / "autoencoder.keras")
@@ -317,3 +317,51 @@ def fresh_weights(seed):
 
     keras.utils.set_random_seed(seed)
     return build_autoencoder(seed).get_weights()
+
+
+def test_crops_cut_both_images_of_a_pair_at_one_seeded_window(quick_datasets):
+    _, ds = quick_datasets
+    psets = [ds.perturbation_set("sni")]
+    whole = PerturbedPairs(ds.raw("train_okay"), psets, batch_size=4, seed=3)
+    crops = PerturbedPairs(ds.raw("train_okay"), psets, batch_size=4, seed=3, crop=96)
+    (xw, _), (xc, yc) = whole.batch(0, 1), crops.batch(0, 1)
+    assert xc["x_ok"].shape == xc["x_per"].shape == (4, 96, 96, 1)
+    assert yc["ok"].shape == yc["per"].shape == (4, 60, 60, 1) and yc["z"].shape == (4, 18, 18, 2)
+    for i in range(4):  # each crop is a window of its whole pair, the same for x_ok and x_per
+        hits = [(t, left) for t in range(97) for left in range(97)
+                if np.array_equal(xw["x_ok"][i, t:t + 96, left:left + 96], xc["x_ok"][i])]
+        assert len(hits) == 1
+        t, left = hits[0]
+        assert np.array_equal(xw["x_per"][i, t:t + 96, left:left + 96], xc["x_per"][i])
+        assert np.array_equal(yc["ok"][i], xc["x_ok"][i, 18:78, 18:78])
+    again = crops.batch(0, 1)[0]
+    assert all(np.array_equal(again[k], xc[k]) for k in xc)
+    with pytest.raises(ValueError, match="crop: expected a side from 64 to 192"):
+        PerturbedPairs(ds.raw("train_okay"), psets, crop=98)
+
+
+def test_an_autoencoder_trained_on_crops_is_validated_and_saved_whole(quick_datasets, tmp_path):
+    import keras
+
+    from weldlab.models import build_autoencoder
+
+    _, ds = quick_datasets
+    out = tmp_path / "crops"
+    with pytest.raises(KeyboardInterrupt):  # interrupted, then resumed, as any run
+        train_autoencoder(ds, "sni", seed=0, out_dir=out, crop=96, stop_after=1, **FAST)
+    rec = train_autoencoder(ds, "sni", seed=0, out_dir=out, crop=96, **FAST)
+    assert rec["hyperparameters"]["crop"] == 96 and rec["epochs"] == 3
+    history = json.loads((out / "history.json").read_text())
+    # validation on whole patches: the code term's scale is that of a 192 px patch
+    assert all(h["val_z_loss"] < 2 * 0.01 * 42 * 42 / 156**2 for h in history)
+    ae = load_model(out / "autoencoder.keras")
+    assert ae.input.shape[1:] == (192, 192, 1) and ae.output.shape[1:] == (156, 156, 1)
+    assert ae.count_params() == 41_186
+    # the saved weights are the trained ones: a fully convolutional copy agrees on a crop's interior
+    x = ds["val_okay"][:2][..., None]
+    any_size = build_autoencoder(0, any_size=True)
+    any_size.set_weights(ae.get_weights())
+    whole = ae.predict(x, verbose=0)
+    part = any_size.predict(x[:, 32:128, 48:144], verbose=0)
+    np.testing.assert_allclose(part[:, 8:-8, 8:-8], whole[:, 32 + 8:92 - 8, 48 + 8:108 - 8], atol=1e-5)
+    assert rec["convergence"]["n"] == len(ds["val_okay"]) and keras.backend.backend()

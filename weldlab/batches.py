@@ -1,7 +1,8 @@
 """Training batches, made on the fly: each a pure function of (seed, epoch, index).
 
 * :class:`PerturbedPairs` (autoencoder): every augmented okay patch once per epoch, each
-  paired with a perturbation drawn anew every epoch (paper §3.3), and the crop targets.
+  paired with a perturbation drawn anew every epoch (paper §3.3), and the crop targets;
+  optionally cut to random crops (:func:`crop_windows`), which cost a fraction of a patch.
 * :class:`LabelledBatches` (CNN): class-balanced okay / not-okay batches.
 * :func:`split_defect_patches`: the real defect patches held out to validate the CNN.
 
@@ -18,6 +19,7 @@ import keras
 import numpy as np
 
 from .datasets import decode
+from .geometry import PATCH, check_crop
 from .models import training_targets
 from .patches import augment
 from .perturbations import apply_perturbation
@@ -76,10 +78,15 @@ class PerturbedPairs(_EpochBatches):
         itself (no perturbation), so the model first learns to reconstruct okay patches.
         The training model still runs both branches on it, so a warm-up epoch costs as
         much as a perturbed one.
+    crop : int, optional
+        Train on crops: each pair is cut to the same random ``crop`` x ``crop`` window of
+        its two patches (a side ``192 - 4k``, :func:`weldlab.geometry.check_crop`), and its targets
+        are the window's centre (:func:`weldlab.models.training_targets`). None: whole
+        patches.
     """
 
     def __init__(self, okay, perturbations, batch_size=16, seed=0, augment_okay=True, steps=None,
-                 fixed=False, clean_epochs=0, **kwargs):
+                 fixed=False, clean_epochs=0, crop=None, **kwargs):
         if len(okay) == 0:
             raise ValueError("okay: no okay patches to train on")
         if int(batch_size) < 1:
@@ -87,6 +94,7 @@ class PerturbedPairs(_EpochBatches):
         self.okay, self.perturbations = okay, list(perturbations)
         self.batch_size, self.augment_okay = int(batch_size), augment_okay
         self.clean_epochs = int(clean_epochs)
+        self.crop = check_crop(crop)
         self.samples = len(okay) * (6 if augment_okay else 1)
         super().__init__(steps or math.ceil(self.samples / self.batch_size), seed, fixed, **kwargs)
 
@@ -116,7 +124,41 @@ class PerturbedPairs(_EpochBatches):
                     op = rng.integers(0, 6, sel.size)
                     delta[sel], support[sel] = augment(d, op), augment(w, op)
             inputs["x_per"] = apply_perturbation(x, delta, support)[..., None]
+        if self.crop is not None:
+            inputs = crop_windows(inputs, self.crop, rng)
         return inputs, training_targets(inputs["x_ok"], perturbed=bool(self.perturbations))
+
+
+def crop_windows(inputs, side, rng):
+    """Cut every pair of ``inputs`` to one random ``side`` x ``side`` window.
+
+    Parameters
+    ----------
+    inputs : dict of ndarray
+        ``x_ok`` (and ``x_per``), shape (batch, 192, 192, 1); a pair's arrays get the same window.
+    side : int
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    dict of ndarray
+        The same keys, shape (batch, side, side, 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weldlab.batches import crop_windows
+    >>> x = np.arange(2 * 192 * 192, dtype="float32").reshape(2, 192, 192, 1)
+    >>> out = crop_windows({"x_ok": x, "x_per": x + 1}, 96, np.random.default_rng(0))
+    >>> out["x_ok"].shape, bool(np.all(out["x_per"] == out["x_ok"] + 1))
+    ((2, 96, 96, 1), True)
+    """
+    n = len(inputs["x_ok"])
+    top, left = rng.integers(0, PATCH - side + 1, (2, n))
+    rows = top[:, None] + np.arange(side)  # (n, side)
+    cols = left[:, None] + np.arange(side)
+    pick = (np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :])
+    return {k: np.ascontiguousarray(v[pick]) for k, v in inputs.items()}
 
 
 class LabelledBatches(_EpochBatches):

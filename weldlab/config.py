@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from .geometry import check_crop
 from .thresholds import DEFAULT_FPR
 
 PRESETS = ("quick", "standard", "paper")
@@ -24,7 +25,7 @@ PRESET_DIR = Path(__file__).resolve().parent / "presets"
 TRAINING_PARAMETERS = ("seeds", "ae_epochs", "ae_batch_size", "ae_steps_per_epoch", "cnn_epochs",
                        "cnn_batch_size", "cnn_steps_per_epoch", "patience", "learning_rate",
                        "ae_dropout_epochs", "lr_patience", "chapter_seeds", "ae_schedule", "ae_okay_weight",
-                       "ae_scaling", "ae_clean_epochs", "ae_code_weight")
+                       "ae_scaling", "ae_clean_epochs", "ae_code_weight", "ae_crop")
 #: The autoencoder's learning-rate schedules (:func:`weldlab.training.train_autoencoder`).
 LR_SCHEDULES = ("plateau", "cosine")
 #: Intensity maps around the autoencoder (:class:`weldlab.models.IntensityScaling`).
@@ -104,6 +105,9 @@ class Config:
         Okay-only warm-up epochs of the autoencoder (each okay patch paired with itself).
     ae_code_weight : float
         Weight of the autoencoder's code L1 term ``L_reg`` (1: the paper's 0.01).
+    ae_crop : int
+        Train the autoencoder on random crops of this side (``192 - 4k`` px, at least 64;
+        :func:`weldlab.training.train_autoencoder`'s ``crop``); 0: whole patches.
     chapter_seeds : int
         How many of ``seeds`` the model chapters (4, 6) train or load.
     fpr : float
@@ -153,6 +157,7 @@ class Config:
     ae_scaling: str = "none"
     ae_clean_epochs: int = 0
     ae_code_weight: float = 1.0
+    ae_crop: int = 0
     fpr: float = DEFAULT_FPR
     progress: bool = True
 
@@ -218,6 +223,7 @@ class Config:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (
                     value == 0 and not zero_allowed):
                 raise ValueError(f"{name}: expected a number {'>= 0' if zero_allowed else '> 0'}, got {value!r}")
+        check_crop(self.ae_crop or None, "ae_crop")
         if isinstance(self.fpr, bool) or not (isinstance(self.fpr, (int, float)) and 0 < self.fpr < 1):
             raise ValueError(f"fpr: expected a rate in (0, 1) such as 0.001, got {self.fpr!r}")
 

@@ -111,6 +111,8 @@ def describe(variant):
         parts.append(f"L_reg x{variant['code_weight']:g}")
     if variant.get("clean_fraction", 0.0):
         parts.append(f"okay-only first {100 * variant['clean_fraction']:.0f} %")
+    if variant.get("crop"):
+        parts.append(f"{variant['crop']} px crops")
     if variant.get("batch_size", 16) != 16:
         parts.append(f"batch {variant['batch_size']}")
     if variant.get("learning_rate", 1e-3) != 1e-3:

@@ -35,6 +35,50 @@ QUIET_KERNEL = 25
 #: The autoencoder's total stride (two stride-2 layers): a whole image passed through it
 #: must have sides ``PATCH + k * NETWORK_STRIDE`` (px).
 NETWORK_STRIDE = 4
+#: Input pixels beyond ``NETWORK_STRIDE`` per code pixel: an input of side ``s`` gives a
+#: code of side ``(s - CODE_MARGIN) / NETWORK_STRIDE`` (42 for a patch).
+CODE_MARGIN = PATCH - NETWORK_STRIDE * CODE_SIZE
+
+
+def code_side(side):
+    """Side of the autoencoder's code for an input of side ``side`` (``192 - 4k`` px).
+
+    Examples
+    --------
+    >>> from weldlab.geometry import code_side
+    >>> code_side(192), code_side(96)
+    (42, 18)
+    """
+    return (int(side) - CODE_MARGIN) // NETWORK_STRIDE
+
+
+#: Smallest crop side to train the autoencoder on (px): its output (28 px) still holds 20 x 20
+#: residual windows of 9 px, and its input the 45 px that one output pixel depends on
+#: (:func:`weldlab.models.receptive_field`).
+MIN_CROP = 64
+
+
+def check_crop(crop, name="crop"):
+    """``crop`` as an int if it is a valid crop side (or None), else a ValueError naming ``name``.
+
+    Valid: ``192 - 4k`` (the network's total stride keeps a crop's code aligned as a
+    patch's) from :data:`MIN_CROP` to 192.
+
+    Examples
+    --------
+    >>> from weldlab.geometry import check_crop
+    >>> check_crop(96), check_crop(None)
+    (96, None)
+    """
+    if crop is None:
+        return None
+    if isinstance(crop, bool) or not isinstance(crop, (int, np.integer)) or not (
+            MIN_CROP <= crop <= PATCH and (PATCH - crop) % NETWORK_STRIDE == 0):
+        raise ValueError(f"{name}: expected a side from {MIN_CROP} to {PATCH} px that differs from {PATCH} "
+                         f"by a multiple of {NETWORK_STRIDE} (e.g. 96), or None, got {crop!r}")
+    return int(crop)
+
+
 #: Smallest image side any weldlab analysis can use: one patch (px).
 MIN_SIDE = PATCH
 #: Smallest film side that patches can be cut from at any rotation (the paper's sampling,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from .geometry import CROP, KERNEL
+from .geometry import CODE_MARGIN, CROP, KERNEL, NETWORK_STRIDE, OFFSET
 
 L1_WEIGHT = 0.01
 
@@ -85,16 +85,35 @@ class KernelMaxLoss(keras.losses.Loss):
 class CodeL1Loss(keras.losses.Loss):
     """``L_reg``: ``weight * sum|z|`` per patch over the 156**2 reconstructed pixels.
 
-    ``y_true`` is ignored (pass zeros of ``z``'s shape).
+    ``y_true`` is ignored (pass zeros of ``z``'s shape). ``pixels=None`` reads the number
+    of reconstructed pixels from the code's side ``n`` (an input of side ``4n + 24`` gives
+    ``(4n - 12)**2`` pixels: 156**2 for the 42 x 42 code of a patch), so that a model
+    trained on crops (:func:`weldlab.models.build_autoencoder`'s ``any_size``) keeps the
+    term per reconstructed pixel on crops and on whole patches.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weldlab.losses import CodeL1Loss
+    >>> z = np.ones((1, 42, 42, 1), "float32")
+    >>> fixed, per_side = CodeL1Loss(pixels=156 * 156), CodeL1Loss(pixels=None)
+    >>> float(fixed.call(z, z)[0]) == float(per_side.call(z, z)[0]), round(float(fixed.call(z, z)[0]), 6)
+    (True, 0.000725)
+    >>> round(float(per_side.call(z[:, :18, :18], z[:, :18, :18])[0]), 6)  # a 96 px crop: 18**2 / 60**2
+    0.0009
     """
 
     def __init__(self, weight=L1_WEIGHT, pixels=CROP * CROP, name="code_l1", **kwargs):
         super().__init__(name=name, **kwargs)
-        self.weight, self.pixels = float(weight), int(pixels)
+        self.weight, self.pixels = float(weight), None if pixels is None else int(pixels)
 
     def call(self, y_true, y_pred):
         """Per-patch loss, shape (batch,)."""
-        return self.weight * ops.sum(ops.abs(y_pred), axis=(1, 2, 3)) / self.pixels
+        pixels = self.pixels
+        if pixels is None:
+            code = ops.cast(ops.shape(y_pred)[1], y_pred.dtype)  # the input's side less the output's
+            pixels = ops.square(NETWORK_STRIDE * code + CODE_MARGIN - 2 * OFFSET)
+        return self.weight * ops.sum(ops.abs(y_pred), axis=(1, 2, 3)) / pixels
 
     def get_config(self):
         """The constructor's arguments (Keras serialisation)."""

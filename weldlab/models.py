@@ -21,7 +21,7 @@ from keras import layers
 
 import numpy as np
 
-from .geometry import CODE_SIZE, CROP, PATCH
+from .geometry import CODE_SIZE, CROP, OFFSET, PATCH, code_side
 from .patches import crop
 
 AE_PARAMETERS = 41_186
@@ -50,20 +50,23 @@ def _conv(filters, name, strides=1, activation="relu", padding="valid"):
     return layers.Conv2D(filters, 3, strides=strides, padding=padding, activation=activation, name=name)
 
 
-def build_encoder(seed=None):
+def build_encoder(seed=None, any_size=False):
     """Encoder E: 192 x 192 x 1 -> z 42 x 42 x 1.
 
     Parameters
     ----------
     seed : int, optional
         Seed of the dropout layers (weights follow ``keras.utils.set_random_seed``).
+    any_size : bool
+        Accept inputs of any side ``192 - 4k`` (training on crops, :func:`build_autoencoder`).
 
     Returns
     -------
     keras.Model
         Named ``encoder``.
     """
-    x_in = keras.Input((PATCH, PATCH, 1), name="image")
+    side = None if any_size else PATCH
+    x_in = keras.Input((side, side, 1), name="image")
     x = _conv(18, "e1_conv1")(x_in)                                  # 190
     x = layers.Dropout(AE_DROPOUT, seed=seed, name="e1_dropout")(x)
     x = _conv(18, "e1_conv2")(x)                                     # 188
@@ -81,15 +84,18 @@ def build_encoder(seed=None):
     return keras.Model(x_in, z, name="encoder")
 
 
-def build_decoder(seed=None):
+def build_decoder(seed=None, any_size=False):
     """Decoder D: z 42 x 42 x 1 -> reconstruction 156 x 156 x 1.
+
+    ``any_size``: accept codes of any side (:func:`build_encoder`).
 
     Returns
     -------
     keras.Model
         Named ``decoder``.
     """
-    z = keras.Input((CODE_SIZE, CODE_SIZE, 1), name="z")
+    side = None if any_size else CODE_SIZE
+    z = keras.Input((side, side, 1), name="z")
     x = layers.Dropout(AE_DROPOUT, seed=None if seed is None else seed + 2, name="d1_dropout")(z)
     x = layers.Conv2DTranspose(24, 3, strides=2, padding="valid", activation="relu", name="d1_up")(x)  # 85
     x = _conv(24, "d1_conv1")(x)                                     # 83
@@ -177,7 +183,7 @@ class IntensityScaling:
         return {"offset": self.offset, "scale": self.scale, "patch_mean": self.patch_mean}
 
 
-def build_autoencoder(seed=None, scaling=None):
+def build_autoencoder(seed=None, scaling=None, any_size=False):
     """The paper's autoencoder (method §4, ``book/method.md``).
 
     Parameters
@@ -187,15 +193,29 @@ def build_autoencoder(seed=None, scaling=None):
     scaling : IntensityScaling, optional
         A parameter-free intensity map around the encoder and decoder (None: the network
         sees the intensities as they are, as the paper describes).
+    any_size : bool
+        Build it for inputs of any side ``s = 192 - 4k`` (output ``s - 36``, code
+        ``(s - 24) / 4``): the same 41,186 weights, for training on crops
+        (:func:`weldlab.training.train_autoencoder`'s ``crop``). Its weights go into a
+        192-px model with ``set_weights`` (:func:`fixed_size`).
 
     Returns
     -------
     keras.Model
         ``(batch, 192, 192, 1) -> (batch, 156, 156, 1)``, named ``autoencoder``, with the
         sub-models ``encoder`` and ``decoder``; 41,186 trainable parameters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weldlab.models import build_autoencoder
+    >>> ae = build_autoencoder(0, any_size=True)
+    >>> [ae.predict(np.zeros((1, s, s, 1)), verbose=0).shape[1] for s in (96, 192)]
+    [60, 156]
     """
-    encoder, decoder = build_encoder(seed), build_decoder(seed)
-    x_in = keras.Input((PATCH, PATCH, 1), name="image")
+    encoder, decoder = build_encoder(seed, any_size), build_decoder(seed, any_size)
+    side = None if any_size else PATCH
+    x_in = keras.Input((side, side, 1), name="image")
     if scaling is None:
         return keras.Model(x_in, decoder(encoder(x_in)), name="autoencoder")
     x, centre = x_in, scaling.offset
@@ -207,6 +227,28 @@ def build_autoencoder(seed=None, scaling=None):
     if scaling.patch_mean:
         y = layers.Add(name="restore_mean")([y, mean])
     return keras.Model(x_in, y, name="autoencoder")
+
+
+def fixed_size(autoencoder, seed=None):
+    """A 192-px autoencoder with the weights of ``autoencoder`` (of any input size).
+
+    Parameters
+    ----------
+    autoencoder : keras.Model
+        From :func:`build_autoencoder` (``any_size`` or not), or an inference model
+        that shares its layers (:func:`inference_autoencoder`).
+    seed : int, optional
+        Seed of the new model's dropout layers.
+
+    Returns
+    -------
+    keras.Model
+        ``(batch, 192, 192, 1) -> (batch, 156, 156, 1)``, the same intensity map.
+    """
+    fixed = build_autoencoder(seed, scaling_of(autoencoder))
+    for part in (encoder_of, decoder_of):
+        part(fixed).set_weights(part(autoencoder).get_weights())
+    return fixed
 
 
 def scaling_of(autoencoder):
@@ -346,12 +388,14 @@ def build_training_model(autoencoder, perturbed=True):
     Returns
     -------
     keras.Model
-        Inputs ``{"x_ok"[, "x_per"]}``, each (batch, 192, 192, 1); outputs named after
+        Inputs ``{"x_ok"[, "x_per"]}``, each (batch, 192, 192, 1) (of any side ``192 - 4k``
+        when the autoencoder was built with ``any_size``); outputs named after
         :data:`weldlab.losses.LOSS_TERMS` (``z`` holds the code of ``x_ok`` and, when perturbed, of
         ``x_per``, concatenated along the channel axis). Compiled with the matching
         losses by :func:`compile_training_model`.
     """
-    x_ok = keras.Input((PATCH, PATCH, 1), name="x_ok")
+    side = autoencoder.input.shape[1]  # None: any size (training on crops)
+    x_ok = keras.Input((side, side, 1), name="x_ok")
     z_ok, r_ok = code_and_reconstruction(autoencoder, x_ok)
     inputs = {"x_ok": x_ok}
     outputs = {
@@ -360,7 +404,7 @@ def build_training_model(autoencoder, perturbed=True):
     }
     z = z_ok
     if perturbed:
-        x_per = keras.Input((PATCH, PATCH, 1), name="x_per")
+        x_per = keras.Input((side, side, 1), name="x_per")
         z_per, r_per = code_and_reconstruction(autoencoder, x_per)
         inputs["x_per"] = x_per
         outputs["per"] = keras.layers.Identity(name="per")(r_per)
@@ -402,8 +446,10 @@ def compile_training_model(model, learning_rate=1e-3, okay_weight=1.0, residual_
     from . import losses as L
 
     perturbed = "per" in model.output_names
+    # a model of any input size (training on crops) counts its reconstructed pixels per batch
+    pixels = None if model.input["x_ok"].shape[1] is None else CROP * CROP
     losses = {"ok": L.ReconstructionLoss(), "ok_kern": L.KernelMaxLoss(),
-              "z": L.CodeL1Loss(weight=L.L1_WEIGHT / (2 if perturbed else 1))}
+              "z": L.CodeL1Loss(weight=L.L1_WEIGHT / (2 if perturbed else 1), pixels=pixels)}
     unit = 1.0 / float(residual_unit) ** 2
     weights = {"ok": float(okay_weight) * unit, "ok_kern": float(okay_weight) * unit,
                "z": float(code_weight)}
@@ -417,18 +463,24 @@ def compile_training_model(model, learning_rate=1e-3, okay_weight=1.0, residual_
 def training_targets(x_ok, perturbed=True):
     """Targets for :func:`build_training_model`'s outputs.
 
-    Every reconstruction aims at ``crop(x_ok)``; the code target is unused (zeros).
+    Every reconstruction aims at ``crop(x_ok)`` (the input's central part, ``OFFSET`` px in
+    from each side); the code target is unused (zeros).
 
     Parameters
     ----------
-    x_ok : ndarray, shape (batch, 192, 192, 1)
+    x_ok : ndarray, shape (batch, s, s, 1)
+        Patches (``s = 192``) or crops of them (``s = 192 - 4k``).
 
     Returns
     -------
     dict of ndarray
+        Reconstruction targets of shape (batch, s - 36, s - 36, 1); ``z`` zeros of shape
+        (batch, (s - 24) / 4, (s - 24) / 4, 1 or 2).
     """
-    c = crop(x_ok[..., 0])[..., None]
-    z = np.zeros((len(x_ok), CODE_SIZE, CODE_SIZE, 2 if perturbed else 1), np.float32)
+    side = x_ok.shape[1]
+    c = crop(x_ok[..., 0])[..., None] if side == PATCH else x_ok[:, OFFSET:side - OFFSET, OFFSET:side - OFFSET]
+    code = code_side(side)
+    z = np.zeros((len(x_ok), code, code, 2 if perturbed else 1), np.float32)
     y = {"ok": c, "ok_kern": c, "z": z}
     if perturbed:
         y.update(per=c, per_kern=c)

@@ -28,8 +28,9 @@ from .batches import LabelledBatches, PerturbedPairs, split_defect_patches
 from .config import LR_SCHEDULES, SCALINGS
 from .datasets import decode
 from .fitting import fit_resumable, set_dropout
+from .geometry import check_crop
 from .models import (AE_DROPOUT, IntensityScaling, build_autoencoder, build_cnn, build_training_model,
-                     compile_training_model, decoder_of, encoder_of, inference_autoencoder, scaling_of)
+                     compile_training_model, decoder_of, encoder_of, fixed_size, inference_autoencoder, scaling_of)
 from .provenance import provenance
 from .thresholds import DEFAULT_FPR
 from .trained import (TrainedModel, best_network, check_kind, is_trained, model_dir, shipped_fits, shipped_for,
@@ -123,8 +124,8 @@ def validation_pairs(datasets, perturbation_sets, batch_size, seed, steps):
 def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=50, batch_size=16,
                       patience=5, steps_per_epoch=None, val_steps=None, learning_rate=1e-3,
                       dropout_epochs=None, lr_patience=None, schedule="plateau", okay_weight=1.0,
-                      scaling="none", clean_epochs=0, code_weight=1.0, start_from=None, fpr=DEFAULT_FPR, verbose=1,
-                      stop_after=None, log=print):
+                      scaling="none", clean_epochs=0, code_weight=1.0, crop=None, start_from=None, fpr=DEFAULT_FPR,
+                      verbose=1, stop_after=None, log=print):
     """Train one autoencoder on a perturbation set, resuming if interrupted.
 
     Parameters
@@ -176,6 +177,13 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
     code_weight : float
         Weight of the code's L1 term ``L_reg`` (1: the paper's;
         :func:`weldlab.models.compile_training_model`).
+    crop : int, optional
+        Train on random ``crop`` x ``crop`` windows of the training pairs
+        (:func:`weldlab.batches.crop_windows`; a side ``192 - 4k`` of at least 64 px) instead
+        of whole patches. The network is fully convolutional, so the same 41,186 weights
+        serve both; a 96 px crop costs about a quarter of a patch, so an epoch of crops
+        takes a fraction of the time. Validation, the convergence entry and the saved model
+        are on whole patches (:func:`weldlab.models.fixed_size`). None: whole patches.
     start_from : path, optional
         A trained autoencoder's folder whose weights the new model starts from (a warm
         start: a second phase with another recipe, or a user's own films); None: random
@@ -198,6 +206,7 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
         raise ValueError(f"scaling: expected one of {SCALINGS}, got {scaling!r}")
     if schedule == "cosine":  # the schedule is the budget: stopping on a plateau would leave the rate high
         lr_patience, patience = None, epochs + 1
+    crop = check_crop(crop)
     hyper = _hyperparameters_used(locals())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -207,7 +216,7 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
         inputs = np.concatenate([np.asarray(inputs), np.asarray(datasets.raw("train_defect"))])
     # Two worker threads make the next batches while the model trains on the current one.
     train = PerturbedPairs(inputs, psets, batch_size, seed, steps=steps_per_epoch, clean_epochs=clean_epochs,
-                           workers=2)
+                           crop=crop, workers=2)
     n_val = len(datasets.raw("val_okay"))
     val_steps = val_steps or max(1, math.ceil(min(n_val, MAX_VALIDATION_SAMPLES) / batch_size))
     val = validation_pairs(datasets, psets, batch_size, seed, val_steps)
@@ -223,7 +232,7 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
     source = None if start_from is None else _warm_start_source(start_from, intensity)
 
     def build():
-        ae = build_autoencoder(seed, intensity)
+        ae = build_autoencoder(seed, intensity, any_size=crop is not None)
         if source is not None:
             for part in (encoder_of, decoder_of):
                 part(ae).set_weights(part(source.model).get_weights())
@@ -234,6 +243,8 @@ def train_autoencoder(datasets, perturbation="sni", *, seed=0, out_dir, epochs=5
                           dropout_epochs=dropout_epochs, lr_patience=lr_patience,
                           origin=datasets.manifest["dataset_key"])
     autoencoder = inference_autoencoder(best_network(out))
+    if crop is not None:  # trained at any size: the same weights in a model of the patch's size
+        autoencoder = fixed_size(autoencoder, seed)
     set_dropout(autoencoder, AE_DROPOUT)  # the paper's layer settings (inference ignores them)
     record = _record("ae", perturbation, seed, state, len(train), datasets, hyper)
     record["training_patches"] = len(inputs)
@@ -314,7 +325,7 @@ def train_cnn(datasets, training_set="D+sni", *, seed=0, out_dir, epochs=50, bat
 HYPERPARAMETERS = {
     "ae": ("epochs", "batch_size", "patience", "steps_per_epoch", "val_steps", "learning_rate",
            "dropout_epochs", "lr_patience", "schedule", "okay_weight", "scaling", "clean_epochs",
-           "code_weight"),
+           "code_weight", "crop"),
     "cnn": ("epochs", "batch_size", "patience", "steps_per_epoch", "val_steps", "learning_rate", "lr_patience"),
 }
 
@@ -352,7 +363,8 @@ def hyperparameters(cfg, kind):
            "val_steps": None, "learning_rate": cfg.learning_rate, "lr_patience": cfg.lr_patience or None}
     if kind == "ae":
         out.update(dropout_epochs=cfg.ae_dropout_epochs, schedule=cfg.ae_schedule, okay_weight=cfg.ae_okay_weight,
-                   scaling=cfg.ae_scaling, clean_epochs=cfg.ae_clean_epochs, code_weight=cfg.ae_code_weight)
+                   scaling=cfg.ae_scaling, clean_epochs=cfg.ae_clean_epochs, code_weight=cfg.ae_code_weight,
+                   crop=cfg.ae_crop or None)
     return out
 
 
