@@ -341,8 +341,6 @@ def test_crops_cut_both_images_of_a_pair_at_one_seeded_window(quick_datasets):
 
 
 def test_an_autoencoder_trained_on_crops_is_validated_and_saved_whole(quick_datasets, tmp_path):
-    import keras
-
     from weldlab.models import build_autoencoder
 
     _, ds = quick_datasets
@@ -364,4 +362,4 @@ def test_an_autoencoder_trained_on_crops_is_validated_and_saved_whole(quick_data
     whole = ae.predict(x, verbose=0)
     part = any_size.predict(x[:, 32:128, 48:144], verbose=0)
     np.testing.assert_allclose(part[:, 8:-8, 8:-8], whole[:, 32 + 8:92 - 8, 48 + 8:108 - 8], atol=1e-5)
-    assert rec["convergence"]["n"] == len(ds["val_okay"]) and keras.backend.backend()
+    assert rec["convergence"]["n"] == len(ds["val_okay"])

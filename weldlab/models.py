@@ -22,7 +22,6 @@ from keras import layers
 import numpy as np
 
 from .geometry import CODE_SIZE, CROP, OFFSET, PATCH, code_side
-from .patches import crop
 
 AE_PARAMETERS = 41_186
 CNN_PARAMETERS = 223_221
@@ -478,7 +477,7 @@ def training_targets(x_ok, perturbed=True):
         (batch, (s - 24) / 4, (s - 24) / 4, 1 or 2).
     """
     side = x_ok.shape[1]
-    c = crop(x_ok[..., 0])[..., None] if side == PATCH else x_ok[:, OFFSET:side - OFFSET, OFFSET:side - OFFSET]
+    c = x_ok[:, OFFSET:side - OFFSET, OFFSET:side - OFFSET]  # for a patch: crop(x_ok)
     code = code_side(side)
     z = np.zeros((len(x_ok), code, code, 2 if perturbed else 1), np.float32)
     y = {"ok": c, "ok_kern": c, "z": z}
