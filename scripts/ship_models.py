@@ -27,7 +27,7 @@ from weldlab.config import make_config, parse_override  # noqa: E402
 from weldlab.convergence import record_scale_transfer  # noqa: E402
 from weldlab.datasets import build_or_load, load_radiographs  # noqa: E402
 from weldlab.evaluate import cnn_scores  # noqa: E402
-from weldlab.models import build_autoencoder, build_cnn  # noqa: E402
+from weldlab.models import build_cnn, fixed_size  # noqa: E402
 from weldlab.detector import CALIBRATION_KEYS, calibrate_detector, patch_films  # noqa: E402
 from weldlab.results import rate_schedule  # noqa: E402
 from weldlab.thresholds import ProbabilityThreshold  # noqa: E402
@@ -155,9 +155,12 @@ def _ship(cfg, ds, kind, training_set, seed, machine):
         f"trained by `weldlab train {kind} --set {training_set} --preset {cfg.preset} --data {cfg.data}` "
         f"with hyperparameters {record.get('hyperparameters')} on {machine}; "
         f"thresholds calibrated at {100 * cfg.fpr:g} % FPR on the {len(val)} validation okay patches")
-    # a fresh, uncompiled copy: weights only, no optimizer state (a third of the size)
-    fresh = (build_autoencoder if kind == "ae" else build_cnn)(seed)
-    fresh.set_weights(trained.model.get_weights())
+    # a fresh, uncompiled copy: weights (and an AE's intensity map) only, no optimizer state
+    if kind == "ae":
+        fresh = fixed_size(trained.model, seed)
+    else:
+        fresh = build_cnn(seed)
+        fresh.set_weights(trained.model.get_weights())
     dest = TrainedModel(shipped_root(cfg.data) / kind / training_set / f"seed{seed}", kind, record, trained.history)
     dest.save(fresh)
     print(f"{dest.folder}: {record['epochs']} epochs, {record['wall_seconds']} s")

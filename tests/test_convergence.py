@@ -184,3 +184,66 @@ def test_scale_transfer_is_recorded_for_every_shipped_autoencoder(quick_datasets
     assert abs(back["blur"][fine]) < 0.1 < back["blur"][coarse]
     assert model["transfer"][coarse] > 0.5
     assert model["rms_over_noise"] == trained.TrainedModel.load(folder, "ae").record["convergence"]["rms_over_noise"]
+
+
+def test_new_films_are_drawn_from_the_simulator_but_held_by_no_dataset(quick_datasets):
+    import dataclasses
+
+    import numpy as np
+
+    from weldlab.datasets import load_radiographs, new_films
+
+    cfg, _ = quick_datasets
+    films, patches = new_films(cfg, 3, 4)
+    (third,), (third_patches,) = new_films(cfg, 3, 4, indices=[2])
+    assert [f.name for f in films] == ["simnew_0001", "simnew_0002", "simnew_0003"] and third.name == "simnew_0003"
+    assert np.array_equal(third.image, films[2].image)  # a film does not depend on which others are made
+    assert np.array_equal(third_patches["patches"], patches[2]["patches"])
+    assert all(p["patches"].shape[1:] == (192, 192) and 0 < len(p["patches"]) <= 4 for p in patches)
+    train, test = load_radiographs(cfg)
+    assert not any(np.array_equal(f.image, r.image) for f in films for r in train + test)
+    with pytest.raises(ValueError, match="expected 'synthetic'"):
+        new_films(dataclasses.replace(cfg, data="gdxray"), 3, 4)
+
+
+def test_the_calibration_on_new_films_is_recorded_film_by_film(quick_datasets, tmp_path, monkeypatch):
+    import dataclasses
+
+    import numpy as np
+
+    from weldlab import trained
+    from weldlab.convergence import new_films_summary, read_new_films, record_new_films
+    from weldlab.datasets import new_films
+    from weldlab.evaluate import residual_maxima
+    from weldlab.thresholds import from_record
+
+    cfg, ds = quick_datasets
+    cfg = dataclasses.replace(cfg, results_root=str(tmp_path))
+    key = ds.manifest["dataset_key"]
+    # stand the shipped simulated-film AE in for one shipped for the quick datasets
+    folder = trained.shipped_root("synthetic") / "ae" / "sni" / "seed0"
+    monkeypatch.setattr(trained, "shipped_for", lambda kind, s, seed, data, k: folder if k == key else None)
+    lines = []
+    record_new_films(cfg, ds, n_films=3, per_film=4, log=lines.append)
+    back = read_new_films(tmp_path, cfg.preset)
+    shipped = trained.TrainedModel.load(folder, "ae")
+    th = from_record(shipped.record)
+    ae = back["detectors"]["autoencoder"]
+    assert ae["thresholds"] == {"t_mean": th.t_mean, "t_std": th.t_std} and back["dataset_key"] == key
+    films = np.asarray(ds["val_okay_origin"])[:, 0]
+    assert [r["n"] for r in ae["validation"]] == [int(np.sum(films == f)) for f in np.unique(films)]
+    assert sum(r["n"] for r in ae["test"]) == len(ds["test_okay"])
+    # the counts are the thresholds' own verdicts on these patches
+    _, patches = new_films(cfg, 3, 4)
+    for row, p in zip(ae["new"], patches):
+        mm, ms = residual_maxima(shipped.model, p["patches"])
+        assert row["n"] == len(p["patches"]) and row["flagged"] == int(np.sum(th.score(mm, ms) > 1))
+        assert row["by_mean"] == int(np.sum(mm > th.t_mean)) == len(row["worst"])
+    blur = back["detectors"]["blur"]
+    assert blur["thresholds"]["t_mean"] != th.t_mean and len(blur["new"]) == 3
+    summary = new_films_summary(ae["validation"], test_films=2)
+    assert summary["films"] == len(np.unique(films))
+    assert summary["fpr"] == sum(r["flagged"] for r in ae["validation"]) / len(ds["val_okay"])
+    assert len(lines) == 3 and "new okay patches flagged" in lines[-1]
+    with pytest.raises(FileNotFoundError, match="scripts/new_films.py"):
+        read_new_films(tmp_path / "nothing", cfg.preset)

@@ -162,3 +162,18 @@ def test_intensity_scaling_adds_no_parameters_and_saves_in_safe_mode(patch_mean,
     assert np.allclose(back.predict(x, verbose=0), ae.predict(x, verbose=0), atol=1e-6)
     with pytest.raises(ValueError, match="scale"):
         IntensityScaling(0.0, 0.0)
+
+
+def test_a_fixed_size_copy_keeps_the_weights_and_the_intensity_map():
+    from weldlab.models import IntensityScaling, fixed_size, scaling_of
+
+    rng = np.random.default_rng(1)
+    patches = rng.normal(0.4, 0.05, (2, 192, 192)).astype("float32")
+    scaling = IntensityScaling(0.3, 4.0)
+    any_size = build_autoencoder(0, scaling, any_size=True)
+    any_size.set_weights([w + rng.normal(0, 0.01, w.shape).astype(w.dtype) for w in any_size.get_weights()])
+    fixed = fixed_size(any_size, seed=3)
+    assert fixed.input.shape[1:3] == (192, 192) and scaling_of(fixed) == scaling  # what scripts/ship_models.py ships
+    assert all(np.array_equal(a, b) for a, b in zip(fixed.get_weights(), any_size.get_weights()))
+    x = patches[..., None]
+    assert np.allclose(fixed.predict(x, verbose=0), any_size.predict(x, verbose=0), atol=1e-6)

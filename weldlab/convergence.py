@@ -443,6 +443,213 @@ def read_scale_transfer(results_root=RESULTS_ROOT, data="gdxray", preset="standa
     return record
 
 
+#: The population of new simulated films :func:`record_new_films` draws from, and the okay
+#: patches it takes from each.
+NEW_FILMS, PATCHES_PER_NEW_FILM = 150, 40
+
+
+def new_films_path(results_root, preset):
+    """Where :func:`record_new_films` records how the simulated-film calibration carries over."""
+    return Path(results_root) / f"new_films_synthetic_{preset}.json"
+
+
+def record_new_films(cfg, datasets, n_films=NEW_FILMS, per_film=PATCHES_PER_NEW_FILM, training_set=None, seed=0,
+                     log=print):
+    """Measure and record, film by film, the okay patches a shipped AE's thresholds flag.
+
+    The shipped simulated-film autoencoder (by default the chapters' configuration) and
+    the blur baseline, each at thresholds calibrated on the validation okay patches, are
+    applied to the okay patches of the validation (calibration) films, of the test films
+    and of ``n_films`` new films that no dataset holds (:func:`weldlab.datasets.new_films`):
+    whether the false positive rate a calibration realises on the test films is what it
+    realises on films in general. Chapter 5 shows the record
+    (:func:`read_new_films`, :func:`new_films_summary`); ``scripts/new_films.py`` makes it.
+
+    Parameters
+    ----------
+    cfg : weldlab.config.Config
+        On simulated data.
+    datasets : weldlab.datasets.PatchDatasets
+        The datasets ``cfg`` builds; a model is shipped for them.
+    n_films, per_film : int
+    training_set : str, optional
+        Which shipped AE (default :data:`weldlab.sets.SHIPPED` ``["ae"]``).
+    seed : int
+    log : callable
+
+    Returns
+    -------
+    record : dict
+    path : pathlib.Path
+    """
+    import time
+
+    import numpy as np
+
+    from .datasets import new_films
+    from .evaluate import film_false_positives, residual_maxima
+    from .provenance import provenance, write_json
+    from .thresholds import ResidualThresholds, from_record
+    from .trained import TrainedModel, shipped_for
+
+    t0 = time.perf_counter()
+    key = datasets.manifest["dataset_key"]
+    training_set = sets.SHIPPED["ae"] if training_set is None else training_set
+    folder = shipped_for("ae", training_set, seed, cfg.data, key)
+    if folder is None:
+        raise FileNotFoundError(f"no AE {training_set} seed {seed} is shipped for the {cfg.data} datasets {key} "
+                                f"(preset {cfg.preset})")
+    shipped = TrainedModel.load(folder, "ae")
+    _, new = new_films(cfg, n_films, per_film)
+    log(f"{n_films} new films simulated ({time.perf_counter() - t0:.0f} s)")
+
+    def by_film(name):
+        films = np.asarray(datasets[f"{name}_origin"])[:, 0].astype(int)
+        x = datasets[name]
+        return [x[np.flatnonzero(films == f)] for f in np.unique(films)]
+
+    splits = {"validation": by_film("val_okay"), "test": by_film("test_okay"), "new": [p["patches"] for p in new]}
+    blur = ResidualThresholds.calibrate(*residual_maxima(None, datasets["val_okay"]), cfg.fpr)
+    detectors = {}
+    for name, model, thresholds in (("autoencoder", shipped.model, from_record(shipped.record)),
+                                    ("blur", None, blur)):
+        detectors[name] = {"thresholds": {"t_mean": thresholds.t_mean, "t_std": thresholds.t_std},
+                           **{split: film_false_positives(model, thresholds, films) for split, films in splits.items()}}
+        rows = detectors[name]["new"]
+        log(f"{name}: {sum(r['flagged'] for r in rows)} of {sum(r['n'] for r in rows)} new okay patches flagged")
+    record = {"preset": cfg.preset, "data": cfg.data, "dataset_key": key, "fpr": cfg.fpr,
+              "model": {"training_set": training_set, "seed": seed},
+              "n_films": n_films, "per_film": per_film, "detectors": detectors,
+              "seconds": round(time.perf_counter() - t0, 1), **provenance()}
+    path = new_films_path(cfg.results_root, cfg.preset)
+    write_json(path, record, indent=None)  # 40,000 patch maxima
+    return record, path
+
+
+def read_new_films(results_root=RESULTS_ROOT, preset="standard"):
+    """The record :func:`record_new_films` wrote (``scripts/new_films.py`` makes it)."""
+    path = new_films_path(results_root, preset)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no record of the calibration on new films; "
+                                f"`python scripts/new_films.py --preset {preset}` makes it")
+    return json.loads(path.read_text())
+
+
+def new_films_summary(rows, test_films, draws=20000, seed=0):
+    """Rates of one detector on one split of :func:`record_new_films`' record.
+
+    Parameters
+    ----------
+    rows : list of dict
+        One per film (:func:`weldlab.evaluate.film_false_positives`).
+    test_films : int
+        Size of the test sets to draw from these films (without replacement).
+    draws : int
+    seed : int
+
+    Returns
+    -------
+    dict
+        ``fpr`` (all patches), ``films``, ``films_flagged`` (films with any flagged patch),
+        ``worst_film`` (its share flagged), ``by_mean`` (share of the flagged patches that
+        the mean test flags), ``brighter`` (share of those whose worst window's residual is
+        negative: the reconstruction brighter than the film), ``gray`` (median gray level
+        there), and ``draws``: the FPR of ``draws`` test sets of ``test_films`` of these
+        films, as quantiles ``{"50": ..., "90": ...}`` and ``above_half_percent`` (the
+        share of them above 0.5 %).
+
+    Examples
+    --------
+    >>> from weldlab.convergence import new_films_summary
+    >>> rows = [{"n": 40, "flagged": 0, "by_mean": 0, "by_std": 0, "worst": []}] * 9
+    >>> rows = rows + [{"n": 40, "flagged": 4, "by_mean": 2, "by_std": 3, "worst": [[-0.03, 0.2], [0.02, 0.3]]}]
+    >>> s = new_films_summary(rows, test_films=5)
+    >>> s["fpr"], s["films_flagged"], s["worst_film"], s["brighter"]
+    (0.01, 1, 0.1, 0.5)
+    >>> round(s["draws"]["above_half_percent"], 1)  # the one film with flags is in half the draws of 5 of 10
+    0.5
+    """
+    import numpy as np
+
+    n = np.array([r["n"] for r in rows])
+    flagged = np.array([r["flagged"] for r in rows])
+    worst = np.array([w for r in rows for w in r["worst"]]).reshape(-1, 2)
+    per_film = flagged / np.maximum(n, 1)
+    rng = np.random.default_rng(seed)
+    picks = np.array([rng.choice(len(rows), test_films, replace=False) for _ in range(draws)])
+    drawn = flagged[picks].sum(1) / n[picks].sum(1)
+    return {"fpr": float(flagged.sum() / n.sum()), "films": len(rows), "films_flagged": int(np.count_nonzero(flagged)),
+            "worst_film": float(per_film.max()),
+            "by_mean": float(sum(r["by_mean"] for r in rows) / max(flagged.sum(), 1)),
+            "brighter": float(np.mean(worst[:, 0] < 0)) if len(worst) else float("nan"),
+            "gray": float(np.median(worst[:, 1])) if len(worst) else float("nan"),
+            "draws": {**{q: float(np.quantile(drawn, int(q) / 100)) for q in ("50", "90")},
+                      "above_half_percent": float(np.mean(drawn > 0.005))}}
+
+
+def calibration_films_needed(rows, n_calibration, max_patches=2000, fpr=0.001, draws=200, seed=0):
+    """The okay FPR on held-out films of thresholds calibrated on ``n`` films, for each ``n``.
+
+    Each draw calibrates the OR rule (:meth:`weldlab.thresholds.ResidualThresholds.calibrate`)
+    on the patches of ``n`` films drawn at random (at most ``max_patches`` of them, as a
+    preset's validation split) and counts the okay patches it flags on all the other films.
+
+    Parameters
+    ----------
+    rows : list of dict
+        One per film, with ``max_mean`` and ``max_std`` (:func:`weldlab.evaluate.film_false_positives`).
+    n_calibration : sequence of int
+        Numbers of calibration films, each less than ``len(rows)``.
+    max_patches : int
+    fpr : float
+    draws : int
+    seed : int
+
+    Returns
+    -------
+    dict
+        ``n`` -> ``{"mean", "median", "p90"}``: the held-out films' FPR over the draws.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weldlab.convergence import calibration_films_needed
+    >>> rng = np.random.default_rng(0)
+    >>> rows = [{"max_mean": list(rng.normal(1 + 0.2 * (i % 7 == 0), 0.05, 40)), "max_std": [0.1] * 40}
+    ...         for i in range(60)]
+    >>> out = calibration_films_needed(rows, [10, 40], draws=50)
+    >>> out[40]["mean"] < out[10]["mean"]  # more calibration films, fewer surprises
+    True
+    """
+    import warnings
+
+    import numpy as np
+
+    from .thresholds import CalibrationWarning, ResidualThresholds
+
+    mm = np.concatenate([r["max_mean"] for r in rows])
+    ms = np.concatenate([r["max_std"] for r in rows])
+    film = np.repeat(np.arange(len(rows)), [len(r["max_mean"]) for r in rows])
+    rng = np.random.default_rng(seed)
+    out = {}
+    for n in n_calibration:
+        if not 0 < int(n) < len(rows):
+            raise ValueError(f"n_calibration: expected between 1 and {len(rows) - 1} films, got {n!r}")
+        rates = []
+        for _ in range(draws):
+            held = np.isin(film, rng.choice(len(rows), int(n), replace=False))
+            idx = np.flatnonzero(held)
+            idx = rng.choice(idx, min(int(max_patches), idx.size), replace=False)
+            with warnings.catch_warnings():  # too few patches: flag none of them, as the chapters do
+                warnings.simplefilter("ignore", CalibrationWarning)
+                th = ResidualThresholds.calibrate(mm[idx], ms[idx], fpr)
+            rates.append(np.mean(th.score(mm[~held], ms[~held]) > th.cut))
+        rates = np.array(rates)
+        out[int(n)] = {"mean": float(rates.mean()), "median": float(np.median(rates)),
+                       "p90": float(np.quantile(rates, 0.9))}
+    return out
+
+
 def scale_transfer_table(record):
     """One row per shipped autoencoder (and the blur), one column per range of period.
 

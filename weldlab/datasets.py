@@ -106,6 +106,8 @@ _SCALE = 65535.0
 # Independent random streams, one per purpose: default_rng([seed, STREAM, ...]).
 STREAM_SIM_TRAIN, STREAM_SIM_TEST, STREAM_SAMPLE, STREAM_SPLIT = 1, 2, 3, 4
 STREAM_SYNTH_TEST, STREAM_SNI, STREAM_SC, STREAM_SPC = 5, 6, 7, 8
+#: Films that no dataset holds (:func:`new_films`).
+STREAM_SIM_NEW = 9
 
 
 def encode(x):
@@ -152,7 +154,7 @@ def load_radiographs(cfg: Config):
     train, test : list of Radiograph
     """
     if cfg.data == "synthetic":
-        kw = dict(height=cfg.sim_height, width=cfg.sim_width, defects_per_kpx=cfg.sim_defects_per_kpx)
+        kw = _simulator_sizes(cfg)
         train = simulate_radiographs(cfg.sim_train_radiographs, _stream_seed(cfg.seed, STREAM_SIM_TRAIN), **kw)
         test = simulate_radiographs(cfg.sim_test_radiographs, _stream_seed(cfg.seed, STREAM_SIM_TEST), **kw)
         test = [dataclasses.replace(r, name=r.name.replace("sim_", "simtest_")) for r in test]
@@ -167,6 +169,48 @@ def load_radiographs(cfg: Config):
     if not train or not test:
         raise ValueError("gdxray_test: the split must leave at least one radiograph for training and one for testing")
     return train, test
+
+
+def _simulator_sizes(cfg):
+    return dict(height=cfg.sim_height, width=cfg.sim_width, defects_per_kpx=cfg.sim_defects_per_kpx)
+
+
+def new_films(cfg: Config, n, per_film, indices=None):
+    """Okay patches of simulated films that none of ``cfg``'s datasets holds.
+
+    The films are drawn as ``cfg``'s training and test films are (same sizes and
+    simulator), from a random stream of ``cfg.seed`` that no dataset uses: a sample of the
+    film population with which to check how a calibration carries over to films it has
+    not seen. Each film gives ``per_film`` okay patches, placed and rotated as the
+    datasets place theirs (fewer when it has too little okay area).
+
+    Parameters
+    ----------
+    cfg : Config
+        A configuration on simulated data.
+    n : int
+        Size of the population the films are drawn from (film ``i`` does not depend on ``n``
+        beyond ``i < n``).
+    per_film : int
+    indices : iterable of int, optional
+        Only these films (as they are among the ``n``).
+
+    Returns
+    -------
+    films : list of Radiograph
+        Named ``simnew_0001`` ... by their index among the ``n``.
+    patches : list of dict
+        Per film, :func:`weldlab.patches.sample_patches`' okay part: ``patches`` (k, 192,
+        192) float32, ``centres`` (k, 2), ``theta`` (k,).
+    """
+    if cfg.data != "synthetic":
+        raise ValueError(f"data: new films are simulated; expected 'synthetic', got {cfg.data!r}")
+    indices = range(int(n)) if indices is None else list(indices)
+    films = simulate_radiographs(n, _stream_seed(cfg.seed, STREAM_SIM_NEW), indices=indices, **_simulator_sizes(cfg))
+    films = [dataclasses.replace(f, name=f.name.replace("sim_", "simnew_")) for f in films]
+    patches = [sample_patches(f.image, f.mask, int(per_film), 0, np.random.default_rng([cfg.seed, STREAM_SIM_NEW, i]))[0]
+               for f, i in zip(films, indices)]
+    return films, patches
 
 
 def _sample_all(radiographs, n_okay, n_defect, seed, stream, progress, desc):

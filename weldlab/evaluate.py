@@ -146,6 +146,60 @@ def residual_maxima(model, patches, batch_size=64, chunk=512, quiet=False):
     return tuple(out)
 
 
+def film_false_positives(model, thresholds, patches_per_film, batch_size=64):
+    """Okay patches flagged, film by film, and what flagged them.
+
+    Parameters
+    ----------
+    model : keras.Model or None
+        The autoencoder (None: the blur baseline).
+    thresholds : weldlab.thresholds.ResidualThresholds
+        The paper's rule (its ``t_mean`` and ``t_std``).
+    patches_per_film : sequence of ndarray, each shape (k_i, 192, 192)
+        Okay patches of each film (e.g. :func:`weldlab.datasets.new_films`).
+
+    Returns
+    -------
+    list of dict, one per film
+        ``n`` patches, ``flagged`` (by the OR rule), ``by_mean`` and ``by_std`` (by each
+        test; a patch can be flagged by both), ``worst``: for each patch the mean test
+        flagged, the signed residual mean at its largest ``|<r>|`` window (negative: the
+        reconstruction is brighter than the film there) and the patch's gray level at
+        that window's centre, as ``[[mean, gray], ...]``, and ``max_mean``, ``max_std``:
+        each patch's maxima (lists, 6 significant digits) to calibrate on again.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weldlab.evaluate import film_false_positives
+    >>> from weldlab.thresholds import ResidualThresholds
+    >>> x = np.random.default_rng(0).normal(0.4, 0.004, (2, 192, 192)).astype("float32")
+    >>> x[1, 90:100, 90:100] -= 0.08  # a dark spot that the blur baseline does not follow
+    >>> rows = film_false_positives(None, ResidualThresholds(0.01, 0.03), [x])
+    >>> rows[0]["n"], rows[0]["flagged"], rows[0]["by_mean"], rows[0]["worst"][0][0] < 0
+    (2, 1, 1, True)
+    """
+    from .residuals import kernel_statistics
+
+    rows = []
+    for patches in patches_per_film:
+        x = np.asarray(patches, np.float32)
+        r = background_residuals(x) if model is None else reconstruction_residuals(model, x, batch_size)
+        mm, ms = patch_maxima(r)
+        by_mean, by_std = mm > thresholds.t_mean, ms > thresholds.t_std
+        worst = []
+        for j in np.flatnonzero(by_mean):
+            m, _ = kernel_statistics(r[j])
+            at = np.unravel_index(np.argmax(np.abs(m)), m.shape)
+            half = (r.shape[-1] - m.shape[-1]) // 2  # window centre in the reconstructed region
+            worst.append([float(m[at]), float(crop(x[j])[at[0] + half, at[1] + half])])
+        rows.append({"n": len(x), "flagged": int(np.count_nonzero(by_mean | by_std)),
+                     "by_mean": int(np.count_nonzero(by_mean)), "by_std": int(np.count_nonzero(by_std)),
+                     "worst": worst, "max_mean": [float(f"{v:.6g}") for v in mm],
+                     "max_std": [float(f"{v:.6g}") for v in ms]})
+    return rows
+
+
 def perturbation_removal(model, okay, perturbed, batch_size=64):
     """How much of a perturbation a reconstruction removes: the ``L_kern,per`` statistic.
 

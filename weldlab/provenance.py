@@ -115,10 +115,13 @@ def _temporary_file(final):
     return Path(tmp)
 
 
-def write_json(path, obj):
-    """Write JSON atomically (temporary file in the same folder, then rename)."""
+def write_json(path, obj, indent=2):
+    """Write JSON atomically (temporary file in the same folder, then rename).
+
+    ``indent=None`` writes one line: for records that hold long lists of numbers.
+    """
     with atomic_file(path) as tmp, open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True, default=jsonable)
+        json.dump(obj, fh, indent=indent, sort_keys=True, default=jsonable)
         fh.write("\n")
 
 

@@ -337,7 +337,7 @@ def simulate_radiograph(rng, height=600, width=2400, defects_per_kpx=4.0, name="
     )
 
 
-def simulate_radiographs(n, seed, height=600, width=2400, defects_per_kpx=4.0):
+def simulate_radiographs(n, seed, height=600, width=2400, defects_per_kpx=4.0, indices=None):
     """Simulate ``n`` independent radiographs from one seed.
 
     Parameters
@@ -349,20 +349,34 @@ def simulate_radiographs(n, seed, height=600, width=2400, defects_per_kpx=4.0):
         so adding radiographs does not change the earlier ones.
     height, width, defects_per_kpx
         See :func:`simulate_radiograph`.
+    indices : iterable of int, optional
+        Simulate only these of the ``n`` (each as it is among all ``n``).
 
     Returns
     -------
     list of Radiograph
-        Named ``sim_0001`` ... ``sim_NNNN``.
+        Named ``sim_0001`` ... ``sim_NNNN`` (radiograph ``i`` is ``sim_{i + 1}``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from weldlab.simulate import simulate_radiographs
+    >>> films = simulate_radiographs(3, seed=5, height=300, width=300)
+    >>> (last,) = simulate_radiographs(3, seed=5, height=300, width=300, indices=[2])
+    >>> last.name, bool(np.array_equal(last.image, films[2].image))
+    ('sim_0003', True)
     """
     if int(n) < 1:
         raise ValueError(f"n: expected at least 1 radiograph, got {n!r}")
     children = np.random.SeedSequence(int(seed)).spawn(int(n))
+    indices = range(int(n)) if indices is None else [int(i) for i in indices]
+    if any(not 0 <= i < int(n) for i in indices):
+        raise ValueError(f"indices: expected radiographs among 0..{int(n) - 1}, got {list(indices)}")
     return [
         simulate_radiograph(
-            np.random.default_rng(c), height, width, defects_per_kpx, name=f"sim_{i + 1:04d}"
+            np.random.default_rng(children[i]), height, width, defects_per_kpx, name=f"sim_{i + 1:04d}"
         )
-        for i, c in enumerate(children)
+        for i in indices
     ]
 
 
