@@ -194,8 +194,11 @@ def test_new_films_are_drawn_from_the_simulator_but_held_by_no_dataset(quick_dat
     from weldlab.datasets import load_radiographs, new_films
 
     cfg, _ = quick_datasets
-    films, patches = new_films(cfg, 3, 4)
+    drawn = []
+    films, patches = new_films(cfg, 3, 4, drawn=drawn)
     (third,), (third_patches,) = new_films(cfg, 3, 4, indices=[2])
+    assert len(drawn) == 3 and all(0.8 <= d["crown_exponent"] <= 1.4 and d["psf"] in ("gaussian", "lorentzian")
+                                   for d in drawn)
     assert [f.name for f in films] == ["simnew_0001", "simnew_0002", "simnew_0003"] and third.name == "simnew_0003"
     assert np.array_equal(third.image, films[2].image)  # a film does not depend on which others are made
     assert np.array_equal(third_patches["patches"], patches[2]["patches"])
@@ -239,6 +242,7 @@ def test_the_calibration_on_new_films_is_recorded_film_by_film(quick_datasets, t
         mm, ms = residual_maxima(shipped.model, p["patches"])
         assert row["n"] == len(p["patches"]) and row["flagged"] == int(np.sum(th.score(mm, ms) > 1))
         assert row["by_mean"] == int(np.sum(mm > th.t_mean)) == len(row["worst"])
+    assert len(back["new_films_drawn"]) == 3 and "undercut_mm" in back["new_films_drawn"][0]
     blur = back["detectors"]["blur"]
     assert blur["thresholds"]["t_mean"] != th.t_mean and len(blur["new"]) == 3
     summary = new_films_summary(ae["validation"], test_films=2)

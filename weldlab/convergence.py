@@ -462,7 +462,8 @@ def record_new_films(cfg, datasets, n_films=NEW_FILMS, per_film=PATCHES_PER_NEW_
     applied to the okay patches of the validation (calibration) films, of the test films
     and of ``n_films`` new films that no dataset holds (:func:`weldlab.datasets.new_films`):
     whether the false positive rate a calibration realises on the test films is what it
-    realises on films in general. Chapter 5 shows the record
+    realises on films in general. The new films' simulator parameters are recorded with
+    them (``new_films_drawn``), to see which films are flagged. Chapter 5 shows the record
     (:func:`read_new_films`, :func:`new_films_summary`); ``scripts/new_films.py`` makes it.
 
     Parameters
@@ -500,7 +501,8 @@ def record_new_films(cfg, datasets, n_films=NEW_FILMS, per_film=PATCHES_PER_NEW_
         raise FileNotFoundError(f"no AE {training_set} seed {seed} is shipped for the {cfg.data} datasets {key} "
                                 f"(preset {cfg.preset})")
     shipped = TrainedModel.load(folder, "ae")
-    _, new = new_films(cfg, n_films, per_film)
+    drawn = []
+    _, new = new_films(cfg, n_films, per_film, drawn=drawn)
     log(f"{n_films} new films simulated ({time.perf_counter() - t0:.0f} s)")
 
     def by_film(name):
@@ -519,7 +521,7 @@ def record_new_films(cfg, datasets, n_films=NEW_FILMS, per_film=PATCHES_PER_NEW_
         log(f"{name}: {sum(r['flagged'] for r in rows)} of {sum(r['n'] for r in rows)} new okay patches flagged")
     record = {"preset": cfg.preset, "data": cfg.data, "dataset_key": key, "fpr": cfg.fpr,
               "model": {"training_set": training_set, "seed": seed},
-              "n_films": n_films, "per_film": per_film, "detectors": detectors,
+              "n_films": n_films, "per_film": per_film, "new_films_drawn": drawn, "detectors": detectors,
               "seconds": round(time.perf_counter() - t0, 1), **provenance()}
     path = new_films_path(cfg.results_root, cfg.preset)
     write_json(path, record, indent=None)  # 40,000 patch maxima

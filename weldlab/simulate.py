@@ -204,7 +204,7 @@ def _digitiser_window(image, window=WINDOW):
     return image + (window[0] - lo if lo < window[0] else window[1] - hi)
 
 
-def simulate_radiograph(rng, height=600, width=2400, defects_per_kpx=4.0, name="sim", layers=None):
+def simulate_radiograph(rng, height=600, width=2400, defects_per_kpx=4.0, name="sim", layers=None, drawn=None):
     """Simulate one digitised film radiograph of a horizontal butt weld.
 
     Parameters
@@ -221,6 +221,13 @@ def simulate_radiograph(rng, height=600, width=2400, defects_per_kpx=4.0, name="
         If given, filled with the intermediate maps (each (H, W) float64):
         ``thickness_mm``, ``log10_exposure`` (after the PSF), ``density`` and
         ``noise_free`` (the image before grain and quantisation).
+    drawn : dict, optional
+        If given, filled with the film's randomly drawn parameters (floats unless said):
+        ``plate_mm``, ``cap_mm`` (bead height), ``crown_exponent`` (the bead profile
+        ``(1 - u**2)**e``: below 1 the bead meets the plate steeply), ``undercut_mm`` (depth
+        of the groove at each toe), ``defects`` (int), ``psf`` ("gaussian" or "lorentzian")
+        and ``psf_width`` (px), ``gradient`` (film gradient), ``plate_level`` and
+        ``crest_level`` (gray levels), ``grain_blur`` (px) and ``grain_sigma0``.
 
     Returns
     -------
@@ -259,7 +266,8 @@ def simulate_radiograph(rng, height=600, width=2400, defects_per_kpx=4.0, name="
     centre = height * rng.uniform(0.42, 0.58) + smooth_walk(0.02 * height, 600.0)
     half_width = height * rng.uniform(0.22, 0.3) * (1.0 + smooth_walk(0.05, 500.0))
     u = (y - centre) / half_width
-    crown = np.clip(1.0 - u**2, 0.0, None) ** rng.uniform(0.8, 1.4)
+    exponent = rng.uniform(0.8, 1.4)
+    crown = np.clip(1.0 - u**2, 0.0, None) ** exponent
     ripple_len = rng.uniform(25.0, 60.0)
     ripples = np.cos(2 * np.pi * (x + 0.5 * ripple_len * u**2) / ripple_len + rng.uniform(0, 2 * np.pi))
     roughness = ndi.gaussian_filter(rng.normal(size=(height, width)), 12.0)
@@ -307,9 +315,11 @@ def simulate_radiograph(rng, height=600, width=2400, defects_per_kpx=4.0, name="
 
     # 4. Unsharpness (film + scanner) as a Gaussian or Lorentzian PSF.
     if rng.random() < 0.5:
-        log10_exposure = ndi.gaussian_filter(log10_exposure, rng.uniform(0.8, 1.6))
+        psf, psf_width = "gaussian", rng.uniform(0.8, 1.6)
+        log10_exposure = ndi.gaussian_filter(log10_exposure, psf_width)
     else:
-        log10_exposure = ndi.convolve(log10_exposure, lorentzian_psf(rng.uniform(0.6, 1.2), radius=7))
+        psf, psf_width = "lorentzian", rng.uniform(0.6, 1.2)
+        log10_exposure = ndi.convolve(log10_exposure, lorentzian_psf(psf_width, radius=7))
 
     # 5. Film density (linear H&D region) and the digitiser's density window: chosen so
     #    that plate and bead crest land at GDXray-like gray levels.
@@ -323,13 +333,20 @@ def simulate_radiograph(rng, height=600, width=2400, defects_per_kpx=4.0, name="
     image = _digitiser_window(plate_level + (d_plate - density) * scale)
 
     # 6. Film grain: correlated, std ~ sqrt(density); then 8-bit quantisation.
-    grain = ndi.gaussian_filter(rng.normal(size=(height, width)), rng.uniform(0.75, 1.05))
+    white = rng.normal(size=(height, width))
+    grain_blur = rng.uniform(0.75, 1.05)
+    grain = ndi.gaussian_filter(white, grain_blur)
     grain /= grain.std()
     sigma0 = rng.uniform(0.0036, 0.0054)
     sigma = sigma0 * np.sqrt(np.clip(density, 0.3, None) / 2.5)
     if layers is not None:
         layers.update(thickness_mm=thickness, log10_exposure=log10_exposure,
                       density=density, noise_free=image.copy())
+    if drawn is not None:
+        drawn.update(plate_mm=float(plate), cap_mm=float(cap), crown_exponent=float(exponent),
+                     undercut_mm=float(undercut), defects=int(n_defects), psf=psf, psf_width=float(psf_width),
+                     gradient=float(gradient), plate_level=float(plate_level), crest_level=float(crest_level),
+                     grain_blur=float(grain_blur), grain_sigma0=float(sigma0))
     image = image + sigma * grain
     image = np.round(np.clip(image, 0.0, 1.0) * 255.0) / 255.0
     return Radiograph(
@@ -337,7 +354,7 @@ def simulate_radiograph(rng, height=600, width=2400, defects_per_kpx=4.0, name="
     )
 
 
-def simulate_radiographs(n, seed, height=600, width=2400, defects_per_kpx=4.0, indices=None):
+def simulate_radiographs(n, seed, height=600, width=2400, defects_per_kpx=4.0, indices=None, drawn=None):
     """Simulate ``n`` independent radiographs from one seed.
 
     Parameters
@@ -351,6 +368,9 @@ def simulate_radiographs(n, seed, height=600, width=2400, defects_per_kpx=4.0, i
         See :func:`simulate_radiograph`.
     indices : iterable of int, optional
         Simulate only these of the ``n`` (each as it is among all ``n``).
+    drawn : list, optional
+        If given, one dict per radiograph is appended to it: its drawn parameters
+        (:func:`simulate_radiograph`'s ``drawn``).
 
     Returns
     -------
@@ -372,12 +392,14 @@ def simulate_radiographs(n, seed, height=600, width=2400, defects_per_kpx=4.0, i
     indices = range(int(n)) if indices is None else [int(i) for i in indices]
     if any(not 0 <= i < int(n) for i in indices):
         raise ValueError(f"indices: expected radiographs among 0..{int(n) - 1}, got {list(indices)}")
-    return [
-        simulate_radiograph(
-            np.random.default_rng(children[i]), height, width, defects_per_kpx, name=f"sim_{i + 1:04d}"
-        )
-        for i in indices
-    ]
+    films = []
+    for i in indices:
+        params = {}
+        films.append(simulate_radiograph(np.random.default_rng(children[i]), height, width, defects_per_kpx,
+                                         name=f"sim_{i + 1:04d}", drawn=params))
+        if drawn is not None:
+            drawn.append(params)
+    return films
 
 
 #: Another scanner for the same films (:func:`another_digitisation`): the added read noise's
