@@ -578,7 +578,7 @@ def new_films_summary(rows, test_films, draws=20000, seed=0):
     worst = np.array([w for r in rows for w in r["worst"]]).reshape(-1, 2)
     per_film = flagged / np.maximum(n, 1)
     rng = np.random.default_rng(seed)
-    picks = np.array([rng.choice(len(rows), test_films, replace=False) for _ in range(draws)])
+    picks = rng.permuted(np.tile(np.arange(len(rows)), (draws, 1)), axis=1)[:, :test_films]
     drawn = flagged[picks].sum(1) / n[picks].sum(1)
     return {"fpr": float(flagged.sum() / n.sum()), "films": len(rows), "films_flagged": int(np.count_nonzero(flagged)),
             "worst_film": float(per_film.max()),

@@ -154,7 +154,7 @@ def load_radiographs(cfg: Config):
     train, test : list of Radiograph
     """
     if cfg.data == "synthetic":
-        kw = _simulator_sizes(cfg)
+        kw = _simulator_settings(cfg)
         train = simulate_radiographs(cfg.sim_train_radiographs, _stream_seed(cfg.seed, STREAM_SIM_TRAIN), **kw)
         test = simulate_radiographs(cfg.sim_test_radiographs, _stream_seed(cfg.seed, STREAM_SIM_TEST), **kw)
         test = [dataclasses.replace(r, name=r.name.replace("sim_", "simtest_")) for r in test]
@@ -171,7 +171,7 @@ def load_radiographs(cfg: Config):
     return train, test
 
 
-def _simulator_sizes(cfg):
+def _simulator_settings(cfg):
     return dict(height=cfg.sim_height, width=cfg.sim_width, defects_per_kpx=cfg.sim_defects_per_kpx)
 
 
@@ -210,7 +210,7 @@ def new_films(cfg: Config, n, per_film, indices=None, drawn=None):
         raise ValueError(f"data: new films are simulated; expected 'synthetic', got {cfg.data!r}")
     indices = range(int(n)) if indices is None else list(indices)
     films = simulate_radiographs(n, _stream_seed(cfg.seed, STREAM_SIM_NEW), indices=indices, drawn=drawn,
-                                 **_simulator_sizes(cfg))
+                                 **_simulator_settings(cfg))
     films = [dataclasses.replace(f, name=f.name.replace("sim_", "simnew_")) for f in films]
     patches = [sample_patches(f.image, f.mask, int(per_film), 0, np.random.default_rng([cfg.seed, STREAM_SIM_NEW, i]))[0]
                for f, i in zip(films, indices)]
