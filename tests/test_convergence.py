@@ -1,6 +1,7 @@
 """The convergence harness's records (book/results/convergence) and the tables chapter 4 shows."""
 
 import copy
+import json
 
 import pytest
 
@@ -215,7 +216,7 @@ def test_the_calibration_on_new_films_is_recorded_film_by_film(quick_datasets, t
     import numpy as np
 
     from weldlab import trained
-    from weldlab.convergence import new_films_summary, read_new_films, record_new_films
+    from weldlab.convergence import bead_edge_films, new_films_summary, read_new_films, record_new_films
     from weldlab.datasets import new_films
     from weldlab.evaluate import residual_maxima
     from weldlab.thresholds import from_record
@@ -243,6 +244,18 @@ def test_the_calibration_on_new_films_is_recorded_film_by_film(quick_datasets, t
         assert row["n"] == len(p["patches"]) and row["flagged"] == int(np.sum(th.score(mm, ms) > 1))
         assert row["by_mean"] == int(np.sum(mm > th.t_mean)) == len(row["worst"])
     assert len(back["new_films_drawn"]) == 3 and "undercut_mm" in back["new_films_drawn"][0]
+    # the datasets' own films are recorded one per row of their split, as they were drawn
+    from weldlab.datasets import STREAM_SIM_TEST, _simulator_settings, _stream_seed
+    from weldlab.simulate import simulate_radiographs
+
+    assert [len(back["films_drawn"][s]) for s in ("validation", "test")] == [len(ae["validation"]), len(ae["test"])]
+    last = int(np.unique(np.asarray(ds["test_okay_origin"])[:, 0])[-1])
+    again = []
+    simulate_radiographs(cfg.sim_test_radiographs, _stream_seed(cfg.seed, STREAM_SIM_TEST), indices=[last],
+                         drawn=again, **_simulator_settings(cfg))
+    assert back["films_drawn"]["test"][-1] == json.loads(json.dumps(again[0]))
+    edges = bead_edge_films(back)
+    assert edges["films"]["new"][1] == 3 and edges["films"]["validation"][1] == len(ae["validation"])
     blur = back["detectors"]["blur"]
     assert blur["thresholds"]["t_mean"] != th.t_mean and len(blur["new"]) == 3
     summary = new_films_summary(ae["validation"], test_films=2)

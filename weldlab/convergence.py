@@ -462,8 +462,10 @@ def record_new_films(cfg, datasets, n_films=NEW_FILMS, per_film=PATCHES_PER_NEW_
     applied to the okay patches of the validation (calibration) films, of the test films
     and of ``n_films`` new films that no dataset holds (:func:`weldlab.datasets.new_films`):
     whether the false positive rate a calibration realises on the test films is what it
-    realises on films in general. The new films' simulator parameters are recorded with
-    them (``new_films_drawn``), to see which films are flagged. Chapter 5 shows the record
+    realises on films in general. What the simulator drew for each film is recorded with
+    it, to see which films are flagged and which kinds of film the calibration films hold:
+    ``new_films_drawn`` (one per new film) and ``films_drawn`` (``"validation"`` and
+    ``"test"``, one per row of those splits). Chapter 5 shows the record
     (:func:`read_new_films`, :func:`new_films_summary`); ``scripts/new_films.py`` makes it.
 
     Parameters
@@ -487,7 +489,7 @@ def record_new_films(cfg, datasets, n_films=NEW_FILMS, per_film=PATCHES_PER_NEW_
 
     import numpy as np
 
-    from .datasets import new_films
+    from .datasets import load_radiographs, new_films
     from .evaluate import film_false_positives, residual_maxima
     from .provenance import provenance, write_json
     from .thresholds import ResidualThresholds, from_record
@@ -505,12 +507,18 @@ def record_new_films(cfg, datasets, n_films=NEW_FILMS, per_film=PATCHES_PER_NEW_
     _, new = new_films(cfg, n_films, per_film, drawn=drawn)
     log(f"{n_films} new films simulated ({time.perf_counter() - t0:.0f} s)")
 
+    films_drawn = {}
+    load_radiographs(cfg, drawn=films_drawn)  # the datasets' own films, made again for what was drawn
+
     def by_film(name):
         films = np.asarray(datasets[f"{name}_origin"])[:, 0].astype(int)
         x = datasets[name]
-        return [x[np.flatnonzero(films == f)] for f in np.unique(films)]
+        return [x[np.flatnonzero(films == f)] for f in np.unique(films)], np.unique(films)
 
-    splits = {"validation": by_film("val_okay"), "test": by_film("test_okay"), "new": [p["patches"] for p in new]}
+    (val, val_films), (test, test_films) = by_film("val_okay"), by_film("test_okay")
+    splits = {"validation": val, "test": test, "new": [p["patches"] for p in new]}
+    films_drawn = {"validation": [films_drawn["train"][f] for f in val_films],
+                   "test": [films_drawn["test"][f] for f in test_films]}
     blur = ResidualThresholds.calibrate(*residual_maxima(None, datasets["val_okay"]), cfg.fpr)
     detectors = {}
     for name, model, thresholds in (("autoencoder", shipped.model, from_record(shipped.record)),
@@ -521,7 +529,8 @@ def record_new_films(cfg, datasets, n_films=NEW_FILMS, per_film=PATCHES_PER_NEW_
         log(f"{name}: {sum(r['flagged'] for r in rows)} of {sum(r['n'] for r in rows)} new okay patches flagged")
     record = {"preset": cfg.preset, "data": cfg.data, "dataset_key": key, "fpr": cfg.fpr,
               "model": {"training_set": training_set, "seed": seed},
-              "n_films": n_films, "per_film": per_film, "new_films_drawn": drawn, "detectors": detectors,
+              "n_films": n_films, "per_film": per_film, "new_films_drawn": drawn, "films_drawn": films_drawn,
+              "detectors": detectors,
               "seconds": round(time.perf_counter() - t0, 1), **provenance()}
     path = new_films_path(cfg.results_root, cfg.preset)
     write_json(path, record, indent=None)  # 40,000 patch maxima
@@ -650,6 +659,118 @@ def calibration_films_needed(rows, n_calibration, max_patches=2000, fpr=0.001, d
         out[int(n)] = {"mean": float(rates.mean()), "median": float(np.median(rates)),
                        "p90": float(np.quantile(rates, 0.9))}
     return out
+
+
+def _steep_and_deep(drawn, undercut_mm):
+    return [d["crown_exponent"] < 1 and d["undercut_mm"] > undercut_mm for d in drawn]
+
+
+def bead_edge_films(record, detector="autoencoder"):
+    """How many films of each split have a steep bead edge with a deep toe groove.
+
+    A film is *steep and deep* when the simulator drew its bead profile's exponent below 1
+    (the bead meets the plate steeply) and its undercut (the groove at the toe of the
+    bead) deeper than the new films' median. The okay patches the detector flags on new
+    films sit mostly on such films; this says whether the calibration films hold their
+    share of them.
+
+    Parameters
+    ----------
+    record : dict
+        From :func:`read_new_films` (with ``films_drawn``).
+    detector : str
+        ``"autoencoder"`` or ``"blur"``.
+
+    Returns
+    -------
+    dict
+        ``undercut_mm`` (the new films' median), ``films``: split -> ``(k, n)`` (steep and
+        deep films, films), ``flagged``: the share of new films with any flagged okay patch
+        among the steep and deep ones and among the others (``"steep_deep"``,
+        ``"others"``), ``patches``: the share of the new films' flagged patches that lie on
+        steep and deep films, and ``chance``: the probability that as many films as the
+        validation ones, drawn at random from a population with the new films' share of
+        them, hold no more of them than the validation films do.
+
+    Examples
+    --------
+    >>> from weldlab.convergence import bead_edge_films
+    >>> film = lambda e, u: {"crown_exponent": e, "undercut_mm": u}
+    >>> new = [film(0.9, 0.2), film(1.2, 0.2), film(0.9, 0.05), film(1.1, 0.05)] * 5
+    >>> rows = [{"n": 10, "flagged": 3 if i % 4 == 0 else 0} for i in range(20)]
+    >>> rec = {"new_films_drawn": new, "films_drawn": {"validation": [film(1.2, 0.1)] * 8, "test": new[:4]},
+    ...        "detectors": {"autoencoder": {"new": rows}}}
+    >>> out = bead_edge_films(rec)
+    >>> out["films"]["new"], out["films"]["validation"], out["flagged"]["steep_deep"], out["patches"]
+    ((5, 20), (0, 8), 1.0, 1.0)
+    >>> round(out["chance"], 3)  # 8 films with none of a quarter's kind: 0.75 ** 8
+    0.1
+    """
+    import numpy as np
+    from scipy.stats import binom
+
+    new = record["new_films_drawn"]
+    undercut = float(np.median([d["undercut_mm"] for d in new]))
+    kinds = {"validation": record["films_drawn"]["validation"], "test": record["films_drawn"]["test"], "new": new}
+    films = {split: (int(sum(_steep_and_deep(d, undercut))), len(d)) for split, d in kinds.items()}
+    sd = np.array(_steep_and_deep(new, undercut))
+    flagged = np.array([r["flagged"] for r in record["detectors"][detector]["new"]])
+    k, n = films["validation"]
+    return {"undercut_mm": undercut, "films": films,
+            "flagged": {"steep_deep": float(np.mean(flagged[sd] > 0)) if sd.any() else float("nan"),
+                        "others": float(np.mean(flagged[~sd] > 0)) if (~sd).any() else float("nan")},
+            "patches": float(flagged[sd].sum() / max(flagged.sum(), 1)),
+            "chance": float(binom.cdf(k, n, sd.mean()))}
+
+
+def plot_bead_edge_films(record, detector="autoencoder", ax=None):
+    """Each film's bead profile exponent against its undercut, by split.
+
+    New films are circles, filled with the share of their okay patches the detector flags
+    (open: none); the validation (calibration) and test films are marked on top. Dashed
+    lines bound the steep and deep corner of :func:`bead_edge_films`.
+
+    Parameters
+    ----------
+    record : dict
+        From :func:`read_new_films`.
+    detector : str
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import numpy as np
+
+    from .figures import COLOURS
+
+    ax = axes_or_new(ax, (8, 4.6))
+    new = record["new_films_drawn"]
+    rows = record["detectors"][detector]["new"]
+    share = np.array([r["flagged"] / max(r["n"], 1) for r in rows])
+
+    def xy(films):
+        return np.array([d["crown_exponent"] for d in films]), np.array([d["undercut_mm"] for d in films])
+
+    x, y = xy(new)
+    hit = share > 0
+    ax.scatter(x[~hit], y[~hit], s=28, facecolors="none", edgecolors="0.55", lw=1,
+               label="new film, no okay patch flagged")
+    ax.scatter(x[hit], y[hit], s=30 + 400 * share[hit], color=COLOURS["defect"], alpha=0.75, edgecolors="k", lw=0.5,
+               label="new film with flagged okay patches\n(area: share flagged)")
+    for split, marker, colour, label in (("validation", "^", COLOURS["okay"], "calibration (training) film"),
+                                         ("test", "s", COLOURS["std"], "test film")):
+        ax.scatter(*xy(record["films_drawn"][split]), marker=marker, s=40, color=colour, edgecolors="k", lw=0.5,
+                   label=label, zorder=3)
+    undercut = bead_edge_films(record, detector)["undercut_mm"]
+    ax.axvline(1, color="0.3", ls="--", lw=1)
+    ax.axhline(undercut, color="0.3", ls="--", lw=1)
+    ax.text(ax.get_xlim()[0], ax.get_ylim()[1], " steep and deep", va="top", fontsize=11)
+    ax.set_xlabel("bead profile exponent (below 1: the bead meets the plate steeply)")
+    ax.set_ylabel("undercut (mm)")
+    ax.legend(fontsize=11, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return ax
 
 
 def scale_transfer_table(record):

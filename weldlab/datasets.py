@@ -146,8 +146,16 @@ def _stream_seed(seed, stream):
     return int(np.random.SeedSequence([int(seed), stream]).generate_state(1)[0])
 
 
-def load_radiographs(cfg: Config):
+def load_radiographs(cfg: Config, drawn=None):
     """Training and test radiographs of a configuration.
+
+    Parameters
+    ----------
+    cfg : Config
+    drawn : dict, optional
+        On simulated data, if given: filled with ``"train"`` and ``"test"``, one dict per
+        film of what the simulator drew for it (:func:`weldlab.simulate.simulate_radiograph`'s
+        ``drawn``), in the films' order.
 
     Returns
     -------
@@ -155,8 +163,13 @@ def load_radiographs(cfg: Config):
     """
     if cfg.data == "synthetic":
         kw = _simulator_settings(cfg)
-        train = simulate_radiographs(cfg.sim_train_radiographs, _stream_seed(cfg.seed, STREAM_SIM_TRAIN), **kw)
-        test = simulate_radiographs(cfg.sim_test_radiographs, _stream_seed(cfg.seed, STREAM_SIM_TEST), **kw)
+        params = {"train": [], "test": []}
+        train = simulate_radiographs(cfg.sim_train_radiographs, _stream_seed(cfg.seed, STREAM_SIM_TRAIN),
+                                     drawn=params["train"], **kw)
+        test = simulate_radiographs(cfg.sim_test_radiographs, _stream_seed(cfg.seed, STREAM_SIM_TEST),
+                                    drawn=params["test"], **kw)
+        if drawn is not None:
+            drawn.update(params)
         test = [dataclasses.replace(r, name=r.name.replace("sim_", "simtest_")) for r in test]
         return train, test
     radiographs = load_gdxray(cfg.gdxray_root)
