@@ -507,8 +507,8 @@ def record_new_films(cfg, datasets, n_films=NEW_FILMS, per_film=PATCHES_PER_NEW_
     _, new = new_films(cfg, n_films, per_film, drawn=drawn)
     log(f"{n_films} new films simulated ({time.perf_counter() - t0:.0f} s)")
 
-    films_drawn = {}
-    load_radiographs(cfg, drawn=films_drawn)  # the datasets' own films, made again for what was drawn
+    made = {}
+    load_radiographs(cfg, drawn=made)  # the datasets' own films, made again for what was drawn
 
     def by_film(name):
         films = np.asarray(datasets[f"{name}_origin"])[:, 0].astype(int)
@@ -517,8 +517,7 @@ def record_new_films(cfg, datasets, n_films=NEW_FILMS, per_film=PATCHES_PER_NEW_
 
     (val, val_films), (test, test_films) = by_film("val_okay"), by_film("test_okay")
     splits = {"validation": val, "test": test, "new": [p["patches"] for p in new]}
-    films_drawn = {"validation": [films_drawn["train"][f] for f in val_films],
-                   "test": [films_drawn["test"][f] for f in test_films]}
+    films_drawn = {"validation": [made["train"][f] for f in val_films], "test": [made["test"][f] for f in test_films]}
     blur = ResidualThresholds.calibrate(*residual_maxima(None, datasets["val_okay"]), cfg.fpr)
     detectors = {}
     for name, model, thresholds in (("autoencoder", shipped.model, from_record(shipped.record)),
@@ -726,8 +725,8 @@ def bead_edge_films(record, detector="autoencoder"):
 def plot_bead_edge_films(record, detector="autoencoder", ax=None):
     """Each film's bead profile exponent against its undercut, by split.
 
-    New films are circles, filled with the share of their okay patches the detector flags
-    (open: none); the validation (calibration) and test films are marked on top. Dashed
+    New films are circles, filled and sized by the share of their okay patches the detector
+    flags (open: none); the validation (calibration) and test films are marked on top. Dashed
     lines bound the steep and deep corner of :func:`bead_edge_films`.
 
     Parameters
