@@ -258,6 +258,10 @@ def test_the_calibration_on_new_films_is_recorded_film_by_film(quick_datasets, t
     assert edges["films"]["new"][1] == 3 and edges["films"]["validation"][1] == len(ae["validation"])
     blur = back["detectors"]["blur"]
     assert blur["thresholds"]["t_mean"] != th.t_mean and len(blur["new"]) == 3
+    # datasets built before their manifest kept what the simulator drew are refused, with what to do
+    monkeypatch.setitem(ds.manifest, "radiograph_params", None)
+    with pytest.raises(ValueError, match="what the simulator drew.*--rebuild"):
+        record_new_films(cfg, ds, n_films=3, per_film=4, log=lines.append)
     summary = new_films_summary(ae["validation"], test_films=2)
     assert summary["films"] == len(np.unique(films))
     assert summary["fpr"] == sum(r["flagged"] for r in ae["validation"]) / len(ds["val_okay"])

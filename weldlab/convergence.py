@@ -489,7 +489,7 @@ def record_new_films(cfg, datasets, n_films=NEW_FILMS, per_film=PATCHES_PER_NEW_
 
     import numpy as np
 
-    from .datasets import load_radiographs, new_films
+    from .datasets import new_films
     from .evaluate import film_false_positives, residual_maxima
     from .provenance import provenance, write_json
     from .thresholds import ResidualThresholds, from_record
@@ -502,13 +502,14 @@ def record_new_films(cfg, datasets, n_films=NEW_FILMS, per_film=PATCHES_PER_NEW_
     if folder is None:
         raise FileNotFoundError(f"no AE {training_set} seed {seed} is shipped for the {cfg.data} datasets {key} "
                                 f"(preset {cfg.preset})")
+    made = datasets.manifest.get("radiograph_params")
+    if not made:
+        raise ValueError(f"{datasets.path}: the manifest does not say what the simulator drew for each film "
+                         "(datasets built before it did); build them again (weldlab datasets --rebuild)")
     shipped = TrainedModel.load(folder, "ae")
     drawn = []
     _, new = new_films(cfg, n_films, per_film, drawn=drawn)
     log(f"{n_films} new films simulated ({time.perf_counter() - t0:.0f} s)")
-
-    made = {}
-    load_radiographs(cfg, drawn=made)  # the datasets' own films, made again for what was drawn
 
     def by_film(name):
         films = np.asarray(datasets[f"{name}_origin"])[:, 0].astype(int)

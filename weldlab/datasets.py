@@ -371,7 +371,8 @@ def build_datasets(cfg: Config, out_dir=None, overwrite=False):
         raise NotADirectoryError(f"--out {out_dir}: is a file; expected a folder for the datasets")
     check_replaceable(out_dir, is_dataset_folder, "--out", overwrite)
     t0 = time.perf_counter()
-    train_r, test_r = load_radiographs(cfg)
+    drawn = {}
+    train_r, test_r = load_radiographs(cfg, drawn=drawn)
     seed = cfg.seed
     train = _sample_all(train_r, cfg.n_train_okay + cfg.n_val_okay, cfg.n_train_defect, seed,
                         STREAM_SAMPLE, cfg.progress, "training radiographs")
@@ -453,6 +454,8 @@ def build_datasets(cfg: Config, out_dir=None, overwrite=False):
         "data": cfg.data,
         "train_radiographs": [r.name for r in train_r],
         "test_radiographs": [r.name for r in test_r],
+        # on simulated data, what the simulator drew for each film (bead shape, grain, ...)
+        "radiograph_params": drawn or None,
         "counts": counts,
         "requested": requested,
         "generated_sets": generated,
