@@ -484,6 +484,14 @@ def record_new_films(cfg, datasets, n_films=NEW_FILMS, per_film=PATCHES_PER_NEW_
     -------
     record : dict
     path : pathlib.Path
+
+    Raises
+    ------
+    FileNotFoundError
+        If no such AE is shipped for ``datasets``.
+    ValueError
+        If the datasets' manifest lacks what the simulator drew for each film (datasets
+        built before it kept ``radiograph_params``).
     """
     import time
 
@@ -502,8 +510,8 @@ def record_new_films(cfg, datasets, n_films=NEW_FILMS, per_film=PATCHES_PER_NEW_
     if folder is None:
         raise FileNotFoundError(f"no AE {training_set} seed {seed} is shipped for the {cfg.data} datasets {key} "
                                 f"(preset {cfg.preset})")
-    made = datasets.manifest.get("radiograph_params")
-    if not made:
+    film_params = datasets.manifest.get("radiograph_params")  # written when the datasets were built
+    if not film_params:
         raise ValueError(f"{datasets.path}: the manifest does not say what the simulator drew for each film "
                          "(datasets built before it did); build them again (weldlab datasets --rebuild)")
     shipped = TrainedModel.load(folder, "ae")
@@ -518,7 +526,8 @@ def record_new_films(cfg, datasets, n_films=NEW_FILMS, per_film=PATCHES_PER_NEW_
 
     (val, val_films), (test, test_films) = by_film("val_okay"), by_film("test_okay")
     splits = {"validation": val, "test": test, "new": [p["patches"] for p in new]}
-    films_drawn = {"validation": [made["train"][f] for f in val_films], "test": [made["test"][f] for f in test_films]}
+    films_drawn = {"validation": [film_params["train"][f] for f in val_films],
+                   "test": [film_params["test"][f] for f in test_films]}
     blur = ResidualThresholds.calibrate(*residual_maxima(None, datasets["val_okay"]), cfg.fpr)
     detectors = {}
     for name, model, thresholds in (("autoencoder", shipped.model, from_record(shipped.record)),

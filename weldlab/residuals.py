@@ -40,8 +40,8 @@ more where one training film lies further below the others): an okay residual is
 large as the grain the autoencoder cannot reconstruct, and a new film may have less grain than
 every calibration film. Without it, a simulated test film with 14 % less grain than the
 quietest training film had 30 % of its okay patches called too quiet (the standard preset had
-40 training films then); with it, none (issue 24). The quiet test's rate on new okay data is measured on the okay test patches
-(chapter 10).
+40 training films then); with it, none (issue 24). The quiet test's rate on new okay data is
+measured on the okay test patches (chapter 10).
 (Sharing the budget by equal ranks instead, as between the two tests of the OR rule, put
 all three thresholds at the validation extremes and raised ``t_std`` by a third, from
 0.046 to 0.061, for the shipped autoencoder.)
