@@ -22,6 +22,13 @@ def test_same_seed_same_radiographs_bit_for_bit():
     # Adding radiographs does not change the earlier ones.
     d = simulate_radiographs(3, seed=5, height=400, width=900)
     assert np.array_equal(a[1].image, d[1].image)
+    # One film alone, with its intermediate maps: the same film, and its noise-free
+    # version differs from it by the grain only.
+    layers = []
+    (e,) = simulate_radiographs(3, seed=5, height=400, width=900, indices=[1], layers=layers)
+    assert np.array_equal(e.image, a[1].image) and len(layers) == 1
+    grain = e.image - layers[0]["noise_free"]
+    assert layers[0]["noise_free"].shape == e.image.shape and 0.001 < grain.std() < 0.02
 
 
 def test_output_is_8bit_grid_with_exact_masks(sims):

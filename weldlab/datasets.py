@@ -188,7 +188,7 @@ def _simulator_settings(cfg):
     return dict(height=cfg.sim_height, width=cfg.sim_width, defects_per_kpx=cfg.sim_defects_per_kpx)
 
 
-def new_films(cfg: Config, n, per_film, indices=None, drawn=None):
+def new_films(cfg: Config, n, per_film, indices=None, drawn=None, layers=None):
     """Okay patches of simulated films that none of ``cfg``'s datasets holds.
 
     The films are drawn as ``cfg``'s training and test films are (same sizes and
@@ -210,6 +210,9 @@ def new_films(cfg: Config, n, per_film, indices=None, drawn=None):
     drawn : list, optional
         If given, each film's drawn simulator parameters are appended to it
         (:func:`weldlab.simulate.simulate_radiograph`'s ``drawn``).
+    layers : list, optional
+        If given, each film's intermediate maps are appended to it (its ``noise_free``
+        film, before grain, among them; :func:`weldlab.simulate.simulate_radiographs`).
 
     Returns
     -------
@@ -223,7 +226,7 @@ def new_films(cfg: Config, n, per_film, indices=None, drawn=None):
         raise ValueError(f"data: new films are simulated; expected 'synthetic', got {cfg.data!r}")
     indices = range(int(n)) if indices is None else list(indices)
     films = simulate_radiographs(n, _stream_seed(cfg.seed, STREAM_SIM_NEW), indices=indices, drawn=drawn,
-                                 **_simulator_settings(cfg))
+                                 layers=layers, **_simulator_settings(cfg))
     films = [dataclasses.replace(f, name=f.name.replace("sim_", "simnew_")) for f in films]
     patches = [sample_patches(f.image, f.mask, int(per_film), 0, np.random.default_rng([cfg.seed, STREAM_SIM_NEW, i]))[0]
                for f, i in zip(films, indices)]

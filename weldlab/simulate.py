@@ -354,7 +354,8 @@ def simulate_radiograph(rng, height=600, width=2400, defects_per_kpx=4.0, name="
     )
 
 
-def simulate_radiographs(n, seed, height=600, width=2400, defects_per_kpx=4.0, indices=None, drawn=None):
+def simulate_radiographs(n, seed, height=600, width=2400, defects_per_kpx=4.0, indices=None, drawn=None,
+                         layers=None):
     """Simulate ``n`` independent radiographs from one seed.
 
     Parameters
@@ -371,6 +372,10 @@ def simulate_radiographs(n, seed, height=600, width=2400, defects_per_kpx=4.0, i
     drawn : list, optional
         If given, one dict per radiograph is appended to it: its drawn parameters
         (:func:`simulate_radiograph`'s ``drawn``).
+    layers : list, optional
+        If given, one dict per radiograph is appended to it: its intermediate maps
+        (:func:`simulate_radiograph`'s ``layers``, e.g. ``noise_free``; four (H, W) float64
+        maps a film, so ask for few films at a time).
 
     Returns
     -------
@@ -394,11 +399,13 @@ def simulate_radiographs(n, seed, height=600, width=2400, defects_per_kpx=4.0, i
         raise ValueError(f"indices: expected radiographs among 0..{int(n) - 1}, got {list(indices)}")
     films = []
     for i in indices:
-        params = {}
+        params, maps = {}, ({} if layers is not None else None)
         films.append(simulate_radiograph(np.random.default_rng(children[i]), height, width, defects_per_kpx,
-                                         name=f"sim_{i + 1:04d}", drawn=params))
+                                         name=f"sim_{i + 1:04d}", drawn=params, layers=maps))
         if drawn is not None:
             drawn.append(params)
+        if layers is not None:
+            layers.append(maps)
     return films
 
 
