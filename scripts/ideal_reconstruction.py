@@ -22,7 +22,8 @@ Each type is read both ways (:data:`weldlab.perturbations.AMPLITUDE_READINGS` "b
     python scripts/ideal_reconstruction.py --films 50 25
 
 About 3 minutes on 2 CPU cores at the defaults; writes
-``training/measurements/ideal_reconstruction_synthetic_<preset>.json``.
+``book/results/ideal_reconstruction_synthetic_<preset>.json`` (chapter 4 shows it;
+:func:`weldlab.convergence.read_ideal_reconstruction` reads it).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from weldlab.config import make_config  # noqa: E402
+from weldlab.convergence import ideal_reconstruction_path  # noqa: E402
 from weldlab.datasets import build_or_load, new_films  # noqa: E402
 from weldlab.evaluate import background_residuals, complete_removal_residuals, reconstruction_residuals  # noqa: E402
 from weldlab.patches import crop, extract_patches  # noqa: E402
@@ -96,7 +98,8 @@ def main(argv=None):
     thresholds = {name: ResidualThresholds.calibrate(*patch_maxima(r[cal]), cfg.fpr) for name, r in okay.items()}
     thresholds["ae"] = from_record(ae.record)  # the shipped thresholds, as the chapters use them
     record = {"preset": cfg.preset, "data": cfg.data, "dataset_key": key, "fpr": cfg.fpr,
-              "model": str(folder), "films": {"calibration": n_cal, "test": n_test}, "per_film": args.per_film,
+              "model": {"training_set": SHIPPED["ae"], "seed": 0},
+              "films": {"calibration": n_cal, "test": n_test}, "per_film": args.per_film,
               "patches": {"calibration": int(len(cal)), "test": int(len(test))}, "per_type": PER_TYPE,
               "thresholds": {k: {"t_mean": t.t_mean, "t_std": t.t_std} for k, t in thresholds.items()},
               "okay_test_flagged": {k: flagged(okay[k][test], thresholds[k]) for k in okay}, "types": {}}
@@ -116,7 +119,7 @@ def main(argv=None):
             record["types"][f"{kind} ({reading})"] = row
             print(f"{kind} ({reading}):", {k: round(v, 3) for k, v in row.items()})
     record["seconds"] = round(time.perf_counter() - t0, 1)
-    path = args.out or Path("training/measurements") / f"ideal_reconstruction_synthetic_{cfg.preset}.json"
+    path = args.out or ideal_reconstruction_path(cfg.results_root, cfg.preset)
     write_json(path, {**record, **provenance()})
     print(f"wrote {path} ({record['seconds']:.0f} s)")
 

@@ -268,3 +268,22 @@ def test_the_calibration_on_new_films_is_recorded_film_by_film(quick_datasets, t
     assert len(lines) == 3 and "new okay patches flagged" in lines[-1]
     with pytest.raises(FileNotFoundError, match="scripts/new_films.py"):
         read_new_films(tmp_path / "nothing", cfg.preset)
+
+
+def test_the_perfect_reconstruction_record_is_read_and_tabled(tmp_path):
+    record = convergence.read_ideal_reconstruction()
+    assert record["data"] == "synthetic" and record["preset"] == "standard"
+    for reading in ("before", "after"):
+        rows = convergence.ideal_reconstruction_rows(record, reading)
+        assert list(rows) == list(TYPES)
+        for row in rows.values():
+            assert all(0.0 <= row[c] <= 1.0 for c in convergence.IDEAL_COLUMNS)
+    # read "after", every indication's median peak is its nominal amplitude
+    after = convergence.ideal_reconstruction_rows(record, "after")
+    assert after["hollow"]["peak_median"] == pytest.approx(0.2, abs=1e-3)
+    table = convergence.ideal_reconstruction_table(record).splitlines()
+    assert len(table) == 2 + len(TYPES) and table[-1].startswith("| raster | 0.101 |")
+    with pytest.raises(KeyError, match="raster"):
+        convergence.ideal_reconstruction_rows({"types": {}}, "before")
+    with pytest.raises(FileNotFoundError, match="scripts/ideal_reconstruction.py --preset quick"):
+        convergence.read_ideal_reconstruction(tmp_path, "quick")

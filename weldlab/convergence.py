@@ -259,6 +259,70 @@ def ceiling_table(records):
     return markdown_table(["reconstruction", *_type_names()], rows)
 
 
+def ideal_reconstruction_path(results_root, preset):
+    """Where ``scripts/ideal_reconstruction.py`` records what a perfect reconstruction catches."""
+    return Path(results_root) / f"ideal_reconstruction_synthetic_{preset}.json"
+
+
+def read_ideal_reconstruction(results_root=RESULTS_ROOT, preset="standard"):
+    """The record ``scripts/ideal_reconstruction.py`` wrote (simulated films only).
+
+    Returns
+    -------
+    dict
+        Its ``types`` map ``"<type> (<reading>)"`` to the share of 200 patches flagged by each
+        reconstruction (``ideal``, ``ae_complete_removal``, ``ae``, ``blur``) and the median
+        peak of the pasted indication (``peak_median``).
+    """
+    path = ideal_reconstruction_path(results_root, preset)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no record of the perfect reconstruction; "
+                                f"`python scripts/ideal_reconstruction.py --preset {preset}` makes it")
+    return json.loads(path.read_text())
+
+
+#: The reconstructions of :func:`read_ideal_reconstruction`'s record, best okay fit first.
+IDEAL_COLUMNS = {"ideal": "perfect reconstruction (the film before its grain)",
+                 "ae_complete_removal": "AE's okay fit, indication removed whole",
+                 "ae": "AE as shipped", "blur": "blur"}
+
+
+def ideal_reconstruction_rows(record, reading="before"):
+    """Per synthetic type, the share each reconstruction flags, at one amplitude reading.
+
+    Returns
+    -------
+    dict of str -> dict
+        type -> the record's row (``peak_median`` and one share per :data:`IDEAL_COLUMNS`).
+
+    Examples
+    --------
+    >>> from weldlab.convergence import TYPES, ideal_reconstruction_rows
+    >>> row = {"peak_median": 0.05, "ideal": 1.0, "ae_complete_removal": 0.9, "ae": 0.0, "blur": 0.0}
+    >>> rec = {"types": {f"{t} ({r})": row for t in TYPES for r in ("before", "after")}}
+    >>> ideal_reconstruction_rows(rec)["hollow"]["ae_complete_removal"]
+    0.9
+    """
+    missing = [t for t in TYPES if f"{t} ({reading})" not in record["types"]]
+    if missing:
+        raise KeyError(f"the perfect-reconstruction record has no row for {', '.join(missing)} ({reading})")
+    return {t: record["types"][f"{t} ({reading})"] for t in TYPES}
+
+
+def ideal_reconstruction_table(record, reading="before"):
+    """Markdown: per synthetic type, the share flagged by a perfect reconstruction and the AE.
+
+    Returns
+    -------
+    str
+    """
+    rows = ideal_reconstruction_rows(record, reading)
+    body = [[t.replace("_", " "), f"{rows[t]['peak_median']:.3f}",
+             *(f"{100 * rows[t][c]:.1f}" for c in IDEAL_COLUMNS)] for t in TYPES]
+    return markdown_table(["type", "median peak in the patch", *(f"{v} (%)" for v in IDEAL_COLUMNS.values())],
+                          body)
+
+
 def recipes(records):
     """Each run's recipe as a Markdown list (the key to the tables' run names)."""
     return "\n".join(f"- **{r['name']}**: {describe(r['variant'])}, {r['pairs_trained']:,} pairs" for r in records)
