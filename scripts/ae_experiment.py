@@ -16,13 +16,14 @@ training radiographs, beside the classical blur baseline (Gaussian sigma 4 px):
 * throughput (training pairs per second, validation and checkpoints included) and wall time.
 
 The record goes to ``book/results/convergence/<name>.json``; ``--table`` prints every
-recorded run as one Markdown table. ``--judge-seed S`` evaluates on datasets built with
+recorded run on ``--data`` as one Markdown table. ``--judge-seed S`` evaluates on datasets built with
 another dataset seed (patches the run never saw), with the test sets too (``--test``).
 
     python scripts/ae_experiment.py base --pairs 9600
     python scripts/ae_experiment.py pm --pairs 9600 --scaling patch_mean
     python scripts/ae_experiment.py crop96 --pairs 54400 --crop 96 --batch-size 32 --steps-per-epoch 50
     python scripts/ae_experiment.py --table
+    python scripts/ae_experiment.py sim_shipped --data synthetic --model weldlab/pretrained/synthetic/ae/sni/seed0
 """
 
 import argparse
@@ -154,7 +155,7 @@ def main():
     ap.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
     args = ap.parse_args()
     if args.table:
-        print(convergence_table(read_records(make_config(args.preset).results_root)))
+        print(convergence_table(read_records(make_config(args.preset).results_root, data=args.data)))
         return 0
     if not args.name:
         ap.error("a run name is needed (or --table)")

@@ -287,3 +287,16 @@ def test_the_perfect_reconstruction_record_is_read_and_tabled(tmp_path):
         convergence.ideal_reconstruction_rows({"types": {}}, "before")
     with pytest.raises(FileNotFoundError, match="scripts/ideal_reconstruction.py --preset quick"):
         convergence.read_ideal_reconstruction(tmp_path, "quick")
+
+
+def test_runs_on_simulated_films_are_read_apart_from_chapter_4s(records):
+    sim = read_records(data="synthetic")
+    names = {r["name"] for r in sim}
+    assert {"sim_shipped", "sim_ok01_warm"} <= names and not names & {r["name"] for r in records}
+    assert all(r["record"]["data"] == "synthetic" for r in sim)
+    assert all(r["record"]["data"] == "gdxray" for r in records)
+    # judged on the same simulated patches: one blur row serves them all
+    rows = residual_table(sim).splitlines()
+    assert len(rows) == 3 + len(sim) and rows[2].startswith("| *blur* |")
+    (warm,) = read_records(names=["sim_ok01_warm"])  # by name, whatever the data
+    assert warm["variant"]["okay_weight"] == 0.1

@@ -59,7 +59,7 @@ def goal(record):
     return out
 
 
-def read_records(results_root=RESULTS_ROOT, names=None):
+def read_records(results_root=RESULTS_ROOT, names=None, data="gdxray"):
     """The recorded runs, oldest first.
 
     Parameters
@@ -67,9 +67,12 @@ def read_records(results_root=RESULTS_ROOT, names=None):
     results_root : path
         The results folder (``Config.results_root``); the runs are in its :data:`RECORDS`.
     names : sequence of str, optional
-        Only these runs (record file stems), in this order. Without: every run judged
-        the table's way (its own dataset seed, the literal amplitude reading); the others
-        (``<run>.judge7``, ``<run>.after``) only by name.
+        Only these runs (record file stems), in this order, whatever their data. Without:
+        every run on ``data`` judged the table's way (its own dataset seed, the literal
+        amplitude reading); the others (``<run>.judge7``, ``<run>.after``) only by name.
+    data : {"gdxray", "synthetic"}
+        Without ``names``: the runs trained on this data source (chapter 4's table holds
+        the GDXray runs).
 
     Returns
     -------
@@ -84,7 +87,7 @@ def read_records(results_root=RESULTS_ROOT, names=None):
         return [json.loads(p.read_text()) for p in paths]
     # a dotted stem is a run judged otherwise (name.judge7, name.after): read it by name
     records = [json.loads(p.read_text()) for p in folder.glob("*.json") if "." not in p.stem]
-    return sorted(records, key=lambda r: r.get("created", ""))
+    return sorted((r for r in records if r["record"]["data"] == data), key=lambda r: r.get("created", ""))
 
 
 def describe(variant):
@@ -282,7 +285,7 @@ def read_ideal_reconstruction(results_root=RESULTS_ROOT, preset="standard"):
 
 
 #: The reconstructions of :func:`read_ideal_reconstruction`'s record, best okay fit first.
-IDEAL_COLUMNS = {"ideal": "perfect reconstruction (the film before its grain)",
+IDEAL_COLUMNS = {"ideal": "perfect reconstruction",
                  "ae_complete_removal": "AE's okay fit, indication removed whole",
                  "ae": "AE as shipped", "blur": "blur"}
 
