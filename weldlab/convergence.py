@@ -284,7 +284,8 @@ def read_ideal_reconstruction(results_root=RESULTS_ROOT, preset="standard"):
     return json.loads(path.read_text())
 
 
-#: The reconstructions of :func:`read_ideal_reconstruction`'s record, best okay fit first.
+#: The reconstructions of :func:`read_ideal_reconstruction`'s record and their column names: the
+#: perfect one, the shipped AE with perfect removal, the AE as it is, the classical baseline.
 IDEAL_COLUMNS = {"ideal": "perfect reconstruction",
                  "ae_complete_removal": "AE's okay fit, indication removed whole",
                  "ae": "AE as shipped", "blur": "blur"}
