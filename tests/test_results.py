@@ -273,6 +273,12 @@ def test_findings_are_computed_from_the_tables():
                                "and flags at least 95 % of **4 of 5** synthetic types (high-contrast defects: 96 %")
     assert lines[1] == "- The CNN trained on D alone flags fewer than half of **5 of 5** synthetic types."
     assert lines[2].endswith("flag at most 0.20 % of the test okay patches (target 0.1 %).")
+    # a run without the blur baseline still says what each autoencoder catches
+    del ae["blur"]
+    lines = R.findings(result)
+    assert len(lines) == 3
+    assert lines[0] == ("- The autoencoder trained with SNI flags at least 95 % of **4 of 5** synthetic types "
+                        "(high-contrast defects: 96 %); this run has no blur baseline to compare it with.")
 
 
 def test_sensitivity_rows_are_shown_after_the_main_rows_and_counted_apart():
