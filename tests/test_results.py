@@ -191,11 +191,16 @@ def test_a_recorded_run_is_presented_from_its_record():
     runs = R.recorded_runs(RESULTS_ROOT)
     assert [r["preset"] for _, r in runs] == sorted((r["preset"] for _, r in runs), key=R.PRESET_STRENGTH.index)
     assert len(R.runs_table(runs).splitlines()) == 2 + len(runs)
-    path, result = next((f, r) for f, r in runs if r["preset"] == "quick" and r["data"] == "gdxray")
+    path, result = runs[0]  # the strongest: the shipped GDXray models' run
+    assert (result["preset"], result["data"]) == ("standard", "gdxray") and result["test_fpr_resolvable"]
     _, scores = R.load_tables(path)
-    own = R.run_notes(result, path, make_config("quick", data="gdxray"))
-    assert own[0].startswith(f"**Recorded run** `{path.name}`") and not any("No table run" in n for n in own)
-    assert any("No table run is recorded for the paper preset" in n for n in R.run_notes(result, path, make_config("paper")))
+    own = R.run_notes(result, path, make_config("standard", data="gdxray"))
+    assert own[0].startswith(f"**Recorded run** `{path.name}`") and len(own) == 1
+    assert any("No table run is recorded for the quick preset on synthetic data; this chapter shows the recorded "
+               "standard run on gdxray data" in n for n in R.run_notes(result, path, make_config("quick")))
+    few = result | {"test_okay": 300, "test_fpr_resolvable": False}
+    assert R.run_notes(few, path, make_config("standard", data="gdxray"))[-1].startswith(
+        "**Warning: 300 test okay patches cannot resolve an FPR of 0.1 %")
     ops = sum(len(v) for kind in result["operating_points"].values() for v in kind.values())
     assert len(R.operating_points_table(result).splitlines()) == 2 + ops
     seed = result["seeds"][0]
@@ -207,9 +212,10 @@ def test_a_recorded_run_is_presented_from_its_record():
     assert all(len(v) == 2 for v in curves.values())
     assert R.run_tables(result).count("AUROC:") == len(result["tables"])
     # the runs, then the strongest run other than the one shown, in full
-    other_path, other = next((f, r) for f, r in runs if f != path)
-    shown = R.runs_markdown(runs, shown=path)
-    assert shown.startswith(R.runs_table(runs))
+    other_path, other = path.with_name("tables_gdxray_quick.json"), result | {"preset": "quick"}
+    both = [(path, result), (other_path, other)]
+    shown = R.runs_markdown(both, shown=path)
+    assert shown.startswith(R.runs_table(both))
     assert f"### The strongest other run: `{other_path.name}`" in shown and R.run_tables(other) in shown
     assert R.runs_markdown([(path, result)], shown=path) == R.runs_table([(path, result)])
     assert R.table_problems(result) == []
