@@ -24,6 +24,13 @@ Each type is read both ways (:data:`weldlab.perturbations.AMPLITUDE_READINGS` "b
 About 3 minutes on 2 CPU cores at the defaults; writes
 ``book/results/ideal_reconstruction_synthetic_<preset>.json`` (chapter 4 shows it;
 :func:`weldlab.convergence.read_ideal_reconstruction` reads it).
+
+With ``--digitisation other`` the same films are read by another scanner
+(:func:`weldlab.simulate.another_digitisation`, the film family of ``scripts/fit_family.py``)
+and ``--model`` names the detector judged (a folder ``weldlab fit`` wrote, its thresholds
+calibrated on that family); the perfect reconstruction is still the film before its grain, so
+its residual is the grain plus the other scanner's noise. Written to
+``ideal_reconstruction_synthetic_<preset>_other.json`` (chapter 9 shows it).
 """
 
 from __future__ import annotations
@@ -45,25 +52,34 @@ from weldlab.patches import crop, extract_patches  # noqa: E402
 from weldlab.perturbations import TEST_INDICATIONS, GeneratedPerturbations, apply_perturbation  # noqa: E402
 from weldlab.provenance import provenance, write_json  # noqa: E402
 from weldlab.residuals import patch_maxima  # noqa: E402
+from weldlab.simulate import another_digitisation  # noqa: E402
 from weldlab.sets import SHIPPED  # noqa: E402
 from weldlab.thresholds import ResidualThresholds, from_record  # noqa: E402
 from weldlab.trained import TrainedModel, shipped_for  # noqa: E402
 
 #: Seed of the indications and of the okay patches they go into (with the preset's seed).
 STREAM = 31
+#: Seed of the other scanner's noise (with the film's index).
+SCANNER_STREAM = 32
 PER_TYPE = 200
 
 
-def films_and_ideal(cfg, n, per_film):
+def films_and_ideal(cfg, n, per_film, digitisation="book"):
     """Okay patches of ``n`` new films and the same patches cut from the films before their grain.
 
-    One film at a time, so that only one film's intermediate maps are held.
+    One film at a time, so that only one film's intermediate maps are held. With
+    ``digitisation="other"`` each film is read by another scanner first (seeded by its
+    index), and its patches are cut from that reading at the same places.
     """
     x, ideal, film = [], [], []
     for i in range(n):
         layers = []
-        _, (okay,) = new_films(cfg, n, per_film, indices=[i], layers=layers)
-        x.append(okay["patches"])
+        (radiograph,), (okay,) = new_films(cfg, n, per_film, indices=[i], layers=layers)
+        patches = okay["patches"]
+        if digitisation == "other":
+            other = another_digitisation(radiograph, np.random.default_rng([SCANNER_STREAM, i]))
+            patches = extract_patches(other.image.astype(np.float32), okay["centres"], okay["theta"])
+        x.append(patches)
         ideal.append(extract_patches(layers[0]["noise_free"].astype(np.float32), okay["centres"], okay["theta"]))
         film += [i] * len(okay["patches"])
     return np.concatenate(x), np.concatenate(ideal), np.asarray(film)
@@ -79,17 +95,21 @@ def main(argv=None):
     parser.add_argument("--preset", default="standard")
     parser.add_argument("--films", type=int, nargs=2, default=(50, 25), metavar=("CALIBRATION", "TEST"))
     parser.add_argument("--per-film", type=int, default=40)
+    parser.add_argument("--digitisation", choices=("book", "other"), default="book",
+                        help="the films as the book's simulator reads them, or read by another scanner")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="the autoencoder judged, with its thresholds (default: the shipped one)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     cfg = make_config(args.preset, data="synthetic")
     key = build_or_load(cfg).manifest["dataset_key"]
-    folder = shipped_for("ae", SHIPPED["ae"], 0, cfg.data, key)
+    folder = args.model or shipped_for("ae", SHIPPED["ae"], 0, cfg.data, key)
     if folder is None:
         raise SystemExit(f"no AE {SHIPPED['ae']} seed 0 is shipped for the simulated datasets {key}")
     ae = TrainedModel.load(folder, "ae")
     n_cal, n_test = args.films
-    x, ideal, film = films_and_ideal(cfg, n_cal + n_test, args.per_film)
+    x, ideal, film = films_and_ideal(cfg, n_cal + n_test, args.per_film, args.digitisation)
     cal, test = np.flatnonzero(film < n_cal), np.flatnonzero(film >= n_cal)
     print(f"{len(cal)} calibration and {len(test)} test okay patches ({time.perf_counter() - t0:.0f} s)")
 
@@ -98,7 +118,9 @@ def main(argv=None):
     thresholds = {name: ResidualThresholds.calibrate(*patch_maxima(r[cal]), cfg.fpr) for name, r in okay.items()}
     thresholds["ae"] = from_record(ae.record)  # the shipped thresholds, as the chapters use them
     record = {"preset": cfg.preset, "data": cfg.data, "dataset_key": key, "fpr": cfg.fpr,
-              "model": {"training_set": SHIPPED["ae"], "seed": 0},
+              "model": ({"training_set": SHIPPED["ae"], "seed": 0} if args.model is None
+                        else {"folder": args.model.name, "source": ae.record.get("source")}),
+              "digitisation": args.digitisation,
               "films": {"calibration": n_cal, "test": n_test}, "per_film": args.per_film,
               "patches": {"calibration": int(len(cal)), "test": int(len(test))}, "per_type": PER_TYPE,
               "thresholds": {k: {"t_mean": t.t_mean, "t_std": t.t_std} for k, t in thresholds.items()},
@@ -119,7 +141,7 @@ def main(argv=None):
             record["types"][f"{kind} ({reading})"] = row
             print(f"{kind} ({reading}):", {k: round(v, 3) for k, v in row.items()})
     record["seconds"] = round(time.perf_counter() - t0, 1)
-    path = args.out or ideal_reconstruction_path(cfg.results_root, cfg.preset)
+    path = args.out or ideal_reconstruction_path(cfg.results_root, cfg.preset, args.digitisation)
     write_json(path, {**record, **provenance()})
     print(f"wrote {path} ({record['seconds']:.0f} s)")
 

@@ -287,6 +287,13 @@ def test_the_perfect_reconstruction_record_is_read_and_tabled(tmp_path):
         convergence.ideal_reconstruction_rows({"types": {}}, "before")
     with pytest.raises(FileNotFoundError, match="scripts/ideal_reconstruction.py --preset quick"):
         convergence.read_ideal_reconstruction(tmp_path, "quick")
+    # the same films read by another scanner, judged by a fitted detector (chapter 9)
+    other = convergence.read_ideal_reconstruction(digitisation="other")
+    assert other["digitisation"] == "other" and "folder" in other["model"]
+    assert convergence.ideal_reconstruction_path(tmp_path, "standard", "other").name == (
+        "ideal_reconstruction_synthetic_standard_other.json")
+    two = convergence.ideal_reconstruction_table(other, columns={"ideal": "perfect", "blur": "blur"})
+    assert two.splitlines()[0].count("|") == 5 and "perfect (%)" in two
 
 
 def test_runs_on_simulated_films_are_read_apart_from_chapter_4s(records):

@@ -187,6 +187,19 @@ def test_recorded_fits_render_as_one_table():
         read_fit_records(results, ["never"])
 
 
+def test_a_recorded_family_films_parameters_are_those_it_was_simulated_with():
+    from weldlab.fit import films_drawn, read_fit_records
+    from weldlab.simulate import simulate_radiographs
+
+    results = Path(__file__).resolve().parent.parent / "book" / "results"
+    (record,) = read_fit_records(results, ["quick8"])
+    drawn = []
+    simulate_radiographs(3, record["seeds"]["films"], *record["size"], drawn=drawn)
+    got = films_drawn(record, ["sim_0003", "sim_0001"])
+    assert list(got) == ["sim_0003", "sim_0001"]
+    assert got["sim_0003"] == drawn[2] and got["sim_0001"] == drawn[0] and drawn[0] != drawn[2]
+
+
 def test_the_command_line_refuses_bad_input_in_one_line(family, tmp_path, capsys):
     from weldlab.cli import main
 

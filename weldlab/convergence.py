@@ -262,12 +262,17 @@ def ceiling_table(records):
     return markdown_table(["reconstruction", *_type_names()], rows)
 
 
-def ideal_reconstruction_path(results_root, preset):
-    """Where ``scripts/ideal_reconstruction.py`` records what a perfect reconstruction catches."""
-    return Path(results_root) / f"ideal_reconstruction_synthetic_{preset}.json"
+def ideal_reconstruction_path(results_root, preset, digitisation="book"):
+    """Where ``scripts/ideal_reconstruction.py`` records what a perfect reconstruction catches.
+
+    ``digitisation`` is ``"book"`` (the simulator's films) or ``"other"`` (the same films read
+    by another scanner, :func:`weldlab.simulate.another_digitisation`).
+    """
+    suffix = "" if digitisation == "book" else f"_{digitisation}"
+    return Path(results_root) / f"ideal_reconstruction_synthetic_{preset}{suffix}.json"
 
 
-def read_ideal_reconstruction(results_root=RESULTS_ROOT, preset="standard"):
+def read_ideal_reconstruction(results_root=RESULTS_ROOT, preset="standard", digitisation="book"):
     """The record ``scripts/ideal_reconstruction.py`` wrote (simulated films only).
 
     Returns
@@ -277,10 +282,11 @@ def read_ideal_reconstruction(results_root=RESULTS_ROOT, preset="standard"):
         reconstruction (``ideal``, ``ae_complete_removal``, ``ae``, ``blur``) and the median
         peak of the pasted indication (``peak_median``).
     """
-    path = ideal_reconstruction_path(results_root, preset)
+    path = ideal_reconstruction_path(results_root, preset, digitisation)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no record of the perfect reconstruction; "
-                                f"`python scripts/ideal_reconstruction.py --preset {preset}` makes it")
+        raise FileNotFoundError(f"{path}: no record of the perfect reconstruction; `python "
+                                f"scripts/ideal_reconstruction.py --preset {preset} --digitisation {digitisation}` "
+                                "makes it")
     return json.loads(path.read_text())
 
 
@@ -313,18 +319,26 @@ def ideal_reconstruction_rows(record, reading="before"):
     return {t: record["types"][f"{t} ({reading})"] for t in TYPES}
 
 
-def ideal_reconstruction_table(record, reading="before"):
+def ideal_reconstruction_table(record, reading="before", columns=None):
     """Markdown: per synthetic type, the share flagged by a perfect reconstruction and the AE.
+
+    Parameters
+    ----------
+    record : dict
+        :func:`read_ideal_reconstruction`'s.
+    reading : {"before", "after"}
+    columns : dict, optional
+        Which of :data:`IDEAL_COLUMNS` to show, and their names (default all, as named there).
 
     Returns
     -------
     str
     """
+    columns = IDEAL_COLUMNS if columns is None else columns
     rows = ideal_reconstruction_rows(record, reading)
     body = [[t.replace("_", " "), f"{rows[t]['peak_median']:.3f}",
-             *(f"{100 * rows[t][c]:.1f}" for c in IDEAL_COLUMNS)] for t in TYPES]
-    return markdown_table(["type", "median peak in the patch", *(f"{v} (%)" for v in IDEAL_COLUMNS.values())],
-                          body)
+             *(f"{100 * rows[t][c]:.1f}" for c in columns)] for t in TYPES]
+    return markdown_table(["type", "median peak in the patch", *(f"{v} (%)" for v in columns.values())], body)
 
 
 def recipes(records):

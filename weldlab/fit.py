@@ -372,6 +372,37 @@ def read_fit_records(results_root, names):
     return [json.loads(p.read_text()) for p in paths]
 
 
+def films_drawn(record, names):
+    """What the simulator drew for films of a recorded fit's family (``scripts/fit_family.py``).
+
+    Each film is simulated again alone (:func:`weldlab.simulate.simulate_radiographs`'s
+    ``indices``: the same film as among all), at the record's size and film seed; the other
+    scanner does not change what was drawn.
+
+    Parameters
+    ----------
+    record : dict
+        From :func:`read_fit_records` (``seeds``, ``size``).
+    names : iterable of str
+        Film names ``sim_NNNN`` of that family.
+
+    Returns
+    -------
+    dict
+        name -> the drawn parameters (``crown_exponent``: the bead profile's exponent, below 1
+        where the bead meets the plate steeply; ``undercut_mm``: the toe groove's depth; ...).
+    """
+    from .simulate import simulate_radiographs
+
+    out = {}
+    for name in names:
+        i = int(name.removeprefix("sim_")) - 1
+        drawn = []
+        simulate_radiographs(i + 1, record["seeds"]["films"], *record["size"], indices=[i], drawn=drawn)
+        out[name] = drawn[0]
+    return out
+
+
 def held_out_table(records):
     """Markdown: what the shipped and each recorded fitted detector send to review on held-out films.
 
