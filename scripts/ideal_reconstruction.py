@@ -52,8 +52,8 @@ from weldlab.patches import crop, extract_patches  # noqa: E402
 from weldlab.perturbations import TEST_INDICATIONS, GeneratedPerturbations, apply_perturbation  # noqa: E402
 from weldlab.provenance import provenance, write_json  # noqa: E402
 from weldlab.residuals import patch_maxima  # noqa: E402
-from weldlab.simulate import another_digitisation  # noqa: E402
 from weldlab.sets import SHIPPED  # noqa: E402
+from weldlab.simulate import another_digitisation  # noqa: E402
 from weldlab.thresholds import ResidualThresholds, from_record  # noqa: E402
 from weldlab.trained import TrainedModel, shipped_for  # noqa: E402
 
@@ -116,7 +116,7 @@ def main(argv=None):
     okay = {"ideal": crop(x) - crop(ideal), "ae": reconstruction_residuals(ae.model, x),
             "blur": background_residuals(x)}
     thresholds = {name: ResidualThresholds.calibrate(*patch_maxima(r[cal]), cfg.fpr) for name, r in okay.items()}
-    thresholds["ae"] = from_record(ae.record)  # the shipped thresholds, as the chapters use them
+    thresholds["ae"] = from_record(ae.record)  # the model's own thresholds, as `weldlab scan` uses them
     record = {"preset": cfg.preset, "data": cfg.data, "dataset_key": key, "fpr": cfg.fpr,
               "model": ({"training_set": SHIPPED["ae"], "seed": 0} if args.model is None
                         else {"folder": args.model.name, "source": ae.record.get("source")}),
